@@ -1,0 +1,1 @@
+"""The ``babysitter`` command line: ``demo``, ``dashboard``, ``check``, ``compare``, ``report``."""

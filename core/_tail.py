@@ -1,0 +1,148 @@
+"""Incremental reading of one append-only JSON Lines file.
+
+The tail remembers its byte offset, the file's inode, the bytes of a last line that has
+no newline yet, and the line number. ``read_new`` reads only what was appended since the
+previous call, in bounded chunks, and parses only complete lines. A line that is not
+valid strict JSON (RFC 8259: no NaN tokens, valid UTF-8) is skipped and reported with
+its line number. A line longer than ``max_line`` bytes is skipped without being held in
+memory. A file that shrank or was replaced (new inode) is reported as ``reset`` so the
+caller can start over.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .schema import KINDS, Problem
+
+CHUNK = 4 << 20
+MAX_LINE = 64 << 20
+
+
+@dataclass(slots=True)
+class TailResult:
+    """What one ``read_new`` call found."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    reset: bool = False
+    bytes_read: int = 0
+
+
+def check_record(obj: Any) -> str | None:
+    """Why ``obj`` is not a record of the format, or ``None`` when it is one."""
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    kind = obj.get("kind")
+    if kind not in KINDS:
+        return f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})"
+    step = obj.get("step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        return f"'step' must be an integer, got {step!r}"
+    if not -(2**62) < step < 2**62:
+        return f"'step' {step} is out of range"
+    return None
+
+
+class FileTail:
+    """Reads the new complete lines of one file.
+
+    Args:
+        path: the file.
+        rel: its name as shown in problem reports.
+        max_line: longest line kept, in bytes; longer lines are skipped and reported.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], rel: str, max_line: int = MAX_LINE) -> None:
+        self.path = os.fspath(path)
+        self.rel = rel
+        self.max_line = max_line
+        self.offset = 0
+        self.ino: int | None = None
+        self.lineno = 0
+        self._partial = bytearray()
+        self._skipping = False  # inside an over-long line, dropping bytes until its newline
+
+    def read_new(self) -> TailResult:
+        """Parse what was appended since the last call. Never raises for file contents or a missing file."""
+        res = TailResult()
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            if self.ino is not None:
+                res.reset = True
+            return res
+        except OSError as err:
+            res.problems.append(Problem(self.rel, 0, f"cannot open: {err.strerror or err}"))
+            return res
+        try:
+            st = os.fstat(fd)
+            if self.ino is None:
+                self.ino = st.st_ino
+            elif st.st_ino != self.ino or st.st_size < self.offset:
+                res.reset = True
+                return res
+            while self.offset < st.st_size:
+                chunk = os.pread(fd, min(CHUNK, st.st_size - self.offset), self.offset)
+                if not chunk:
+                    break
+                self.offset += len(chunk)
+                res.bytes_read += len(chunk)
+                self._feed(chunk, res)
+        except OSError as err:
+            res.problems.append(Problem(self.rel, self.lineno + 1, f"read error: {err.strerror or err}"))
+        finally:
+            os.close(fd)
+        return res
+
+    def _feed(self, chunk: bytes, res: TailResult) -> None:
+        start = 0
+        n = len(chunk)
+        loads = orjson.loads
+        while start < n:
+            nl = chunk.find(b"\n", start)
+            if nl < 0:
+                if not self._skipping:
+                    self._partial += chunk[start:]
+                    if len(self._partial) > self.max_line:
+                        self._partial = bytearray()
+                        self._skipping = True
+                return
+            self.lineno += 1
+            if self._skipping:
+                self._skipping = False
+                res.problems.append(Problem(self.rel, self.lineno, f"line longer than {self.max_line} bytes; skipped"))
+                start = nl + 1
+                continue
+            if self._partial:
+                self._partial += chunk[start:nl]
+                line: bytes | bytearray = self._partial
+                self._partial = bytearray()
+            else:
+                line = chunk[start:nl]
+            start = nl + 1
+            if len(line) > self.max_line:
+                res.problems.append(Problem(self.rel, self.lineno, f"line longer than {self.max_line} bytes; skipped"))
+                continue
+            if not line.strip():
+                continue
+            try:
+                obj = loads(line)
+            except orjson.JSONDecodeError as err:
+                res.problems.append(Problem(self.rel, self.lineno, f"not valid JSON ({str(err)[:120]}); skipped"))
+                continue
+            why = check_record(obj)
+            if why is not None:
+                res.problems.append(Problem(self.rel, self.lineno, why + "; skipped"))
+                continue
+            obj["_line"] = self.lineno
+            res.records.append(obj)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of a last line that has no newline yet ("not yet written")."""
+        return len(self._partial)

@@ -1,0 +1,237 @@
+"""The run-folder format (docs/format.md), as constants and small frozen types.
+
+A run is a folder holding ``meta.json`` (written atomically) and one or more append-only
+JSON Lines files, one writer per file. Every line is one JSON object with at least
+``kind`` and ``step``. Layer statistics are columnar inside a line: ``layers`` lists the
+names and every statistic is an array parallel to it, so that a reader fills numpy
+arrays with one assignment per field instead of building a dict per layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT_NAME = "babysitter"
+FORMAT_VERSION = 1
+
+META_FILE = "meta.json"
+HEARTBEAT_FILE = "heartbeat"
+DATA_SUFFIX = ".jsonl"
+
+# Record kinds.
+KIND_SCALARS = "scalars"
+KIND_ACTS = "acts"
+KIND_PARAMS = "params"
+KIND_INPUT = "input"
+KIND_FINDING = "finding"
+KINDS = (KIND_SCALARS, KIND_ACTS, KIND_PARAMS, KIND_INPUT, KIND_FINDING)
+
+# Per-layer activation statistics: each an array parallel to ``layers`` in an "acts" line.
+ACT_FIELDS = ("mean", "std", "min", "max", "zero_frac", "dead_frac", "sat_frac", "nan", "inf")
+ACT_HIST_FIELDS = ("hist_lo", "hist_hi", "hist")
+# Per-parameter-tensor statistics: arrays parallel to ``params`` in a "params" line.
+PARAM_FIELDS = (
+    "w_norm", "w_std", "upd_norm", "upd_ratio", "grad_norm", "w_nan", "w_inf", "grad_nan", "grad_inf",
+)
+INPUT_FIELDS = ("mean", "std", "min", "max", "nan", "inf")
+
+DEFAULT_BINS = 64
+SEVERITIES = ("error", "warning", "info")
+
+# Activation kinds. The ReLU family has dead units; tanh/sigmoid saturate.
+RELU_FAMILY = frozenset({"relu", "relu6", "leaky_relu", "prelu", "rrelu", "elu", "selu", "celu", "gelu", "silu",
+                         "mish", "softplus", "hardswish"})
+SATURATING = frozenset({"tanh", "sigmoid", "hardtanh", "hardsigmoid", "softsign"})
+ACTIVATION_KINDS = RELU_FAMILY | SATURATING | frozenset({"linear", "identity"})
+LAYER_KINDS = ACTIVATION_KINDS | frozenset({"conv", "batchnorm", "layernorm", "embedding", "input", "other"})
+
+
+@dataclass(frozen=True, slots=True)
+class LayerInfo:
+    """One watched layer, as listed in ``meta.json``.
+
+    Attributes:
+        name: unique name, e.g. ``"fc1"`` or ``"features.0"``.
+        kind: one of ``LAYER_KINDS`` (``"relu"``, ``"tanh"``, ``"linear"``, ``"conv"``, ...).
+        shape: output shape without the batch dimension, when known.
+        params: names of the parameter tensors this layer owns (``"fc1.weight"``, ...).
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...] | None = None
+    params: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind}
+        if self.shape is not None:
+            out["shape"] = list(self.shape)
+        if self.params:
+            out["params"] = list(self.params)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Any) -> "LayerInfo | None":
+        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+            return None
+        kind = obj.get("kind") if isinstance(obj.get("kind"), str) else "other"
+        shape = obj.get("shape")
+        shape_t = tuple(int(s) for s in shape if isinstance(s, int)) if isinstance(shape, list) else None
+        params = obj.get("params")
+        params_t = tuple(p for p in params if isinstance(p, str)) if isinstance(params, list) else ()
+        return cls(obj["name"], kind, shape_t, params_t)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One diagnosis: what is wrong, where, since when, and what to do.
+
+    Attributes:
+        rule: stable rule id users script against, e.g. ``"dead_relu"``.
+        severity: ``"error"``, ``"warning"`` or ``"info"``.
+        step: the first logged step at which the rule held.
+        layers: the layers involved (empty for run-level findings such as the loss).
+        message: one sentence with the measured value and the threshold.
+        fix: a concrete change to try.
+        value: the measured value, when there is one number.
+        threshold: the threshold it was compared with.
+    """
+
+    rule: str
+    severity: str
+    step: int
+    layers: tuple[str, ...] = ()
+    message: str = ""
+    fix: str = ""
+    value: float | None = None
+    threshold: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule, "severity": self.severity, "step": self.step, "layers": list(self.layers),
+            "message": self.message, "fix": self.fix,
+            "value": finite_or_none(self.value), "threshold": finite_or_none(self.threshold),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Finding | None":
+        rule, sev, step = obj.get("rule"), obj.get("severity"), obj.get("step")
+        if not isinstance(rule, str) or sev not in SEVERITIES or not _is_int(step):
+            return None
+        layers = obj.get("layers") or []
+        return cls(
+            rule=rule, severity=sev, step=int(step),
+            layers=tuple(str(x) for x in layers) if isinstance(layers, list) else (),
+            message=str(obj.get("message", "")), fix=str(obj.get("fix", "")),
+            value=_num(obj.get("value")), threshold=_num(obj.get("threshold")),
+        )
+
+
+def finite_or_none(x: Any) -> float | None:
+    """A float for JSON: ``None`` for missing and non-finite values (RFC 8259 has no NaN)."""
+    if x is None:
+        return None
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def nonfinite_tag(x: float) -> str | None:
+    """``"nan"``, ``"inf"`` or ``"-inf"`` for a non-finite float, else ``None``."""
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return None
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A line or file the reader could not use. Reported, never raised.
+
+    Attributes:
+        file: path of the file, relative to the run folder.
+        line: 1-based line number, or 0 for a whole-file problem.
+        message: what was wrong.
+    """
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+
+@dataclass(slots=True)
+class Meta:
+    """The contents of ``meta.json``, checked field by field (unknown fields are kept in ``extra``)."""
+
+    run: str = ""
+    format_version: int = FORMAT_VERSION
+    created: float | None = None
+    status: str = "running"
+    ended: float | None = None
+    error: str | None = None
+    hparams: dict[str, Any] = field(default_factory=dict)
+    search_space: dict[str, Any] = field(default_factory=dict)
+    layers: list[LayerInfo] = field(default_factory=list)
+    num_classes: int | None = None
+    framework: str | None = None
+    every: int | None = None
+    pid: int | None = None
+    host: str | None = None
+    sanity: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "format": FORMAT_NAME, "format_version": self.format_version, "run": self.run,
+            "created": self.created, "status": self.status, "ended": self.ended, "error": self.error,
+            "hparams": self.hparams, "search_space": self.search_space,
+            "layers": [layer.to_json() for layer in self.layers], "num_classes": self.num_classes,
+            "framework": self.framework, "every": self.every, "pid": self.pid, "host": self.host,
+            "sanity": self.sanity,
+        }
+        out.update({k: v for k, v in self.extra.items() if k not in out})
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Meta":
+        m = cls()
+        known = set(m.to_json())
+        m.run = str(obj.get("run", ""))
+        fv = obj.get("format_version")
+        m.format_version = int(fv) if _is_int(fv) else FORMAT_VERSION
+        m.created = _num(obj.get("created"))
+        status = obj.get("status")
+        m.status = status if status in ("running", "finished", "crashed") else "running"
+        m.ended = _num(obj.get("ended"))
+        m.error = str(obj["error"]) if obj.get("error") is not None else None
+        m.hparams = obj["hparams"] if isinstance(obj.get("hparams"), dict) else {}
+        m.search_space = obj["search_space"] if isinstance(obj.get("search_space"), dict) else {}
+        layers = obj.get("layers") if isinstance(obj.get("layers"), list) else []
+        m.layers = [li for li in (LayerInfo.from_json(x) for x in layers) if li is not None]
+        nc = obj.get("num_classes")
+        m.num_classes = int(nc) if _is_int(nc) and nc > 0 else None
+        m.framework = str(obj["framework"]) if isinstance(obj.get("framework"), str) else None
+        ev = obj.get("every")
+        m.every = int(ev) if _is_int(ev) and ev > 0 else None
+        m.pid = int(obj["pid"]) if _is_int(obj.get("pid")) else None
+        m.host = str(obj["host"]) if isinstance(obj.get("host"), str) else None
+        m.sanity = str(obj["sanity"]) if isinstance(obj.get("sanity"), str) else None
+        m.extra = {k: v for k, v in obj.items() if k not in known and k != "format"}
+        return m

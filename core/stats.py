@@ -1,0 +1,169 @@
+"""Per-layer statistics in numpy: pure functions from arrays to small dicts.
+
+These are the reference definitions (docs/format.md lists the fields). The PyTorch
+adapter computes the same quantities with torch ops on the tensor's device, and its tests
+compare against these functions.
+
+Definitions (CS231n "Training Neural Networks I"):
+
+* mean/std/min/max: over the finite elements of the layer's output for the batch
+  (population std, ddof=0).
+* zero_frac: share of elements exactly 0 (sparsity).
+* dead_frac: share of *units* whose output is <= 0 for every example of the batch. A unit
+  is axis 1 of the output: a neuron of a (N, D) output, a channel of a (N, C, H, W)
+  convolution output (dead if <= 0 at every position of every example). Only for the
+  ReLU family; ``None`` otherwise.
+* sat_frac: share of elements within ``SAT_EPS`` of an asymptote (tanh: |y| > 0.99;
+  sigmoid: y < 0.01 or y > 0.99). Only for saturating kinds; ``None`` otherwise.
+* hist: ``DEFAULT_BINS`` equal-width counts over [lo, hi] = [min, max] of the finite values.
+* nan/inf: counts of non-finite elements; they are excluded from every other statistic.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .schema import DEFAULT_BINS, RELU_FAMILY, SATURATING
+
+__all__ = ["activation_stats", "param_stats", "input_stats", "histogram", "SAT_EPS"]
+
+SAT_EPS = 0.01  # distance to an asymptote counted as saturated
+
+
+def _finite_view(a: np.ndarray) -> tuple[np.ndarray, int, int, np.ndarray | None]:
+    """The finite elements (flattened), NaN count, Inf count, and the finite mask if any were dropped."""
+    if a.dtype.kind not in "fc":
+        return a.reshape(-1), 0, 0, None
+    fin = np.isfinite(a)
+    if fin.all():
+        return a.reshape(-1), 0, 0, None
+    n_nan = int(np.isnan(a).sum())
+    n_inf = int(fin.size - fin.sum()) - n_nan
+    return a[fin], n_nan, n_inf, fin
+
+
+def histogram(values: np.ndarray, bins: int = DEFAULT_BINS) -> tuple[float, float, list[int]]:
+    """Equal-width histogram of finite ``values`` over their own [min, max].
+
+    Returns:
+        ``(lo, hi, counts)``. For an empty input ``(0.0, 0.0, [0] * bins)``; when all values
+        are equal, ``lo == hi`` and every count sits in the first bin.
+    """
+    v = values.reshape(-1)
+    if v.size == 0:
+        return 0.0, 0.0, [0] * bins
+    lo, hi = float(v.min()), float(v.max())
+    if lo == hi:
+        counts = [0] * bins
+        counts[0] = int(v.size)
+        return lo, hi, counts
+    counts, _ = np.histogram(v, bins=bins, range=(lo, hi))
+    return lo, hi, counts.astype(np.int64).tolist()
+
+
+def _f(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def activation_stats(a: Any, kind: str = "linear", *, bins: int = DEFAULT_BINS) -> dict[str, Any]:
+    """Statistics of one layer's output for one batch.
+
+    Args:
+        a: the layer's output, batch first: ``(N,)``, ``(N, D)`` or ``(N, C, ...)``.
+        kind: activation kind (``"relu"``, ``"tanh"``, ``"sigmoid"``, ``"linear"``, ...).
+        bins: number of histogram bins.
+
+    Returns:
+        A dict with the keys of ``schema.ACT_FIELDS`` plus ``hist_lo``, ``hist_hi``, ``hist``.
+        Statistics that do not apply (dead units of a tanh layer) or cannot be computed
+        (every element non-finite) are ``None``.
+    """
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "fiub":
+        arr = arr.astype(np.float64)
+    fin, n_nan, n_inf, mask = _finite_view(arr)
+    out: dict[str, Any] = {"nan": n_nan, "inf": n_inf}
+    if fin.size:
+        f64 = fin.astype(np.float64, copy=False)
+        out["mean"] = _f(f64.mean())
+        out["std"] = _f(f64.std())
+        out["min"] = _f(f64.min())
+        out["max"] = _f(f64.max())
+        out["zero_frac"] = float(np.count_nonzero(f64 == 0) / f64.size)
+    else:
+        out.update(mean=None, std=None, min=None, max=None, zero_frac=None)
+
+    out["dead_frac"] = None
+    if kind in RELU_FAMILY and arr.size:
+        if arr.ndim == 1:
+            units = arr.reshape(-1, 1)
+        elif arr.ndim == 2:
+            units = arr
+        else:  # (N, C, ...): a channel is a unit
+            units = np.moveaxis(arr, 1, -1).reshape(-1, arr.shape[1])
+        # A NaN is not <= 0, so a unit with a NaN output is never counted dead.
+        dead = np.all(units <= 0, axis=0)
+        out["dead_frac"] = float(dead.mean())
+
+    out["sat_frac"] = None
+    if kind in SATURATING and fin.size:
+        if kind in ("sigmoid", "hardsigmoid"):
+            sat = (fin < SAT_EPS) | (fin > 1 - SAT_EPS)
+        else:
+            sat = np.abs(fin) > 1 - SAT_EPS
+        out["sat_frac"] = float(np.count_nonzero(sat) / fin.size)
+
+    lo, hi, counts = histogram(fin, bins)
+    out["hist_lo"], out["hist_hi"], out["hist"] = lo, hi, counts
+    return out
+
+
+def _norm_and_bad(a: np.ndarray | None) -> tuple[float | None, float | None, int, int]:
+    if a is None:
+        return None, None, 0, 0
+    arr = np.asarray(a, dtype=np.float64)
+    fin, n_nan, n_inf, _ = _finite_view(arr)
+    if fin.size == 0:
+        return None, None, n_nan, n_inf
+    return _f(np.sqrt(np.dot(fin, fin))), _f(fin.std()), n_nan, n_inf
+
+
+def param_stats(weight: Any, update: Any = None, grad: Any = None) -> dict[str, Any]:
+    """Statistics of one parameter tensor at one step.
+
+    Args:
+        weight: the parameter after the update.
+        update: the change just applied (``weight_after - weight_before``), if known.
+        grad: the gradient, if known.
+
+    Returns:
+        A dict with the keys of ``schema.PARAM_FIELDS``. ``upd_ratio`` is
+        ``upd_norm / w_norm`` (the lecture's update:weight ratio, healthy around 1e-3).
+    """
+    w_norm, w_std, w_nan, w_inf = _norm_and_bad(np.asarray(weight))
+    upd_norm, _, _, _ = _norm_and_bad(None if update is None else np.asarray(update))
+    grad_norm, _, g_nan, g_inf = _norm_and_bad(None if grad is None else np.asarray(grad))
+    ratio = None
+    if upd_norm is not None and w_norm:
+        ratio = _f(upd_norm / w_norm)
+    return {
+        "w_norm": w_norm, "w_std": w_std, "upd_norm": upd_norm, "upd_ratio": ratio, "grad_norm": grad_norm,
+        "w_nan": w_nan, "w_inf": w_inf, "grad_nan": g_nan, "grad_inf": g_inf,
+    }
+
+
+def input_stats(x: Any) -> dict[str, Any]:
+    """Mean, std, min, max and non-finite counts of the first layer's input batch."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        arr = arr.astype(np.float64)
+    fin, n_nan, n_inf, _ = _finite_view(arr)
+    if fin.size == 0:
+        return {"mean": None, "std": None, "min": None, "max": None, "nan": n_nan, "inf": n_inf}
+    f64 = fin.astype(np.float64, copy=False)
+    return {"mean": _f(f64.mean()), "std": _f(f64.std()), "min": _f(f64.min()), "max": _f(f64.max()),
+            "nan": n_nan, "inf": n_inf}

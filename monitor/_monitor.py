@@ -1,0 +1,509 @@
+"""The Monitor: what training code holds. Opens a run folder, takes scalars and layer statistics.
+
+Usage with a hand-written numpy network::
+
+    with Monitor("runs", hparams={"lr": 1e-3}, num_classes=10) as mon:
+        for step in range(steps):
+            h = np.maximum(0, X @ W1)                     # forward
+            mon.activation(step, "fc1", h, kind="relu")   # ignored on steps that are not logged
+            ...
+            mon.weights(step, "W1", W1, update=-lr * dW1, grad=dW1)
+            mon.log(step, loss=loss, lr=lr)               # scalars: every step
+
+Statistics are computed only on logged steps (``every`` steps, and the first step), so the
+calls above cost one integer check on the others.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import secrets
+import socket
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from core.diagnose import nan_loss_finding
+from core.errors import ConfigError, RunExistsError
+from core.schema import (
+    ACT_FIELDS, DEFAULT_BINS, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING, KIND_INPUT, KIND_PARAMS,
+    KIND_SCALARS, LAYER_KINDS, PARAM_FIELDS, Finding, LayerInfo, Meta, finite_or_none, nonfinite_tag,
+)
+from core.stats import activation_stats, input_stats, param_stats
+
+from ._writer import RunWriter
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Monitor", "TrainingDivergedError", "validate_run_name"]
+
+_ON_NAN = ("warn", "raise", "ignore")
+_ON_EXISTS = ("suffix", "error")
+_LOSS_KEYS = ("loss", "train_loss")
+
+
+class TrainingDivergedError(RuntimeError):
+    """Raised from ``Monitor.log`` when the loss is NaN/Inf and the Monitor was made with ``on_nan="raise"``."""
+
+
+def validate_run_name(name: str) -> str:
+    """Check that ``name`` can be a single folder name; return it.
+
+    Any character is allowed except path separators and NUL, and the name cannot be
+    ``.``/``..`` or empty: a run name never reaches outside its log directory.
+
+    Raises:
+        ConfigError: when the name is not usable, saying why.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"run name must be a non-empty string, got {name!r}")
+    if "/" in name or "\\" in name or "\x00" in name or name in (".", ".."):
+        raise ConfigError(f"run name {name!r} must be one folder name: no '/', '\\', NUL, '.' or '..'")
+    if len(name.encode("utf-8")) > 200:
+        raise ConfigError(f"run name is {len(name.encode('utf-8'))} bytes long; keep it under 200")
+    return name
+
+
+def _generated_name() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+# Monitors still open at interpreter exit are closed: "finished", or "crashed" when an
+# uncaught exception is on its way out (recorded by the chained excepthook).
+_OPEN: "weakref.WeakSet[Monitor]" = weakref.WeakSet()
+_UNCAUGHT: list[BaseException] = []
+_prev_excepthook = sys.excepthook
+
+
+def _excepthook(tp, value, tb):  # pragma: no cover - exercised in a subprocess test
+    _UNCAUGHT.append(value)
+    _prev_excepthook(tp, value, tb)
+
+
+sys.excepthook = _excepthook
+
+
+@atexit.register
+def _close_open_monitors() -> None:
+    err = _UNCAUGHT[-1] if _UNCAUGHT else None
+    for mon in list(_OPEN):
+        mon.close(error=err)
+
+
+class Monitor:
+    """Records one training run into ``<logdir>/<name>/``.
+
+    Args:
+        logdir: the log directory; created when needed.
+        name: the run's folder name. ``None`` generates ``YYYYmmdd-HHMMSS-xxxxxx``.
+        hparams: hyperparameters, stored in ``meta.json`` (any JSON-able values).
+        num_classes: number of classes, for the initial-loss check (log C).
+        every: compute layer statistics every ``every`` steps (and at the first step).
+        rank: data-parallel rank. Rank 0 creates the run and writes ``meta.json``;
+            other ranks must be given the same ``name`` and write their own files into it.
+        bins: histogram bins per layer.
+        on_nan: what a NaN/Inf loss does: ``"warn"`` (log a warning, default),
+            ``"raise"`` (raise ``TrainingDivergedError`` to stop training) or ``"ignore"``.
+            The ``nan_loss`` finding is written in every case.
+        on_exists: when ``name`` exists already: ``"suffix"`` (use ``name-2``, ``name-3``, ...;
+            default) or ``"error"`` (raise ``RunExistsError``). A run is never overwritten.
+        search_space: for hyperparameter searches, each sampled parameter's range,
+            e.g. ``{"lr": {"low": 1e-6, "high": 1e-3, "log": True}}``.
+        sanity: ``"overfit_small"`` marks a run as the overfit-a-tiny-subset check.
+        heartbeat: seconds between heartbeat touches; a live run whose heartbeat is older
+            than the reader's ``stale_after`` is shown as crashed. ``0`` disables the thread.
+
+    Raises:
+        ConfigError: for any option out of range, naming the allowed values.
+    """
+
+    def __init__(
+        self,
+        logdir: str | os.PathLike[str] = "runs",
+        name: str | None = None,
+        *,
+        hparams: Mapping[str, Any] | None = None,
+        num_classes: int | None = None,
+        every: int = 10,
+        rank: int = 0,
+        bins: int = DEFAULT_BINS,
+        on_nan: str = "warn",
+        on_exists: str = "suffix",
+        search_space: Mapping[str, Any] | None = None,
+        sanity: str | None = None,
+        heartbeat: float = 5.0,
+    ) -> None:
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise ConfigError(f"every must be a positive integer (steps between statistics), got {every!r}")
+        if not isinstance(rank, int) or rank < 0:
+            raise ConfigError(f"rank must be a non-negative integer, got {rank!r}")
+        if not isinstance(bins, int) or not 2 <= bins <= 1024:
+            raise ConfigError(f"bins must be an integer in 2..1024, got {bins!r}")
+        if on_nan not in _ON_NAN:
+            raise ConfigError(f"on_nan must be one of {_ON_NAN}, got {on_nan!r}")
+        if on_exists not in _ON_EXISTS:
+            raise ConfigError(f"on_exists must be one of {_ON_EXISTS}, got {on_exists!r}")
+        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
+            raise ConfigError(f"num_classes must be a positive integer or None, got {num_classes!r}")
+        if heartbeat < 0:
+            raise ConfigError(f"heartbeat must be >= 0 seconds, got {heartbeat!r}")
+        if rank > 0 and name is None:
+            raise ConfigError("a rank > 0 must be given the run name that rank 0 uses (name=...)")
+        self.logdir = Path(logdir)
+        self.name = validate_run_name(name) if name is not None else None
+        self.every = every
+        self.rank = rank
+        self.bins = bins
+        self.on_nan = on_nan
+        self.on_exists = on_exists
+        self.heartbeat = heartbeat
+        self._meta = Meta(
+            hparams=dict(hparams or {}), num_classes=num_classes, every=every,
+            search_space=dict(search_space or {}), sanity=sanity, framework="numpy",
+        )
+        self._writer: RunWriter | None = None
+        self._closed = False
+        self._first_stats_step: int | None = None
+        self._pending_step: int | None = None
+        self._pending_acts: dict[str, dict[str, Any]] = {}
+        self._pending_params: dict[str, dict[str, Any]] = {}
+        self._layer_names: set[str] = set()
+        self._nan_reported = False
+        self._hb_stop = threading.Event()
+        self._hb_thread: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self.last_step: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder (opens the run if it is not open yet)."""
+        self.open()
+        assert self._writer is not None
+        return self._writer.run_dir
+
+    @property
+    def failed(self) -> bool:
+        """True once writing failed and monitoring stopped."""
+        return self._writer is not None and self._writer.failed
+
+    def open(self) -> "Monitor":
+        """Create the run folder and write ``meta.json``. Called by the first event; safe to call twice.
+
+        Raises:
+            RunExistsError: when ``on_exists="error"`` and the folder exists.
+        """
+        if self._writer is not None:
+            return self
+        run_dir = self._create_run_dir()
+        self._writer = RunWriter(run_dir, self.rank)
+        self._meta.run = run_dir.name
+        self._meta.created = time.time()
+        self._meta.pid = os.getpid()
+        self._meta.host = socket.gethostname()
+        if self.rank == 0:
+            self._writer.write_meta(self._meta.to_json())
+        if self.heartbeat > 0:
+            self._writer.touch(HEARTBEAT_FILE)
+            self._hb_thread = threading.Thread(target=self._beat, name="babysitter-heartbeat", daemon=True)
+            self._hb_thread.start()
+        _OPEN.add(self)
+        log.info("Babysitter run: %s", run_dir)
+        return self
+
+    def _create_run_dir(self) -> Path:
+        try:
+            self.logdir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create log directory {self.logdir}: {err}") from err
+        if self.rank > 0:
+            run_dir = self.logdir / self.name  # type: ignore[operator]
+            run_dir.mkdir(exist_ok=True)
+            return run_dir
+        base = self.name or _generated_name()
+        for i in range(1, 10_000):
+            candidate = base if i == 1 else f"{base}-{i}"
+            run_dir = self.logdir / candidate
+            try:
+                run_dir.mkdir()
+                return run_dir
+            except FileExistsError:
+                if self.on_exists == "error" and self.name is not None:
+                    raise RunExistsError(
+                        f"run folder {run_dir} exists already; pick another name, pass name=None "
+                        f"for a generated one, or on_exists='suffix'") from None
+                if self.name is None:
+                    base = _generated_name()
+        raise RunExistsError(f"could not find a free run name near {base!r} in {self.logdir}")
+
+    def _beat(self) -> None:
+        while not self._hb_stop.wait(self.heartbeat):
+            w = self._writer
+            if w is None or w.failed:
+                return
+            w.touch(HEARTBEAT_FILE)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Flush, mark the run ``finished`` (or ``crashed`` when ``error`` is given), stop the heartbeat.
+
+        Safe to call twice. Never raises.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            _OPEN.discard(self)
+            self._hb_stop.set()
+            if self._writer is None:
+                return
+            try:
+                self._flush_pending()
+                if self.rank == 0:
+                    self._meta.status = "crashed" if error is not None else "finished"
+                    self._meta.ended = time.time()
+                    if error is not None:
+                        self._meta.error = f"{type(error).__name__}: {error}"[:2000]
+                    self._writer.write_meta(self._meta.to_json())
+            finally:
+                self._writer.close()
+
+    def __enter__(self) -> "Monitor":
+        return self.open()
+
+    def __exit__(self, tp, value, tb) -> bool:
+        self.close(error=value)
+        return False
+
+    # -- meta ------------------------------------------------------------------------------
+
+    def set_layers(self, layers: Iterable[LayerInfo | Mapping[str, Any] | tuple[str, str]]) -> None:
+        """Declare the model's layers in order (name and kind; shape and params optional).
+
+        Layers first seen in ``activation`` are added on their own; declaring them gives the
+        dashboard the depth order before the first logged step.
+        """
+        infos = []
+        for item in layers:
+            if isinstance(item, LayerInfo):
+                info = item
+            elif isinstance(item, tuple):
+                info = LayerInfo(item[0], item[1])
+            else:
+                info = LayerInfo(str(item["name"]), str(item.get("kind", "other")),
+                                 tuple(item["shape"]) if item.get("shape") is not None else None,
+                                 tuple(item.get("params", ())))
+            if info.kind not in LAYER_KINDS:
+                raise ConfigError(f"layer {info.name!r}: kind must be one of {sorted(LAYER_KINDS)}, got {info.kind!r}")
+            infos.append(info)
+        with self._lock:
+            self._meta.layers = infos
+            self._layer_names = {i.name for i in infos}
+            self._save_meta()
+
+    def set_meta(self, **fields: Any) -> None:
+        """Update ``meta.json`` fields: ``hparams``, ``num_classes``, ``framework`` or extra keys."""
+        with self._lock:
+            for k, v in fields.items():
+                if k == "hparams":
+                    self._meta.hparams.update(v)
+                elif hasattr(self._meta, k) and k not in ("extra", "layers"):
+                    setattr(self._meta, k, v)
+                else:
+                    self._meta.extra[k] = v
+            self._save_meta()
+
+    def _save_meta(self) -> None:
+        if self._writer is not None and self.rank == 0:
+            self._writer.write_meta(self._meta.to_json())
+
+    def _ensure_layer(self, name: str, kind: str, shape: tuple[int, ...] | None) -> None:
+        if name in self._layer_names:
+            return
+        self._layer_names.add(name)
+        self._meta.layers.append(LayerInfo(name, kind, shape))
+        self._save_meta()
+
+    # -- cadence ---------------------------------------------------------------------------
+
+    def stats_due(self, step: int) -> bool:
+        """True when layer statistics are recorded at ``step``: every ``every`` steps and at the first."""
+        if self._first_stats_step is None:
+            return True
+        return step == self._first_stats_step or step % self.every == 0
+
+    def _stats_step(self, step: int) -> bool:
+        if self._closed:
+            return False
+        if not self.stats_due(step):
+            return False
+        if self._first_stats_step is None:
+            self._first_stats_step = step
+        if self._pending_step is not None and step != self._pending_step:
+            self._flush_pending()
+        self._pending_step = step
+        self.open()
+        return not self.failed
+
+    # -- numpy path ------------------------------------------------------------------------
+
+    def activation(self, step: int, name: str, a: Any, kind: str = "linear") -> None:
+        """Record a layer's output for the batch at ``step`` (ignored on steps that are not logged).
+
+        Args:
+            step: the training step.
+            name: the layer's name.
+            a: its output, batch first (numpy array or anything ``np.asarray`` takes).
+            kind: activation kind: ``relu``, ``leaky_relu``, ``elu``, ``tanh``, ``sigmoid``, ``linear``, ...
+        """
+        if kind not in LAYER_KINDS:
+            raise ConfigError(f"layer {name!r}: kind must be one of {sorted(LAYER_KINDS)}, got {kind!r}")
+        with self._lock:
+            if not self._stats_step(step):
+                return
+            try:
+                arr = np.asarray(a)
+                self._ensure_layer(name, kind, tuple(arr.shape[1:]))
+                self._pending_acts[name] = activation_stats(arr, kind, bins=self.bins)
+            except Exception as err:  # a statistic must never stop training
+                log.warning("Babysitter: could not compute statistics of layer %r: %s", name, err)
+
+    def weights(self, step: int, name: str, weight: Any, update: Any = None, grad: Any = None) -> None:
+        """Record a parameter tensor after its update at ``step`` (ignored on steps that are not logged).
+
+        Args:
+            step: the training step.
+            name: the parameter's name (e.g. ``"W1"`` or ``"fc1.weight"``).
+            weight: the parameter after the update.
+            update: the change applied (``after - before``; for plain SGD ``-lr * grad``).
+            grad: the gradient.
+        """
+        with self._lock:
+            if not self._stats_step(step):
+                return
+            try:
+                self._pending_params[name] = param_stats(weight, update, grad)
+            except Exception as err:
+                log.warning("Babysitter: could not compute statistics of parameter %r: %s", name, err)
+
+    def input(self, step: int, x: Any) -> None:
+        """Record the first layer's input batch at ``step`` (ignored on steps that are not logged)."""
+        with self._lock:
+            if not self._stats_step(step):
+                return
+            try:
+                self.write_input(step, input_stats(np.asarray(x)))
+            except Exception as err:
+                log.warning("Babysitter: could not compute input statistics: %s", err)
+
+    # -- records (shared by the numpy and framework paths) ---------------------------------
+
+    def write_acts(self, step: int, names: list[str], columns: Mapping[str, list[Any]]) -> None:
+        """Append one ``acts`` record: ``columns`` maps each field of ACT_FIELDS and hist fields to a list parallel to ``names``."""
+        rec: dict[str, Any] = {"kind": KIND_ACTS, "step": int(step), "time": time.time(), "layers": list(names)}
+        rec.update(columns)
+        self.open()._writer.append("layers", rec)  # type: ignore[union-attr]
+
+    def write_params(self, step: int, names: list[str], columns: Mapping[str, list[Any]]) -> None:
+        """Append one ``params`` record: ``columns`` maps each field of PARAM_FIELDS to a list parallel to ``names``."""
+        rec: dict[str, Any] = {"kind": KIND_PARAMS, "step": int(step), "time": time.time(), "params": list(names)}
+        rec.update(columns)
+        self.open()._writer.append("layers", rec)  # type: ignore[union-attr]
+
+    def write_input(self, step: int, stats: Mapping[str, Any]) -> None:
+        """Append one ``input`` record with the fields of INPUT_FIELDS."""
+        rec = {"kind": KIND_INPUT, "step": int(step), "time": time.time()}
+        rec.update({k: stats.get(k) for k in INPUT_FIELDS})
+        self.open()._writer.append("layers", rec)  # type: ignore[union-attr]
+
+    def finding(self, finding: Finding) -> None:
+        """Write a finding into the run at once (the dashboard shows it without recomputing)."""
+        rec = {"kind": KIND_FINDING, "time": time.time()}
+        rec.update(finding.to_json())
+        with self._lock:
+            if not self._closed:
+                self.open()._writer.append("scalars", rec)  # type: ignore[union-attr]
+
+    def _flush_pending(self) -> None:
+        step = self._pending_step
+        if step is None or self._writer is None:
+            return
+        acts, params = self._pending_acts, self._pending_params
+        self._pending_acts, self._pending_params, self._pending_step = {}, {}, None
+        if acts:
+            names = list(acts)
+            cols = {f: [acts[n][f] for n in names] for f in (*ACT_FIELDS, "hist_lo", "hist_hi", "hist")}
+            self.write_acts(step, names, cols)
+        if params:
+            names = list(params)
+            self.write_params(step, names, {f: [params[n][f] for n in names] for f in PARAM_FIELDS})
+
+    def flush(self) -> None:
+        """Write the statistics gathered for the current logged step now."""
+        with self._lock:
+            self._flush_pending()
+
+    # -- scalars ---------------------------------------------------------------------------
+
+    def log(self, step: int, **scalars: Any) -> None:
+        """Record scalars at ``step``: ``loss``, ``lr``, ``train_acc``, ``val_acc``, ``val_loss``, ...
+
+        Values may be Python or numpy numbers (or 0-d arrays). Non-finite values are written
+        as ``null`` with their kind in ``nonfinite``. A NaN/Inf ``loss`` writes the
+        ``nan_loss`` finding at once and, with ``on_nan="raise"``, raises
+        ``TrainingDivergedError``.
+
+        Raises:
+            TrainingDivergedError: only with ``on_nan="raise"``, when the loss is NaN/Inf.
+        """
+        bad_loss: str | None = None
+        with self._lock:
+            if self._closed:
+                return
+            if self._pending_step is not None and step >= self._pending_step:
+                self._flush_pending()
+            self.open()
+            values: dict[str, float | None] = {}
+            nonfinite: dict[str, str] = {}
+            for key, v in scalars.items():
+                try:
+                    f = float(v)
+                except (TypeError, ValueError):
+                    log.warning("Babysitter: scalar %r=%r is not a number; skipped", key, v)
+                    continue
+                tag = nonfinite_tag(f)
+                values[key] = finite_or_none(f)
+                if tag:
+                    nonfinite[key] = tag
+                    if key in _LOSS_KEYS and bad_loss is None:
+                        bad_loss = tag
+            rec: dict[str, Any] = {"kind": KIND_SCALARS, "step": int(step), "time": time.time(), "values": values}
+            if nonfinite:
+                rec["nonfinite"] = nonfinite
+            self._writer.append("scalars", rec)  # type: ignore[union-attr]
+            self.last_step = int(step)
+            if bad_loss is not None and not self._nan_reported:
+                self._nan_reported = True
+                self.finding(nan_loss_finding(int(step), bad_loss))
+        if bad_loss is not None:
+            if self.on_nan == "raise":
+                raise TrainingDivergedError(
+                    f"loss is {bad_loss} at step {step}: training diverged. Lower the learning rate "
+                    f"(often 10x). Run: {self.run_dir}")
+            if self.on_nan == "warn" and self._nan_reported and self._warned_nan is False:
+                self._warned_nan = True
+                log.warning("Babysitter: loss is %s at step %d; training diverged (run %s)", bad_loss, step, self.run_dir)
+
+    _warned_nan = False
+
+    def __repr__(self) -> str:
+        where = self._writer.run_dir if self._writer else self.logdir / (self.name or "<not opened>")
+        return f"Monitor({str(where)!r}, every={self.every}, rank={self.rank})"
