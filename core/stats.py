@@ -83,7 +83,7 @@ def activation_stats(a: Any, kind: str = "linear", *, bins: int = DEFAULT_BINS) 
         (every element non-finite) are ``None``.
     """
     arr = np.asarray(a)
-    if arr.dtype.kind not in "fiub":
+    if arr.dtype.kind not in "fiu":  # bool and object arrays become float64
         arr = arr.astype(np.float64)
     fin, n_nan, n_inf, mask = _finite_view(arr)
     out: dict[str, Any] = {"nan": n_nan, "inf": n_inf}
@@ -99,7 +99,7 @@ def activation_stats(a: Any, kind: str = "linear", *, bins: int = DEFAULT_BINS) 
 
     out["dead_frac"] = None
     if kind in RELU_FAMILY and arr.size:
-        if arr.ndim == 1:
+        if arr.ndim <= 1:
             units = arr.reshape(-1, 1)
         elif arr.ndim == 2:
             units = arr
@@ -159,7 +159,7 @@ def param_stats(weight: Any, update: Any = None, grad: Any = None) -> dict[str, 
 def input_stats(x: Any) -> dict[str, Any]:
     """Mean, std, min, max and non-finite counts of the first layer's input batch."""
     arr = np.asarray(x)
-    if arr.dtype.kind not in "fiub":
+    if arr.dtype.kind not in "fiu":  # bool and object arrays become float64
         arr = arr.astype(np.float64)
     fin, n_nan, n_inf, _ = _finite_view(arr)
     if fin.size == 0:

@@ -1,0 +1,83 @@
+"""Tiny shared fixtures: a seeded random generator, a run-folder writer and a few-parameter numpy MLP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pytest
+
+
+def strict_loads(line: str | bytes) -> Any:
+    """``json.loads`` that rejects ``NaN``, ``Infinity`` and ``-Infinity`` (RFC 8259 has none of them)."""
+
+    def _reject(token: str) -> Any:
+        raise ValueError(f"non-standard JSON token {token!r}")
+
+    return json.loads(line, parse_constant=_reject)
+
+
+@pytest.fixture
+def strict_json() -> Callable[[str | bytes], Any]:
+    """The strict parser above, for tests that check every written line."""
+    return strict_loads
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded generator, so every test sees the same arrays."""
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def write_run(tmp_path: Path) -> Callable[..., Path]:
+    """Write a run folder by hand: ``write_run(records, meta=None, name="r", file="scalars.r0.jsonl")``.
+
+    Records are dicts (serialised with ``json.dumps``) or raw ``str``/``bytes`` lines written as
+    they are (add the newline yourself). Returns the run folder.
+    """
+
+    def _write(records: Iterable[Any] = (), meta: dict[str, Any] | None = None, name: str = "r",
+               file: str = "scalars.r0.jsonl") -> Path:
+        run = tmp_path / name
+        run.mkdir(exist_ok=True)
+        if meta is not None:
+            (run / "meta.json").write_text(json.dumps(meta))
+        with open(run / file, "ab") as f:
+            for rec in records:
+                if isinstance(rec, bytes):
+                    f.write(rec)
+                elif isinstance(rec, str):
+                    f.write(rec.encode())
+                else:
+                    f.write(json.dumps(rec, allow_nan=False).encode() + b"\n")
+        return run
+
+    return _write
+
+
+class TinyMLP:
+    """A 2-layer ReLU network in numpy with a few parameters: ``__call__`` returns (hidden, scores)."""
+
+    def __init__(self, d_in: int = 4, hidden: int = 6, d_out: int = 3, seed: int = 0) -> None:
+        g = np.random.default_rng(seed)
+        self.W1 = g.standard_normal((d_in, hidden)) / np.sqrt(d_in)
+        self.W2 = g.standard_normal((hidden, d_out)) / np.sqrt(hidden)
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h = np.maximum(0.0, x @ self.W1)
+        return h, h @ self.W2
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        return {"W1": self.W1, "W2": self.W2}
+
+    def __repr__(self) -> str:
+        return f"TinyMLP({self.W1.shape[0]}-{self.W1.shape[1]}-{self.W2.shape[1]}, relu)"
+
+
+@pytest.fixture
+def tiny_mlp() -> TinyMLP:
+    """A seeded few-parameter numpy MLP (4-6-3, ReLU)."""
+    return TinyMLP()
