@@ -570,6 +570,15 @@ class Run:
         """Every problem found so far (meta.json first)."""
         return ([self._meta_problem] if self._meta_problem else []) + list(self.problems)
 
+    def pending(self) -> dict[str, int]:
+        """Data files whose last line has no newline yet, with its byte count.
+
+        Such a line is "not yet written" (a writer mid-line, or one killed mid-write),
+        never a problem; it is parsed once its newline arrives.
+        """
+        with self._lock:
+            return {name: t.pending_bytes for name, t in self._tails.items() if t.pending_bytes}
+
     def status(self, now: float | None = None, stale_after: float = STALE_AFTER) -> str:
         """``"finished"``, ``"crashed"`` or ``"live"``.
 
