@@ -25,7 +25,9 @@ from core.schema import META_FILE
 
 log = logging.getLogger(__name__)
 
-_DUMP_OPTS = orjson.OPT_SERIALIZE_NUMPY
+# OPT_NON_STR_KEYS: hyperparameter dicts with int (or other) keys are written with text keys
+# instead of failing, which would stop monitoring for a harmless reason.
+_DUMP_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 class MonitoringWarning(RuntimeWarning):
