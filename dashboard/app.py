@@ -1,0 +1,175 @@
+"""The Dash app factory: ``create_app(logdir) -> dash.Dash``.
+
+The app is a shell (top bar, live indicator, a ``dcc.Location`` router) around pages.
+
+Pages live in ``dashboard/pages/``, one module each, exposing ``PAGE = Page(...)``
+(see ``dashboard/pages/__init__.py``). To add a page:
+
+1. write ``dashboard/pages/<name>.py`` with ``layout(ctx, **captures, query=dict)`` and,
+   when it has callbacks, ``register(app, ctx)``; put its component ids in ``dashboard/ids.py``
+   and its figure builders in ``dashboard/figures.py`` (or a module of its own);
+2. end it with ``PAGE = Page(path="/<name>", title="...", layout=layout, register=register)``;
+3. list ``"<name>"`` in ``PAGE_MODULES`` (``"compare"`` is listed already: it is picked up
+   as soon as ``dashboard/pages/compare.py`` exists, and the top bar links to it).
+
+Live refresh: a ``dcc.Interval`` (1 s) asks the server for the version of what the
+current page shows (``LogDir.version`` for the run list, ``Run.version`` for a run's
+pages). The server first reads what the file watcher marked dirty (``LogDir.refresh``,
+only new bytes), then answers ``no_update`` when the version is the one the page holds,
+so an idle dashboard costs one tiny request per second. Page callbacks take the version
+store as input and redraw only when it changed. The "live / last update N s ago"
+indicator is drawn in the browser (a clientside callback) from the same store.
+
+Safety: every run name, message and fix is passed to Dash components as text (never
+as HTML, never through Markdown), and pages reach runs only through ``LogDir.get``,
+which refuses names that would leave the log directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import dash
+from dash import Input, Output, State, dcc, html, no_update
+
+from core import LogDir
+
+from . import ids, pages, theme
+from .context import AppContext
+from .findings import FindingSource
+
+log = logging.getLogger(__name__)
+
+__all__ = ["create_app", "version_key"]
+
+_INDEX = """<!DOCTYPE html>
+<html>
+    <head>
+        {%metas%}
+        <title>{%title%}</title>
+        {%favicon%}
+        {%css%}
+        <style>""" + theme.CSS + """</style>
+    </head>
+    <body>
+        {%app_entry%}
+        <footer>
+            {%config%}
+            {%scripts%}
+            {%renderer%}
+        </footer>
+    </body>
+</html>"""
+
+_LIVE_JS = """
+function(n, data) {
+    var trig = (dash_clientside.callback_context.triggered || []).map(function (t) { return t.prop_id; });
+    if (!data) { return ["connecting", "bs-live"]; }
+    if (trig.some(function (p) { return p.indexOf("app-version") === 0; }) || window.__bsOffset === undefined) {
+        window.__bsOffset = Date.now() / 1000 - data.now;
+    }
+    var age = Math.max(0, Math.round(Date.now() / 1000 - window.__bsOffset - data.t));
+    var text = data.t ? "last update " + age + " s ago" : "no data yet";
+    return [(data.live ? "live" : "idle") + " \\u00b7 " + text, data.live ? "bs-live on" : "bs-live"];
+}
+"""
+
+
+def version_key(ctx: AppContext, pathname: str | None, registered: list[pages.Page], now: float) -> dict[str, Any]:
+    """What the page at ``pathname`` shows, as a value that changes exactly when it must be redrawn.
+
+    Returns ``{"key": [...], "live": bool, "t": time of the newest data}``.
+    """
+    for page in registered:
+        caps = pages.match(page.path, pathname or "/")
+        if caps is None:
+            continue
+        if "run" in caps:
+            run = ctx.run(caps["run"])
+            if run is None:
+                return {"key": ["missing", caps["run"]], "live": False, "t": None}
+            status = run.status(now=now, stale_after=ctx.stale_after)
+            return {"key": ["run", run.name, run.version, status], "live": status == "live", "t": run.last_time}
+        break
+    runs = ctx.logdir.runs()
+    live = any(r.status(now=now, stale_after=ctx.stale_after) == "live" for r in runs)
+    newest = max((r.last_time or 0.0 for r in runs), default=0.0) or None
+    # The list shows ages and live/crashed status: redraw it every 10 s even without new data.
+    return {"key": ["dir", ctx.logdir.version, int(now // 10)], "live": live, "t": newest}
+
+
+def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 2000, stale_after: float = 60.0,
+               title: str = "Babysitter") -> dash.Dash:
+    """Build the dashboard over ``logdir``.
+
+    The caller keeps ``logdir`` fresh by marking runs dirty (``dashboard.watcher.Watcher``
+    does this from file-system events); the app reads the marked runs on each refresh tick.
+
+    Args:
+        logdir: the log directory to show.
+        interval_ms: live refresh period in milliseconds.
+        max_points: most points per trace sent to the browser (longer series are decimated).
+        stale_after: seconds without writes before a running run counts as crashed.
+        title: the browser title.
+
+    Returns:
+        The Dash app; serve it with ``app.run(host="127.0.0.1", port=..., debug=False)``
+        or through WSGI (``app.server``).
+    """
+    ctx = AppContext(logdir=logdir, max_points=max_points, stale_after=stale_after, findings=FindingSource())
+    registered = pages.load_pages()
+    app = dash.Dash(__name__, title=title, update_title=None, suppress_callback_exceptions=True,
+                    serve_locally=True, assets_folder="_no_assets")
+    app.index_string = _INDEX
+    has_compare = any(p.path == "/compare" for p in registered)
+    top = [dcc.Link("Babysitter", href="/", className="bs-brand"),
+           html.Div(id=ids.CRUMBS, className="bs-crumbs")]
+    if has_compare:
+        top.append(dcc.Link("Compare runs", href="/compare"))
+    top.append(html.Div("connecting", id=ids.LIVE, className="bs-live"))
+    app.layout = html.Div([
+        dcc.Location(id=ids.URL),
+        dcc.Interval(id=ids.TICK, interval=interval_ms),
+        dcc.Store(id=ids.VERSION),
+        html.Div(top, className="bs-top"),
+        html.Div(id=ids.PAGE, className="bs-main"),
+    ])
+
+    @app.callback(Output(ids.PAGE, "children"), Output(ids.CRUMBS, "children"),
+                  Input(ids.URL, "pathname"), Input(ids.URL, "search"))
+    def _route(pathname: str | None, search: str | None) -> Any:
+        query = dict(parse_qsl((search or "").lstrip("?")))
+        for page in registered:
+            caps = pages.match(page.path, pathname or "/")
+            if caps is not None:
+                crumbs: list[Any] = [dcc.Link("Runs", href="/")]
+                if "run" in caps:
+                    crumbs += [" / ", caps["run"]]
+                if page.tab or "run" not in caps:
+                    crumbs += [" / ", page.title] if page.path != "/" else []
+                return page.layout(ctx, **caps, query=query), crumbs
+        return html.Div([html.H2("Page not found"), html.P(["Nothing at ", html.Code(unquote(pathname or ""))]),
+                         dcc.Link("Back to all runs", href="/")], className="bs-card"), dcc.Link("Runs", href="/")
+
+    @app.callback(Output(ids.VERSION, "data"), Input(ids.TICK, "n_intervals"),
+                  State(ids.URL, "pathname"), State(ids.VERSION, "data"))
+    def _tick(_n: int | None, pathname: str | None, seen: dict[str, Any] | None) -> Any:
+        ctx.refresh()
+        now = time.time()
+        cur = version_key(ctx, pathname, registered, now)
+        if seen and seen.get("key") == cur["key"] and seen.get("live") == cur["live"]:
+            return no_update
+        cur["now"] = now
+        return cur
+
+    app.clientside_callback(_LIVE_JS, Output(ids.LIVE, "children"), Output(ids.LIVE, "className"),
+                            Input(ids.TICK, "n_intervals"), Input(ids.VERSION, "data"))
+
+    for page in registered:
+        if page.register is not None:
+            page.register(app, ctx)
+    app.babysitter_context = ctx  # for tests and WSGI wrappers
+    return app

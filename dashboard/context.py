@@ -1,0 +1,58 @@
+"""What pages share: the log directory, the refresh lock, the findings cache and URL helpers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from core import LogDir, Run
+
+from .findings import FindingSource
+
+__all__ = ["AppContext", "run_href"]
+
+
+def run_href(run: str, page: str = "", **query: Any) -> str:
+    """The URL of a page of run ``run`` (the name is URL-quoted, so any characters are safe)."""
+    href = "/run/" + quote(run, safe="")
+    if page:
+        href += "/" + page
+    q = {k: v for k, v in query.items() if v is not None}
+    return href + ("?" + urlencode(q) if q else "")
+
+
+@dataclass
+class AppContext:
+    """Shared state of one dashboard app.
+
+    Attributes:
+        logdir: the log directory being shown.
+        max_points: most points per trace sent to the browser (longer series are decimated).
+        stale_after: seconds without writes before a running run is shown as crashed.
+    """
+
+    logdir: LogDir
+    max_points: int = 2000
+    stale_after: float = 60.0
+    findings: FindingSource = field(default_factory=FindingSource)
+    _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
+    last_change: float = field(default_factory=time.time)
+
+    def refresh(self) -> None:
+        """Read what the watcher marked dirty. Concurrent callers skip instead of queueing."""
+        if not self._refresh_lock.acquire(blocking=False):
+            return
+        try:
+            if self.logdir.refresh():
+                self.last_change = time.time()
+        finally:
+            self._refresh_lock.release()
+
+    def run(self, name: str | None) -> Run | None:
+        """The run called ``name`` inside the log directory, or None."""
+        if not name:
+            return None
+        return self.logdir.get(name)

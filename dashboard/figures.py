@@ -1,0 +1,374 @@
+"""Figure builders: pure functions from arrays to Plotly figures.
+
+No function here reads a file or touches Dash; callbacks fetch the data from ``core``
+and pass it in. Long series are decimated before they are drawn (``decimate_index``):
+min/max bucketing keeps every spike visible, and non-finite points are kept so that a
+NaN is never decimated away.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from . import theme
+
+__all__ = [
+    "decimate_index", "rebin", "loss_figure", "accuracy_figure", "lr_figure", "depth_figure",
+    "histograms_figure", "heatmap_figure", "dead_saturation_figure", "update_ratio_figure", "grad_norm_figure",
+    "empty_figure", "points_per_trace", "HEALTHY_RATIO", "RATIO_BAND",
+]
+
+HEALTHY_RATIO = 1e-3          # the lecture's "update:weight should be around 1e-3"
+RATIO_BAND = (1e-4, 1e-2)     # drawn as the healthy band
+FIGURE_POINT_BUDGET = 60_000  # points per figure, over all traces
+
+
+def points_per_trace(n_traces: int, max_points: int) -> int:
+    """Points per trace so a figure of ``n_traces`` stays within the figure budget (at least 200)."""
+    return max(200, min(max_points, FIGURE_POINT_BUDGET // max(1, n_traces)))
+
+
+def decimate_index(y: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices of the points of ``y`` to draw: at most about ``max_points`` of them.
+
+    Min/max bucketing: the finite values are cut into ``max_points // 2`` buckets and the
+    smallest and largest of each kept; the first and last points are kept, and so are the
+    non-finite points (thinned by stride to at most ``max_points // 4``, the first of
+    each always kept) so that a NaN stays marked.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    n = len(y)
+    if n <= max_points:
+        return np.arange(n)
+    nb = max(1, max_points // 2)
+    size = math.ceil(n / nb)
+    pad = nb * size - n
+    finite = np.isfinite(y)
+    lo = np.concatenate([np.where(finite, y, np.inf), np.full(pad, np.inf)]).reshape(nb, size)
+    hi = np.concatenate([np.where(finite, y, -np.inf), np.full(pad, -np.inf)]).reshape(nb, size)
+    base = np.arange(nb) * size
+    picks = [base + lo.argmin(axis=1), base + hi.argmax(axis=1), np.array([0, n - 1])]
+    keep = np.zeros(n, bool)
+    for p in picks:
+        p = p[p < n]
+        keep[p] = True
+    keep &= finite | (np.arange(n) == 0) | (np.arange(n) == n - 1)
+    bad = np.flatnonzero(~finite)
+    if len(bad):
+        stride = max(1, math.ceil(len(bad) / max(1, max_points // 4)))
+        first_of_run = bad[np.concatenate([[True], np.diff(bad) > 1])]
+        keep[bad[::stride]] = True
+        keep[first_of_run[: max_points // 4]] = True
+    return np.flatnonzero(keep)
+
+
+def _thin(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = decimate_index(y, max_points)
+    return np.asarray(x)[idx], np.asarray(y, dtype=np.float64)[idx]
+
+
+def empty_figure(message: str, height: int = theme.SMALL_GRAPH_HEIGHT) -> go.Figure:
+    """A blank figure that says why it is blank."""
+    fig = go.Figure(layout=theme.base_layout(height=height))
+    fig.add_annotation(text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
+                       font=dict(color=theme.MUTED, size=13))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def loss_figure(steps: np.ndarray, loss: np.ndarray, *, val_steps: np.ndarray | None = None,
+                val_loss: np.ndarray | None = None, log_y: bool = False, max_points: int = 2000) -> go.Figure:
+    """Training loss (and validation loss) over steps; NaN/Inf points marked with a red cross.
+
+    Args:
+        steps, loss: the training loss series (non-finite values allowed).
+        val_steps, val_loss: optional validation loss.
+        log_y: draw the y axis on a log scale.
+        max_points: most points per trace.
+    """
+    steps = np.asarray(steps)
+    loss = np.asarray(loss, dtype=np.float64)
+    if not len(steps):
+        return empty_figure("No loss recorded yet.", theme.GRAPH_HEIGHT)
+    fig = go.Figure(layout=theme.base_layout(title=dict(text="Loss", x=0.01, font=dict(size=14))))
+    x, y = _thin(steps, loss, max_points)
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="train loss", line=dict(color=theme.TRAIN, width=1.5)))
+    finite_vals = [loss[np.isfinite(loss)]]
+    if val_steps is not None and val_loss is not None and len(val_steps):
+        vx, vy = _thin(np.asarray(val_steps), np.asarray(val_loss, np.float64), max_points)
+        fig.add_trace(go.Scatter(x=vx, y=vy, mode="lines+markers", name="val loss",
+                                 line=dict(color=theme.VAL, width=1.5), marker=dict(size=4)))
+        finite_vals.append(vy[np.isfinite(vy)])
+    bad = ~np.isfinite(y)
+    if bad.any():
+        allf = np.concatenate(finite_vals)
+        if log_y:
+            allf = allf[allf > 0]
+        top = float(allf.max()) if len(allf) else 1.0
+        labels = ["nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") for v in y[bad]]
+        fig.add_trace(go.Scatter(
+            x=x[bad], y=np.full(int(bad.sum()), top), mode="markers", name="NaN/Inf loss",
+            marker=dict(symbol="x", size=10, color=theme.NAN_MARK, line=dict(width=2, color=theme.NAN_MARK)),
+            text=labels, hovertemplate="step %{x}: loss = %{text}<extra></extra>"))
+        fig.add_vline(x=float(x[bad][0]), line=dict(color=theme.NAN_MARK, dash="dot", width=1))
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(type="log" if log_y else "linear", title_text="loss")
+    return fig
+
+
+def accuracy_figure(train_steps: np.ndarray, train_acc: np.ndarray, val_steps: np.ndarray, val_acc: np.ndarray,
+                    *, max_points: int = 2000) -> go.Figure:
+    """Training and validation accuracy, with the gap between them shaded.
+
+    The training accuracy is interpolated at the validation steps to draw the gap (the
+    lecture's overfitting picture: a big gap means overfitting, none at low accuracy means
+    underfitting).
+    """
+    ts, ta = np.asarray(train_steps), np.asarray(train_acc, np.float64)
+    vs, va = np.asarray(val_steps), np.asarray(val_acc, np.float64)
+    if not len(ts) and not len(vs):
+        return empty_figure("No accuracy recorded yet (log train_acc / val_acc).")
+    fig = go.Figure(layout=theme.base_layout(title=dict(text="Accuracy (gap shaded)", x=0.01, font=dict(size=14))))
+    tf = np.isfinite(ta)
+    if len(vs) and tf.sum() >= 1:
+        gx, gy = _thin(vs, va, max_points)
+        ti = np.interp(gx, ts[tf], ta[tf])
+        fig.add_trace(go.Scatter(x=gx, y=ti, mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=gx, y=gy, mode="lines", line=dict(width=0), fill="tonexty",
+                                 fillcolor=theme.GAP_FILL, name="train-val gap", hoverinfo="skip"))
+    if len(ts):
+        x, y = _thin(ts, ta, max_points)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="train acc", line=dict(color=theme.TRAIN, width=1.5)))
+    if len(vs):
+        x, y = _thin(vs, va, max_points)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="val acc",
+                                 line=dict(color=theme.VAL, width=1.5), marker=dict(size=4)))
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="accuracy")
+    return fig
+
+
+def lr_figure(steps: np.ndarray, lr: np.ndarray, *, max_points: int = 2000) -> go.Figure:
+    """Learning rate over steps (log axis when it spans more than a factor of 10)."""
+    steps, lr = np.asarray(steps), np.asarray(lr, np.float64)
+    if not len(steps):
+        return empty_figure("No learning rate recorded yet (log lr=...).")
+    x, y = _thin(steps, lr, max_points)
+    fig = go.Figure(layout=theme.base_layout(title=dict(text="Learning rate", x=0.01, font=dict(size=14)),
+                                             height=theme.SMALL_GRAPH_HEIGHT, showlegend=False))
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="lr", line=dict(color=theme.TRAIN, width=1.5, shape="hv")))
+    pos = y[np.isfinite(y) & (y > 0)]
+    if len(pos) and pos.max() > 10 * pos.min():
+        fig.update_yaxes(type="log")
+    fig.update_xaxes(title_text="step")
+    return fig
+
+
+def depth_figure(names: Sequence[str], mean: np.ndarray, std: np.ndarray, *, step: int | None = None,
+                 highlight: str | None = None, kinds: Sequence[str] | None = None) -> go.Figure:
+    """Activation mean and standard deviation versus depth at one step (the lecture's plot)."""
+    names = list(names)
+    if not names:
+        return empty_figure("No layer statistics recorded yet.", theme.GRAPH_HEIGHT)
+    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("mean", "std"), horizontal_spacing=0.08)
+    depth = np.arange(1, len(names) + 1)
+    hover = [f"{n} ({k})" for n, k in zip(names, kinds)] if kinds else names
+    for col, (vals, color) in enumerate(((mean, theme.MEAN), (std, theme.STD)), start=1):
+        fig.add_trace(go.Scatter(x=depth, y=vals, mode="lines+markers", marker=dict(size=6, color=color),
+                                 line=dict(color=color), text=hover, name=("mean", "std")[col - 1],
+                                 hovertemplate="%{text}<br>%{y:.4g}<extra></extra>"), row=1, col=col)
+        if highlight in names:
+            i = names.index(highlight)
+            fig.add_trace(go.Scatter(x=[depth[i]], y=[vals[i]], mode="markers", showlegend=False,
+                                     marker=dict(size=13, color="rgba(0,0,0,0)",
+                                                 line=dict(color=theme.HIGHLIGHT, width=2)),
+                                     hoverinfo="skip"), row=1, col=col)
+    title = "Activations by depth" + (f" at step {step}" if step is not None else "")
+    fig.update_layout(**theme.base_layout(title=dict(text=title, x=0.01, font=dict(size=14)), showlegend=False,
+                                          hovermode="closest"))
+    tickvals = depth if len(names) <= 20 else depth[:: math.ceil(len(names) / 20)]
+    fig.update_xaxes(title_text="layer (depth)", tickvals=tickvals, ticktext=[names[i - 1] for i in tickvals],
+                     tickangle=-40 if len(names) > 6 else 0)
+    return fig
+
+
+def histograms_figure(names: Sequence[str], lo: np.ndarray, hi: np.ndarray, counts: np.ndarray,
+                      *, step: int | None = None, highlight: str | None = None, cols: int = 4) -> go.Figure:
+    """Small multiples: one histogram per layer at one step.
+
+    Args:
+        names: the layers to draw (in order).
+        lo, hi: ``[layer]`` histogram ranges.
+        counts: ``[layer, bin]`` counts.
+    """
+    names = list(names)
+    if not names:
+        return empty_figure("No histograms recorded yet.")
+    rows = math.ceil(len(names) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[str(n) for n in names],
+                        vertical_spacing=min(0.12, 0.5 / rows), horizontal_spacing=0.05)
+    for i, name in enumerate(names):
+        c = np.asarray(counts[i], np.float64)
+        a, b = float(lo[i]), float(hi[i])
+        if not (np.isfinite(a) and np.isfinite(b)) or not len(c):
+            continue
+        width = (b - a) / len(c) if b > a else 1.0
+        centers = a + (np.arange(len(c)) + 0.5) * width
+        color = theme.HIGHLIGHT if name == highlight else theme.ACCENT
+        fig.add_trace(go.Bar(x=centers, y=c, width=width, marker=dict(color=color, line=dict(width=0)),
+                             name=str(name), hovertemplate="%{x:.3g}: %{y}<extra></extra>"),
+                      row=i // cols + 1, col=i % cols + 1)
+    title = "Activation histograms" + (f" at step {step}" if step is not None else "")
+    fig.update_layout(**theme.base_layout(title=dict(text=title, x=0.01, font=dict(size=14)), showlegend=False,
+                                          height=max(theme.SMALL_GRAPH_HEIGHT, 190 * rows + 60), bargap=0,
+                                          hovermode="closest", margin=dict(l=40, r=16, t=60, b=30)))
+    fig.update_annotations(font=dict(size=11))
+    fig.update_yaxes(showticklabels=False)
+    return fig
+
+
+def rebin(lo: np.ndarray, hi: np.ndarray, counts: np.ndarray, bins: int | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Histograms with different ranges onto one common grid.
+
+    Each row's counts are spread uniformly over its bins, and the mass falling in each cell
+    of the common grid (from the smallest ``lo`` to the largest ``hi``) is taken from the
+    piecewise-linear cumulative distribution, so totals are kept exactly.
+
+    Args:
+        lo, hi: ``[row]`` ranges; rows with a non-finite range come out as zeros.
+        counts: ``[row, bin]``.
+        bins: cells of the common grid (default: the source bin count).
+
+    Returns:
+        ``(edges, out)``: ``edges`` of length ``bins + 1`` and ``out[row, bin]``.
+    """
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    counts = np.asarray(counts, np.float64)
+    n, nb = counts.shape if counts.ndim == 2 else (0, 0)
+    bins = bins or max(nb, 1)
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    if not ok.any():
+        return np.linspace(0.0, 1.0, bins + 1), np.zeros((n, bins))
+    glo, ghi = float(lo[ok].min()), float(hi[ok].max())
+    if ghi <= glo:
+        ghi = glo + 1.0
+    edges = np.linspace(glo, ghi, bins + 1)
+    out = np.zeros((n, bins))
+    for r in np.flatnonzero(ok):
+        a, b = lo[r], hi[r]
+        if b <= a:  # a constant layer: all mass at one point
+            out[r, min(bins - 1, int((a - glo) / (ghi - glo) * bins))] = counts[r].sum()
+            continue
+        src = np.linspace(a, b, nb + 1)
+        cdf = np.concatenate([[0.0], np.cumsum(counts[r])])
+        out[r] = np.diff(np.interp(edges, src, cdf))
+    return edges, out
+
+
+def heatmap_figure(name: str, steps: np.ndarray, lo: np.ndarray, hi: np.ndarray, counts: np.ndarray,
+                   *, max_columns: int = 1000) -> go.Figure:
+    """One layer's activation histogram over time: step on x, value on y, share of units as colour."""
+    steps = np.asarray(steps)
+    if not len(steps):
+        return empty_figure(f"No histograms recorded for {name} yet.")
+    if len(steps) > max_columns:
+        take = np.linspace(0, len(steps) - 1, max_columns).round().astype(int)
+        steps, lo, hi, counts = steps[take], np.asarray(lo)[take], np.asarray(hi)[take], np.asarray(counts)[take]
+    edges, grid = rebin(lo, hi, counts)
+    total = grid.sum(axis=1, keepdims=True)
+    share = np.divide(grid, total, out=np.zeros_like(grid), where=total > 0)
+    centers = (edges[:-1] + edges[1:]) / 2
+    fig = go.Figure(go.Heatmap(x=steps, y=centers, z=share.T, colorscale=theme.HEAT_SCALE, zmin=0,
+                               colorbar=dict(title=dict(text="share"), thickness=12),
+                               hovertemplate="step %{x}<br>value %{y:.3g}<br>share %{z:.3f}<extra></extra>"))
+    fig.update_layout(**theme.base_layout(title=dict(text=f"{name}: histogram over time", x=0.01,
+                                                     font=dict(size=14)), hovermode="closest"))
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="activation")
+    return fig
+
+
+def _lines(fig: go.Figure, steps: np.ndarray, matrix: np.ndarray, names: Sequence[str], *, max_points: int,
+           row: int | None = None, highlight: str | None = None, positive: bool = False) -> int:
+    """Add one line per column of ``matrix`` that has any finite value; returns how many were drawn."""
+    cols = [j for j in range(matrix.shape[1]) if np.isfinite(matrix[:, j]).any()]
+    per = points_per_trace(len(cols), max_points)
+    for k, j in enumerate(cols):
+        y = matrix[:, j].astype(np.float64)
+        if positive:
+            y = np.where(y > 0, y, np.nan)
+        x, yy = _thin(steps, y, per)
+        hl = names[j] == highlight
+        color = theme.HIGHLIGHT if hl else theme.PALETTE[k % len(theme.PALETTE)]
+        tr = go.Scatter(x=x, y=yy, mode="lines", name=str(names[j]), legendgroup=str(names[j]),
+                        showlegend=row in (None, 1), line=dict(color=color, width=3 if hl else 1.3))
+        if row is None:
+            fig.add_trace(tr)
+        else:
+            fig.add_trace(tr, row=row, col=1)
+    return len(cols)
+
+
+def dead_saturation_figure(steps: np.ndarray, dead: np.ndarray, sat: np.ndarray, names: Sequence[str],
+                           *, max_points: int = 2000, highlight: str | None = None) -> go.Figure:
+    """Dead-unit fraction (ReLU family) and saturated fraction (tanh/sigmoid) over time, per layer."""
+    steps = np.asarray(steps)
+    dead, sat = np.asarray(dead, np.float64), np.asarray(sat, np.float64)
+    if not len(steps):
+        return empty_figure("No layer statistics recorded yet.")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=("dead units (ReLU family)", "saturated units (tanh / sigmoid)"))
+    nd = _lines(fig, steps, dead, names, max_points=max_points, row=1, highlight=highlight)
+    ns = _lines(fig, steps, sat, names, max_points=max_points, row=2, highlight=highlight)
+    for r, n in ((1, nd), (2, ns)):
+        if not n:
+            fig.add_annotation(text="no layer of this kind", showarrow=False, xref="x domain", yref="y domain",
+                               x=0.5, y=0.5, row=r, col=1, font=dict(color=theme.MUTED))
+    fig.update_layout(**theme.base_layout(height=430, showlegend=len(names) <= 30, hovermode="closest",
+                                          legend=dict(font=dict(size=10))))
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    fig.update_xaxes(title_text="step", row=2, col=1)
+    return fig
+
+
+def update_ratio_figure(steps: np.ndarray, ratio: np.ndarray, names: Sequence[str], *, max_points: int = 2000,
+                        highlight: str | None = None) -> go.Figure:
+    """Update:weight ratio per parameter over time on a log axis, with the healthy band around 1e-3."""
+    steps = np.asarray(steps)
+    ratio = np.asarray(ratio, np.float64)
+    if not len(steps) or not np.isfinite(ratio).any():
+        return empty_figure("No update:weight ratios recorded yet (pass update= to Monitor.weights).",
+                            theme.GRAPH_HEIGHT)
+    fig = go.Figure(layout=theme.base_layout(
+        title=dict(text="Update : weight ratio (healthy around 1e-3)", x=0.01, font=dict(size=14)),
+        height=420, hovermode="closest", showlegend=len(names) <= 30))
+    fig.add_hrect(y0=RATIO_BAND[0], y1=RATIO_BAND[1], fillcolor=theme.BAND_FILL, line_width=0, layer="below")
+    fig.add_hline(y=HEALTHY_RATIO, line=dict(color=theme.BAND_LINE, dash="dash", width=1.5),
+                  annotation_text="1e-3", annotation_position="top left")
+    _lines(fig, steps, ratio, names, max_points=max_points, highlight=highlight, positive=True)
+    fig.update_yaxes(type="log", title_text="|update| / |weight|", exponentformat="power")
+    fig.update_xaxes(title_text="step")
+    return fig
+
+
+def grad_norm_figure(steps: np.ndarray, grad: np.ndarray, names: Sequence[str], *, max_points: int = 2000,
+                     highlight: str | None = None) -> go.Figure:
+    """Gradient norm per parameter over time on a log axis."""
+    steps = np.asarray(steps)
+    grad = np.asarray(grad, np.float64)
+    if not len(steps) or not np.isfinite(grad).any():
+        return empty_figure("No gradient norms recorded yet (pass grad= to Monitor.weights).")
+    fig = go.Figure(layout=theme.base_layout(title=dict(text="Gradient norm", x=0.01, font=dict(size=14)),
+                                             hovermode="closest", showlegend=len(names) <= 30))
+    _lines(fig, steps, grad, names, max_points=max_points, highlight=highlight, positive=True)
+    fig.update_yaxes(type="log", title_text="|grad|", exponentformat="power")
+    fig.update_xaxes(title_text="step")
+    return fig

@@ -1,0 +1,44 @@
+"""Component ids of the dashboard, in one place: layouts and callbacks both import them.
+
+Ids of components that exist on every page start with ``app-``; the others belong to
+one page and start with that page's name.
+"""
+
+from __future__ import annotations
+
+# Shell (every page).
+URL = "app-url"
+PAGE = "app-page"
+TICK = "app-tick"            # dcc.Interval driving live refresh
+VERSION = "app-version"      # dcc.Store: {"key": ..., "status": ...} of what the page shows
+LIVE = "app-live"            # "live / last update N s ago" indicator
+CRUMBS = "app-crumbs"
+
+# Run list.
+RUNS_TABLE = "runs-table"
+
+# Pages of one run.
+RUN_NAME = "run-name"        # dcc.Store holding the run's name for the page's callbacks
+RUN_HEADER = "run-header"
+
+# Overview.
+FINDINGS = "overview-findings"
+LOSS_GRAPH = "overview-loss"
+LOSS_SCALE = "overview-loss-scale"
+ACC_GRAPH = "overview-acc"
+LR_GRAPH = "overview-lr"
+PROBLEMS = "overview-problems"
+
+# Layers.
+STEP_SLIDER = "layers-step"
+STEP_LABEL = "layers-step-label"
+LAYER_PICK = "layers-layer"
+DEPTH_GRAPH = "layers-depth"
+HIST_GRAPH = "layers-hist"
+HEATMAP_GRAPH = "layers-heatmap"
+DEADSAT_GRAPH = "layers-deadsat"
+
+# Updates.
+RATIO_GRAPH = "updates-ratio"
+GRAD_GRAPH = "updates-grad"
+PARAM_PICK = "updates-param"

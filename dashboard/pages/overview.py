@@ -1,0 +1,109 @@
+"""One run at a glance: findings (explanation and fix, newest first), loss, accuracy, learning rate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Input, Output, State, dcc, html, no_update
+
+from core import Finding, Run
+
+from .. import figures, ids, theme
+from ..context import AppContext, run_href
+from . import Page
+from ._common import badge, card, graph, not_found, run_header
+
+_LOSS_KEYS = ("loss", "train_loss")
+
+
+def finding_item(run: Run, f: Finding) -> html.Div:
+    """One finding as text; each layer it names links to that layer (or parameter) on its page."""
+    links: list[Any] = []
+    acts, params = set(run.acts.names), set(run.params.names)
+    for name in f.layers:
+        if name in acts or name not in params:
+            href = run_href(run.name, "layers", layer=name)
+        else:
+            href = run_href(run.name, "updates", param=name)
+        links.extend([dcc.Link(name, href=href, className="bs-layer-link"), " "])
+    color = theme.SEVERITY_COLORS.get(f.severity, theme.MUTED)
+    head = [badge(f.severity, color), html.Span(f.rule, className="rule"), html.Span(f"step {f.step}", className="bs-muted")]
+    if links:
+        head.append(html.Span(["layers: ", *links]))
+    body = [html.Div(head, className="head"), html.Div(f.message, className="msg")]
+    if f.fix:
+        body.append(html.Div(["Fix: ", f.fix], className="fix"))
+    return html.Div(body, className="bs-finding", style={"borderLeftColor": color})
+
+
+def findings_list(run: Run, findings: list[Finding]) -> Any:
+    if not findings:
+        return html.Div("No findings so far: nothing on the checklist looks wrong.", className="bs-muted")
+    return [finding_item(run, f) for f in findings]
+
+
+def problems_list(run: Run) -> Any:
+    probs = run.all_problems()
+    if not probs:
+        return None
+    total = run.problem_count + (len(probs) - len(run.problems))
+    items = [html.Li(str(p)) for p in probs[:20]]
+    if total > 20:
+        items.append(html.Li(f"... and {total - 20} more", className="bs-muted"))
+    return html.Details([html.Summary(f"{total} reading problem(s) (lines skipped)"), html.Ul(items)])
+
+
+def _loss(run: Run):
+    for key in _LOSS_KEYS:
+        s = run.scalar(key)
+        if len(s):
+            return s
+    return run.scalar("loss")
+
+
+def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) -> Any:
+    r = ctx.run(run)
+    if r is None:
+        return not_found(run)
+    return html.Div([
+        run_header(ctx, r, ""),
+        card("Findings", html.Div(findings_list(r, ctx.findings(r)), id=ids.FINDINGS),
+             html.Div(problems_list(r), id=ids.PROBLEMS)),
+        card(None,
+             html.Div([html.Label("loss axis"),
+                       dcc.RadioItems(id=ids.LOSS_SCALE, options=[{"label": " linear", "value": "linear"},
+                                                                   {"label": " log", "value": "log"}],
+                                      value="linear", inline=True, inputStyle={"marginLeft": "10px"})],
+                      className="bs-controls"),
+             graph(ids.LOSS_GRAPH)),
+        html.Div([card(None, graph(ids.ACC_GRAPH, theme.SMALL_GRAPH_HEIGHT)),
+                  card(None, graph(ids.LR_GRAPH, theme.SMALL_GRAPH_HEIGHT))], className="bs-grid2"),
+    ])
+
+
+def register(app: Any, ctx: AppContext) -> None:
+    @app.callback(
+        Output(ids.FINDINGS, "children"), Output(ids.PROBLEMS, "children"),
+        Output(ids.ACC_GRAPH, "figure"), Output(ids.LR_GRAPH, "figure"),
+        Input(ids.VERSION, "data"), State(ids.RUN_NAME, "data"))
+    def _update(_version: Any, name: str) -> Any:
+        run = ctx.run(name)
+        if run is None:
+            return (no_update,) * 4
+        ta, va, lr = run.scalar("train_acc"), run.scalar("val_acc"), run.scalar("lr")
+        return (findings_list(run, ctx.findings(run)), problems_list(run),
+                figures.accuracy_figure(ta.steps, ta.values, va.steps, va.values, max_points=ctx.max_points),
+                figures.lr_figure(lr.steps, lr.values, max_points=ctx.max_points))
+
+    @app.callback(Output(ids.LOSS_GRAPH, "figure"),
+                  Input(ids.VERSION, "data"), Input(ids.LOSS_SCALE, "value"), State(ids.RUN_NAME, "data"))
+    def _loss_graph(_version: Any, scale: str, name: str) -> Any:
+        run = ctx.run(name)
+        if run is None:
+            return no_update
+        loss, val = _loss(run), run.scalar("val_loss")
+        return figures.loss_figure(loss.steps, loss.values, val_steps=val.steps, val_loss=val.values,
+                                   log_y=scale == "log", max_points=ctx.max_points)
+
+
+PAGE = Page(path="/run/<run>", title="Overview", layout=layout, register=register, tab=True)

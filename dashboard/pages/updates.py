@@ -1,0 +1,54 @@
+"""Parameter updates: update:weight ratio per parameter on a log axis with the healthy band, gradient norms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Input, Output, State, dcc, html, no_update
+
+from .. import figures, ids
+from ..context import AppContext
+from . import Page
+from ._common import card, graph, not_found, run_header
+
+
+def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) -> Any:
+    r = ctx.run(run)
+    if r is None:
+        return not_found(run)
+    names = list(r.params.names)
+    param = (query or {}).get("param")
+    return html.Div([
+        run_header(ctx, r, "updates"),
+        card(None,
+             html.Div([html.Label("highlight"),
+                       html.Div(dcc.Dropdown(id=ids.PARAM_PICK, options=[{"label": n, "value": n} for n in names],
+                                             value=param if param in names else None, placeholder="parameter"),
+                                style={"minWidth": "260px"})], className="bs-controls"),
+             html.P("The lecture's rule of thumb: each step should change a weight by about 1/1000 of its size. "
+                    "Far above the band, the learning rate is too high for that layer; far below, too low.",
+                    className="bs-muted"),
+             graph(ids.RATIO_GRAPH, 420)),
+        card(None, graph(ids.GRAD_GRAPH)),
+    ])
+
+
+def register(app: Any, ctx: AppContext) -> None:
+    @app.callback(Output(ids.RATIO_GRAPH, "figure"), Output(ids.GRAD_GRAPH, "figure"),
+                  Output(ids.PARAM_PICK, "options"),
+                  Input(ids.VERSION, "data"), Input(ids.PARAM_PICK, "value"), State(ids.RUN_NAME, "data"))
+    def _update(_version: Any, param: str | None, name: str) -> Any:
+        run = ctx.run(name)
+        if run is None:
+            return no_update, no_update, no_update
+        p = run.params
+        names = list(p.names)
+        steps = p.step_array()
+        return (figures.update_ratio_figure(steps, p.field("upd_ratio"), names, max_points=ctx.max_points,
+                                            highlight=param),
+                figures.grad_norm_figure(steps, p.field("grad_norm"), names, max_points=ctx.max_points,
+                                         highlight=param),
+                [{"label": n, "value": n} for n in names])
+
+
+PAGE = Page(path="/run/<run>/updates", title="Updates", layout=layout, register=register, tab=True)

@@ -1,0 +1,90 @@
+"""Colours, sizes and the page style sheet: every visual constant of the dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
+TEXT = "#1f2933"
+MUTED = "#616e7c"
+BG = "#f5f7fa"
+CARD = "#ffffff"
+BORDER = "#e4e7eb"
+ACCENT = "#2563eb"
+
+SEVERITY_COLORS = {"error": "#d64545", "warning": "#e08a00", "info": "#3f7fbf"}
+STATUS_COLORS = {"live": "#1f9d55", "finished": "#616e7c", "crashed": "#d64545"}
+
+TRAIN = "#2563eb"
+VAL = "#e0610e"
+GAP_FILL = "rgba(224, 97, 14, 0.15)"
+NAN_MARK = "#d64545"
+BAND_FILL = "rgba(31, 157, 85, 0.10)"
+BAND_LINE = "rgba(31, 157, 85, 0.7)"
+HIGHLIGHT = "#d64545"
+MEAN = "#2563eb"
+STD = "#7c3aed"
+HEAT_SCALE = "Viridis"
+
+GRAPH_HEIGHT = 320
+SMALL_GRAPH_HEIGHT = 260
+
+# Qualitative palette for many traces (per layer / per parameter).
+PALETTE = (
+    "#2563eb", "#e0610e", "#1f9d55", "#d64545", "#7c3aed", "#8c564b", "#db2777", "#616e7c", "#a3a300", "#0891b2",
+)
+
+
+def base_layout(**overrides: Any) -> dict[str, Any]:
+    """Plotly layout defaults shared by every figure."""
+    layout: dict[str, Any] = dict(
+        template="plotly_white",
+        font=dict(family=FONT, size=12, color=TEXT),
+        margin=dict(l=56, r=16, t=36, b=40),
+        height=GRAPH_HEIGHT,
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1, font=dict(size=11)),
+        hovermode="x unified",
+        uirevision="keep",  # keep the user's zoom across live updates
+    )
+    layout.update(overrides)
+    return layout
+
+
+CSS = f"""
+body {{ margin: 0; background: {BG}; color: {TEXT}; font-family: {FONT}; font-size: 14px; }}
+a {{ color: {ACCENT}; text-decoration: none; }}
+a:hover {{ text-decoration: underline; }}
+.bs-top {{ display: flex; align-items: center; gap: 16px; padding: 10px 24px; background: #111827; color: #f9fafb; }}
+.bs-top a {{ color: #f9fafb; }}
+.bs-brand {{ font-weight: 700; font-size: 17px; letter-spacing: .2px; }}
+.bs-crumbs {{ flex: 1; color: #cbd2d9; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }}
+.bs-crumbs a {{ color: #cbd2d9; }}
+.bs-live {{ font-size: 13px; color: #cbd2d9; white-space: nowrap; }}
+.bs-live .dot {{ display: inline-block; width: 9px; height: 9px; border-radius: 50%; margin-right: 6px; background: #9aa5b1; }}
+.bs-live.on .dot {{ background: #3ddc84; box-shadow: 0 0 6px #3ddc84; }}
+.bs-main {{ max-width: 1280px; margin: 0 auto; padding: 18px 24px 40px; }}
+.bs-card {{ background: {CARD}; border: 1px solid {BORDER}; border-radius: 8px; padding: 14px 16px; margin-bottom: 16px; }}
+.bs-card h3 {{ margin: 0 0 8px; font-size: 15px; }}
+.bs-grid2 {{ display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }}
+@media (max-width: 900px) {{ .bs-grid2 {{ grid-template-columns: 1fr; }} }}
+.bs-title {{ display: flex; align-items: baseline; gap: 12px; margin: 4px 0 12px; flex-wrap: wrap; }}
+.bs-title h2 {{ margin: 0; font-size: 20px; word-break: break-all; }}
+.bs-tabs {{ display: flex; gap: 4px; margin-bottom: 16px; border-bottom: 1px solid {BORDER}; }}
+.bs-tabs a {{ padding: 8px 14px; color: {MUTED}; border-bottom: 2px solid transparent; }}
+.bs-tabs a.active {{ color: {TEXT}; border-bottom-color: {ACCENT}; font-weight: 600; }}
+.bs-badge {{ display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; color: #fff; margin-right: 4px; }}
+.bs-table {{ width: 100%; border-collapse: collapse; }}
+.bs-table th {{ text-align: left; font-weight: 600; color: {MUTED}; font-size: 12px; text-transform: uppercase; padding: 8px; border-bottom: 1px solid {BORDER}; }}
+.bs-table td {{ padding: 8px; border-bottom: 1px solid {BORDER}; vertical-align: middle; }}
+.bs-table td.name {{ word-break: break-all; font-weight: 600; }}
+.bs-finding {{ border-left: 4px solid; padding: 8px 12px; margin-bottom: 10px; background: #fbfcfd; border-radius: 4px; }}
+.bs-finding .head {{ display: flex; gap: 10px; align-items: baseline; flex-wrap: wrap; }}
+.bs-finding .rule {{ font-family: ui-monospace, monospace; font-weight: 600; }}
+.bs-finding .msg {{ margin: 4px 0; }}
+.bs-finding .fix {{ color: {MUTED}; }}
+.bs-muted {{ color: {MUTED}; }}
+.bs-empty {{ color: {MUTED}; padding: 24px; text-align: center; }}
+.bs-controls {{ display: flex; gap: 24px; align-items: center; flex-wrap: wrap; margin-bottom: 8px; }}
+.bs-controls label {{ color: {MUTED}; font-size: 13px; }}
+.bs-slider {{ flex: 1; min-width: 320px; }}
+"""
