@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "RunSummary", "SummaryCache", "EdgeOfRange", "summarize", "summarize_logdir", "summaries_frame",
-    "edge_of_range", "search_findings", "SUMMARY_COLUMNS", "HP_PREFIX", "DEFAULT_OUTER",
+    "edge_of_range", "search_findings", "filter_frame", "sort_frame", "column_for",
+    "SUMMARY_COLUMNS", "HP_PREFIX", "DEFAULT_OUTER",
 ]
 
 HP_PREFIX = "hp."
@@ -479,3 +480,77 @@ def search_findings(
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
+
+
+# -- table queries (one implementation for the CLI and the dashboard) ---------------------------
+
+_FILTER_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|!=|=|>|<)\s*(.*?)\s*$", re.S)
+
+
+def column_for(df, name: str) -> str:
+    """The DataFrame column ``name`` refers to: itself, or ``hp.<name>`` for a hyperparameter.
+
+    Raises:
+        ConfigError: for an unknown column, listing the ones there are.
+    """
+    from .errors import ConfigError
+
+    if name in df.columns:
+        return name
+    if HP_PREFIX + name in df.columns:
+        return HP_PREFIX + name
+    raise ConfigError(f"no column {name!r}; columns: {', '.join(map(str, df.columns))}")
+
+
+def filter_frame(df, text: str | None):
+    """Rows of a summary DataFrame that match ``text``.
+
+    ``COLUMN OP VALUE`` (``OP`` one of ``= != > < >= <=``; ``COLUMN`` a summary column or a
+    hyperparameter name) compares numerically when ``VALUE`` is a number, else as text;
+    anything else keeps the rows whose run name, status or findings contain ``text``
+    (case-insensitive). Nothing is evaluated.
+
+    Raises:
+        ConfigError: for an unknown column.
+    """
+    import pandas as pd
+
+    if not text or not text.strip():
+        return df
+    m = _FILTER_RE.match(text)
+    if m is None or (m.group(1) not in df.columns and HP_PREFIX + m.group(1) not in df.columns
+                     and m.group(1) not in SUMMARY_COLUMNS):
+        needle = text.strip().lower()
+        hay = (df["run"].astype(str) + "\n" + df["status"].astype(str) + "\n" + df["findings"].astype(str)).str.lower()
+        return df[hay.str.contains(needle, regex=False)]
+    col, op, raw = column_for(df, m.group(1)), m.group(2), m.group(3)
+    try:
+        val: Any = float(raw)
+        series = pd.to_numeric(df[col], errors="coerce")
+    except ValueError:
+        val, series = raw, df[col].astype(str)
+    ops = {"=": series.eq, "!=": series.ne, ">": series.gt, "<": series.lt, ">=": series.ge, "<=": series.le}
+    mask = ops[op](val)
+    return df[mask.fillna(False).astype(bool)]
+
+
+def sort_frame(df, column: str | None = None, *, descending: bool | None = None):
+    """Sort a summary DataFrame by ``column`` (default ``best_val_acc``), missing values last.
+
+    Accuracies sort high to low and everything else low to high unless ``descending`` says otherwise.
+    A leading ``-`` on ``column`` also asks for descending order.
+
+    Raises:
+        ConfigError: for an unknown column.
+    """
+    column = column or "best_val_acc"
+    if column.startswith("-"):
+        column, descending = column[1:], True
+    col = column_for(df, column)
+    if descending is None:
+        descending = "acc" in col and col != "best_val_step"
+    try:
+        return df.sort_values(col, ascending=not descending, na_position="last", kind="stable")
+    except TypeError:  # a hyperparameter holding numbers in some runs and text in others
+        return df.sort_values(col, ascending=not descending, na_position="last", kind="stable",
+                              key=lambda s: s.astype(str))

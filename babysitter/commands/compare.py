@@ -1,0 +1,115 @@
+"""``babysitter compare LOGDIR``: the runs of a log directory side by side, and the search checks, headless."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+NAME = "compare"
+HELP = "print one summary row per run of a log directory and the search findings (edge of range)"
+
+# Columns printed in the text table, with their headings; hyperparameters follow.
+_TEXT_COLUMNS = (
+    ("run", "run"), ("status", "status"), ("steps", "steps"), ("best_val_acc", "best_val"),
+    ("final_val_acc", "val"), ("final_train_acc", "train"), ("gap", "gap"), ("final_loss", "loss"),
+    ("errors", "E"), ("warnings", "W"), ("findings", "findings"),
+)
+_MAX_CELL = 40
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("logdir", metavar="LOGDIR", help="log directory holding one folder per run")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON: {'runs': [...], 'search_findings': [...]} (strict: NaN as null)")
+    parser.add_argument("--sort", metavar="COL", default="best_val_acc",
+                        help="column to sort by (a summary column or a hyperparameter name; '-COL' for descending)")
+    parser.add_argument("--filter", metavar="TEXT", default=None,
+                        help="keep rows matching 'COL OP VALUE' (OP: = != > < >= <=, e.g. 'lr<1e-3', "
+                             "'status=finished'), else rows whose name, status or findings contain TEXT")
+    parser.add_argument("--outer", type=float, default=0.1,
+                        help="edge_of_range: fraction of the range at each end that counts as the edge")
+
+
+def safe_text(s: Any, limit: int = _MAX_CELL) -> str:
+    """``s`` as one printable line: control characters (terminal escapes, newlines) are shown escaped."""
+    text = str(s)
+    out = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else ""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:.4g}"
+    try:
+        import pandas as pd
+
+        if v is pd.NA:
+            return "-"
+    except ImportError:  # pragma: no cover
+        pass
+    return safe_text(v)
+
+
+def format_table(df) -> str:
+    """The summary DataFrame as an aligned text table."""
+    cols = [(c, h) for c, h in _TEXT_COLUMNS if c in df.columns]
+    cols += [(c, safe_text(c[3:], 20)) for c in df.columns if c.startswith("hp.")]
+    rows = [[h for _, h in cols]]
+    for rec in df[[c for c, _ in cols]].itertuples(index=False):
+        rows.append([_cell(v) for v in rec])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.compare import SummaryCache, filter_frame, search_findings, sort_frame, summaries_frame
+    from core.errors import ConfigError
+    from core.reader import LogDir
+
+    path = Path(args.logdir)
+    if not path.is_dir():
+        print(f"babysitter compare: {path} is not a directory (expected a log directory with one folder per run)",
+              file=sys.stderr)
+        return 2
+    ld = LogDir(path)
+    ld.refresh()
+    summaries = SummaryCache().summaries(ld.runs())
+    try:
+        edges = search_findings(summaries, outer=args.outer)
+        df = summaries_frame(summaries)
+        df = sort_frame(filter_frame(df, args.filter), args.sort)
+    except ConfigError as err:
+        print(f"babysitter compare: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        keep = set(df["run"])
+        by_name = {s.run: s for s in summaries}
+        out = {"logdir": str(path), "runs": [by_name[n].to_json() for n in df["run"] if n in keep],
+               "search_findings": [e.to_json() for e in edges]}
+        sys.stdout.write(json.dumps(out, allow_nan=False, default=str, indent=1) + "\n")
+        return 0
+    if df.empty:
+        print(f"no runs in {safe_text(path, 200)}" + (" match the filter" if len(summaries) else ""))
+    else:
+        print(format_table(df))
+        print(f"\n{len(df)} of {len(summaries)} runs")
+    if edges:
+        print("\nSearch findings:")
+        for e in edges:
+            f = e.finding
+            print(f"  [{f.severity}] {f.rule} ({safe_text(e.search or '?', 60)}, {safe_text(e.param, 60)}): "
+                  f"{safe_text(f.message, 400)}")
+            print(f"      fix: {safe_text(f.fix, 400)}")
+    return 0
