@@ -165,7 +165,9 @@ def lr_figure(steps: np.ndarray, lr: np.ndarray, *, max_points: int = 2000) -> g
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="lr", line=dict(color=theme.TRAIN, width=1.5, shape="hv")))
     pos = y[np.isfinite(y) & (y > 0)]
     if len(pos) and pos.max() > 10 * pos.min():
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(type="log", exponentformat="power")
+    elif len(pos):
+        fig.update_yaxes(range=[0, float(pos.max()) * 1.25])
     fig.update_xaxes(title_text="step")
     return fig
 
@@ -309,7 +311,7 @@ def _lines(fig: go.Figure, steps: np.ndarray, matrix: np.ndarray, names: Sequenc
         hl = names[j] == highlight
         color = theme.HIGHLIGHT if hl else theme.PALETTE[k % len(theme.PALETTE)]
         tr = go.Scatter(x=x, y=yy, mode="lines", name=str(names[j]), legendgroup=str(names[j]),
-                        showlegend=row in (None, 1), line=dict(color=color, width=3 if hl else 1.3))
+                        line=dict(color=color, width=3 if hl else 1.3))
         if row is None:
             fig.add_trace(tr)
         else:
@@ -351,10 +353,12 @@ def update_ratio_figure(steps: np.ndarray, ratio: np.ndarray, names: Sequence[st
         title=dict(text="Update : weight ratio (healthy around 1e-3)", x=0.01, font=dict(size=14)),
         height=420, hovermode="closest", showlegend=len(names) <= 30))
     fig.add_hrect(y0=RATIO_BAND[0], y1=RATIO_BAND[1], fillcolor=theme.BAND_FILL, line_width=0, layer="below")
-    fig.add_hline(y=HEALTHY_RATIO, line=dict(color=theme.BAND_LINE, dash="dash", width=1.5),
-                  annotation_text="1e-3", annotation_position="top left")
+    fig.add_hline(y=HEALTHY_RATIO, line=dict(color=theme.BAND_LINE, dash="dash", width=1.5))
+    # Annotations on a log axis take log10 coordinates (shapes take data values).
+    fig.add_annotation(x=0, xref="paper", xanchor="left", y=math.log10(HEALTHY_RATIO), yref="y", yanchor="bottom",
+                       text="healthy band 1e-4 .. 1e-2", showarrow=False, font=dict(size=11, color=theme.BAND_LINE))
     _lines(fig, steps, ratio, names, max_points=max_points, highlight=highlight, positive=True)
-    fig.update_yaxes(type="log", title_text="|update| / |weight|", exponentformat="power")
+    fig.update_yaxes(type="log", title_text="|update| / |weight|", exponentformat="power", dtick=1)
     fig.update_xaxes(title_text="step")
     return fig
 

@@ -99,7 +99,8 @@ def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) 
              html.Div([
                  html.Label("step"),
                  html.Div(dcc.Slider(id=ids.STEP_SLIDER, min=0, max=max(0, len(steps) - 1), step=1, value=value,
-                                     marks=_marks(steps), updatemode="drag", included=False), className="bs-slider"),
+                                     marks=_marks(steps), updatemode="drag", included=False,
+                                     allow_direct_input=False), className="bs-slider"),
                  html.Span(id=ids.STEP_LABEL, className="bs-muted"),
              ], className="bs-controls"),
              html.Div([

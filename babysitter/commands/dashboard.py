@@ -1,0 +1,89 @@
+"""``babysitter dashboard [LOGDIR]``: serve the live dashboard over a log directory."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import socket
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+NAME = "dashboard"
+HELP = "serve the live dashboard over a log directory"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("logdir", nargs="?", default="./runs", metavar="LOGDIR",
+                        help="log directory holding one folder per run")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind; anything but loopback exposes your runs to the network")
+    parser.add_argument("--port", type=int, default=8050, help="port to listen on")
+    parser.add_argument("--poll", action="store_true",
+                        help="poll the files instead of inotify events (network file systems)")
+    parser.add_argument("--debug", action="store_true",
+                        help="Dash debug mode (dev tools and tracebacks in the page); never on a shared host")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_port(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be bound, or None when it can."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host.strip("[]"), port))
+        except OSError as err:
+            return err.strerror or str(err)
+    return None
+
+
+def url_for(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{shown}:{port}/"
+
+
+def serve(logdir_path: str | Path, *, host: str = "127.0.0.1", port: int = 8050, poll: bool = False,
+          debug: bool = False, banner: str = "Babysitter dashboard") -> int:
+    """Watch ``logdir_path`` and serve the dashboard until interrupted. Returns an exit status."""
+    from core import LogDir
+    from dashboard import Watcher, create_app
+
+    if not 0 < port < 65536:
+        log.error("--port must be between 1 and 65535, got %d", port)
+        return 2
+    if not is_loopback(host):
+        log.warning("binding %s: anyone who can reach this address can read your runs "
+                    "(use --host 127.0.0.1 to keep the dashboard on this machine)", host)
+    why = check_port(host, port)
+    if why:
+        log.error("cannot listen on %s:%d (%s); pick another with --port", host, port, why)
+        return 1
+    logdir = LogDir(logdir_path)
+    watcher = Watcher(logdir, poll=poll)
+    watcher.start()
+    try:
+        app = create_app(logdir)
+        print(f"{banner} on {url_for(host, port)} (log dir {Path(logdir_path).resolve()})", flush=True)
+        app.run(host=host, port=port, debug=debug, use_reloader=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.stop()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.debug:
+        # Werkzeug logs every request (one per second per open page) at INFO.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    return serve(args.logdir, host=args.host, port=args.port, poll=args.poll, debug=args.debug)

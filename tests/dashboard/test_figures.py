@@ -1,0 +1,170 @@
+"""Figure builders and page helpers: pure functions, checked on their data."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from core import Finding
+from dashboard import figures as F
+from dashboard.context import run_href
+from dashboard.findings import merge_findings, severity_counts
+from dashboard.pages import match
+from dashboard.pages.layers import pick_layers
+
+
+@pytest.mark.parametrize("n", [10, 1999, 2000, 2001, 100_000])
+def test_decimate_bounds_and_keeps_extremes(n):
+    rng = np.random.default_rng(n)
+    y = rng.standard_normal(n)
+    spike_at = n // 3
+    y[spike_at] = 1e6
+    idx = F.decimate_index(y, 2000)
+    assert len(idx) <= 2004
+    assert np.all(np.diff(idx) > 0)
+    assert idx[0] == 0 and idx[-1] == n - 1
+    assert spike_at in idx
+    assert y.min() == y[idx].min() or n <= 2000
+
+
+def test_decimate_keeps_nan_markers():
+    y = np.linspace(1, 2, 50_000)
+    y[[100, 30_000, 30_001]] = np.nan
+    y[40_000] = np.inf
+    idx = F.decimate_index(y, 2000)
+    for i in (100, 30_000, 40_000):
+        assert i in idx
+    # a long NaN tail is thinned, not kept whole
+    y2 = np.concatenate([np.ones(10_000), np.full(40_000, np.nan)])
+    idx2 = F.decimate_index(y2, 2000)
+    assert 10_000 in idx2 and len(idx2) < 3000
+
+
+def test_rebin_keeps_mass_and_places_it():
+    lo = np.array([0.0, -1.0, np.nan, 5.0])
+    hi = np.array([1.0, 2.0, np.nan, 5.0])  # last row: a constant layer
+    counts = np.array([[1, 2, 3, 4], [4, 4, 4, 4], [9, 9, 9, 9], [0, 7, 0, 0]])
+    edges, out = F.rebin(lo, hi, counts, bins=12)
+    assert len(edges) == 13 and edges[0] == -1.0 and edges[-1] == 5.0
+    np.testing.assert_allclose(out.sum(axis=1), [10, 16, 0, 7])
+    # row 0 lives in [0, 1]: nothing below 0 or above 1
+    assert out[0][edges[1:] <= 0].sum() == 0 and out[0][edges[:-1] >= 1].sum() == 0
+    assert out[3, -1] == 7
+
+
+def test_loss_figure_marks_nan_and_log_scale():
+    steps = np.arange(100)
+    loss = np.linspace(3, 1, 100)
+    loss[60] = np.nan
+    loss[80] = np.inf
+    fig = F.loss_figure(steps, loss, log_y=True)
+    marks = [t for t in fig.data if t.name == "NaN/Inf loss"]
+    assert len(marks) == 1
+    assert list(marks[0].x) == [60, 80]
+    assert list(marks[0].text) == ["nan", "inf"]
+    assert fig.layout.yaxis.type == "log"
+    assert F.loss_figure(steps, np.ones(100)).layout.yaxis.type == "linear"
+    assert all(t.name != "NaN/Inf loss" for t in F.loss_figure(steps, np.ones(100)).data)
+
+
+def test_loss_figure_decimates_long_runs():
+    fig = F.loss_figure(np.arange(50_000), np.random.default_rng(0).random(50_000), max_points=2000)
+    assert len(fig.data[0].x) <= 2004
+
+
+def test_accuracy_figure_shades_the_gap():
+    ts = np.arange(0, 100)
+    ta = np.linspace(0.1, 1.0, 100)
+    vs = np.arange(0, 100, 10)
+    va = np.linspace(0.1, 0.6, 10)
+    fig = F.accuracy_figure(ts, ta, vs, va)
+    fills = [t for t in fig.data if t.fill == "tonexty"]
+    assert len(fills) == 1 and fills[0].name == "train-val gap"
+    base = fig.data[list(fig.data).index(fills[0]) - 1]
+    np.testing.assert_allclose(base.y, np.interp(vs, ts, ta))
+    assert {t.name for t in fig.data} >= {"train acc", "val acc"}
+
+
+def test_depth_figure_has_mean_and_std_per_layer():
+    names = [f"fc{i}" for i in range(5)]
+    fig = F.depth_figure(names, np.arange(5.0), np.ones(5) * 2, step=40, highlight="fc2")
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [list(t.y) for t in lines] == [[0, 1, 2, 3, 4], [2, 2, 2, 2, 2]]
+    assert "step 40" in fig.layout.title.text
+    rings = [t for t in fig.data if t.mode == "markers"]
+    assert [float(t.y[0]) for t in rings] == [2.0, 2.0]
+
+
+def test_update_ratio_figure_draws_band_on_log_axis():
+    steps = np.arange(10)
+    ratio = np.column_stack([np.full(10, 1e-3), np.full(10, 1e-1), np.full(10, np.nan)])
+    fig = F.update_ratio_figure(steps, ratio, ["W1", "W2", "W3"])
+    assert fig.layout.yaxis.type == "log"
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(rects) == 1 and (rects[0].y0, rects[0].y1) == F.RATIO_BAND
+    assert [t.name for t in fig.data] == ["W1", "W2"]  # all-NaN parameter not drawn
+
+
+def test_many_traces_share_a_point_budget():
+    steps = np.arange(10_000)
+    ratio = np.random.default_rng(1).random((10_000, 100)) * 1e-3
+    fig = F.update_ratio_figure(steps, ratio, [f"p{i}" for i in range(100)], max_points=2000)
+    total = sum(len(t.x) for t in fig.data)
+    assert len(fig.data) == 100
+    assert total <= F.FIGURE_POINT_BUDGET + 100 * 8
+
+
+def test_heatmap_share_columns_sum_to_one():
+    steps = np.array([0, 10, 20])
+    lo, hi = np.array([-1.0, -2.0, -0.5]), np.array([1.0, 2.0, 0.5])
+    counts = np.ones((3, 16))
+    fig = F.heatmap_figure("fc1", steps, lo, hi, counts)
+    z = np.asarray(fig.data[0].z)
+    np.testing.assert_allclose(z.sum(axis=0), 1.0)
+    assert list(fig.data[0].x) == [0, 10, 20]
+
+
+def test_histograms_and_dead_saturation_figures():
+    names = ["a", "b"]
+    fig = F.histograms_figure(names, np.array([0.0, -1.0]), np.array([1.0, 1.0]), np.ones((2, 8)), step=5)
+    assert len(fig.data) == 2 and all(isinstance(t, go.Bar) for t in fig.data)
+    steps = np.arange(4)
+    dead = np.array([[0.1, np.nan]] * 4)
+    sat = np.array([[np.nan, 0.5]] * 4)
+    fig = F.dead_saturation_figure(steps, dead, sat, names)
+    assert [t.name for t in fig.data] == ["a", "b"]
+
+
+def test_empty_inputs_give_a_message():
+    e = np.empty(0)
+    for fig in (F.loss_figure(e, e), F.accuracy_figure(e, e, e, e), F.lr_figure(e, e),
+                F.depth_figure([], e, e), F.heatmap_figure("x", e, e, e, np.empty((0, 0)))):
+        assert fig.layout.annotations and fig.layout.annotations[0].text
+
+
+def test_route_matching_and_hrefs_round_trip():
+    hostile = "<img src=x onerror=alert(1)>"
+    href = run_href(hostile, "layers", layer="a b")
+    path, _, query = href.partition("?")
+    assert "<" not in href and query == "layer=a+b"
+    assert match("/run/<run>/layers", path) == {"run": hostile}
+    assert match("/run/<run>", path) is None
+    assert match("/", "/") == {}
+
+
+def test_findings_merge_newest_first_and_count():
+    a = Finding("nan_loss", "error", 50)
+    b = Finding("dead_relu", "warning", 10, ("fc1",))
+    b_later = Finding("dead_relu", "warning", 30, ("fc1",))
+    merged = merge_findings([a, b_later], [b])
+    assert [(f.rule, f.step) for f in merged] == [("nan_loss", 50), ("dead_relu", 10)]
+    assert severity_counts(merged) == {"error": 1, "warning": 1, "info": 0}
+
+
+def test_pick_layers_keeps_highlight():
+    names = [f"l{i}" for i in range(100)]
+    picked = pick_layers(names, "l37", k=12)
+    assert len(picked) == 12 and "l37" in picked and picked[0] == "l0" and picked[-1] == "l99"
+    assert pick_layers(names[:5], None) == names[:5]
