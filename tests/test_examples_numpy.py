@@ -1,0 +1,154 @@
+"""The numpy examples reproduce what the lecture shows, read back from the runs they write."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import Run
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up here
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def init_runs(tmp_path_factory):
+    mod = _load("init_experiment")
+    logdir = tmp_path_factory.mktemp("init")
+    variants = mod.run_experiment(logdir, n=1000, d=500, layers=10, seed=0)
+    runs = {}
+    for v in variants:
+        run = Run(v.run_dir)
+        run.update()
+        assert run.all_problems() == [] and run.status() == "finished"
+        assert run.layer_order() == [f"fc{i}" for i in range(1, 11)]
+        runs[(v.nonlinearity, v.init)] = run
+    return mod, variants, runs
+
+
+def _stds(run: Run) -> np.ndarray:
+    order = [run.acts.index[n] for n in run.layer_order()]
+    return run.acts.field("std")[0, order]
+
+
+def test_init_runs_match_the_printed_table(init_runs):
+    mod, variants, runs = init_runs
+    assert len(variants) == 8
+    for v in variants:
+        np.testing.assert_allclose(_stds(runs[(v.nonlinearity, v.init)]), v.stds, rtol=1e-12)
+    table = mod.format_table(variants)
+    assert len(table.splitlines()) == 11 and "tanh Xavier" in table and "relu He" in table
+
+
+def test_small_init_tanh_collapses(init_runs):
+    std = _stds(init_runs[2][("tanh", "small")])
+    ratios = std[1:] / std[:-1]
+    # 0.01 * sqrt(500) = 0.224: tanh is linear near 0, so each layer scales the std by that.
+    assert np.all((ratios > 0.20) & (ratios < 0.245)), ratios
+    assert std[9] < 1e-4
+    assert std[0] > 0.15
+
+
+def test_large_init_tanh_saturates(init_runs):
+    run = init_runs[2][("tanh", "large")]
+    order = [run.acts.index[n] for n in run.layer_order()]
+    sat = run.acts.field("sat_frac")[0, order]
+    assert np.all(sat[2:] > 0.5), sat
+    assert np.isnan(run.acts.field("dead_frac")).all()  # tanh has no dead units
+
+
+def test_xavier_tanh_keeps_its_scale(init_runs):
+    std = _stds(init_runs[2][("tanh", "xavier")])
+    assert std.max() / std.min() < 10
+    assert std[9] > 0.1
+
+
+def test_relu_he_keeps_its_scale(init_runs):
+    std = _stds(init_runs[2][("relu", "he")])
+    assert std.max() / std.min() < 2
+
+
+def test_relu_xavier_halves_the_variance(init_runs):
+    std = _stds(init_runs[2][("relu", "xavier")])
+    per_layer = (std[9] / std[0]) ** (1 / 9)
+    assert per_layer == pytest.approx(1 / math.sqrt(2), abs=0.04)
+    assert std[9] < std[0] / 10
+
+
+def test_init_experiment_cli(tmp_path, capsys):
+    mod = _load("init_experiment")
+    assert mod.main(["--logdir", str(tmp_path), "--batch", "50", "--hidden", "20", "--layers", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "tanh 0.01*randn" in out and len(list(tmp_path.iterdir())) == 8
+
+
+# -- digits ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return _load("digits_numpy")
+
+
+def test_digits_trains(digits, tmp_path):
+    run_dir = digits.train(tmp_path, epochs=4, name="digits", heartbeat=0)
+    assert run_dir == tmp_path / "digits"
+    run = Run(run_dir)
+    run.update()
+    assert run.all_problems() == [] and run.status() == "finished"
+    loss = run.scalar("loss").values
+    assert loss[0] == pytest.approx(math.log(10), rel=0.10)
+    assert loss[-20:].mean() < 0.5 * loss[0]
+    val = run.scalar("val_acc")
+    assert len(val) == 4 and val.values[-1] > 0.8  # chance is 0.1
+    assert run.scalar("train_acc").values[-1] > 0.8
+    assert run.meta.num_classes == 10 and run.meta.hparams["lr"] == 0.1
+    assert run.layer_order() == ["fc1", "fc2"]
+    assert set(run.params.names) == {"W1", "b1", "W2", "b2"}
+    w1 = run.params.index["W1"]
+    ratio = run.params.field("upd_ratio")[:, w1]
+    assert np.all(np.isfinite(ratio)) and np.all(ratio > 0)
+    inp = run.input_stats()
+    assert abs(inp["mean"][0]) < 0.3  # standardised inputs
+
+
+def test_digits_momentum_logs_the_applied_update(digits, tmp_path):
+    run_dir = digits.train(tmp_path, epochs=1, momentum=0.9, every=1, heartbeat=0)
+    run = Run(run_dir)
+    run.update()
+    i = run.params.index["W1"]
+    upd, grad = run.params.field("upd_norm")[:, i], run.params.field("grad_norm")[:, i]
+    # With momentum the update is not lr * grad once velocity builds up.
+    assert upd[0] == pytest.approx(0.1 * grad[0], rel=1e-6)
+    assert not np.allclose(upd[5:], 0.1 * grad[5:], rtol=1e-3)
+
+
+def test_digits_bad_settings_are_visible(digits, tmp_path):
+    raw = Run(digits.train(tmp_path, epochs=1, center_inputs=False, heartbeat=0))
+    raw.update()
+    assert raw.input_stats()["mean"][0] > 3  # raw 0..16 pixels
+    huge = Run(digits.train(tmp_path, epochs=2, lr=50.0, heartbeat=0))
+    huge.update()
+    assert [f.rule for f in huge.findings] == ["nan_loss"]
+    const = Run(digits.train(tmp_path, epochs=1, init="constant", reg=0.0, heartbeat=0))
+    const.update()
+    assert const.scalar("loss").values[0] == pytest.approx(math.log(10), rel=1e-6)
+    with pytest.raises(ValueError, match="init must be one of"):
+        digits.train(tmp_path, init="zeros")
+
+
+def test_digits_cli(digits, tmp_path, capsys):
+    assert digits.main(["--logdir", str(tmp_path), "--epochs", "1", "--n-train", "100", "--name", "cli"]) == 0
+    assert "first loss" in capsys.readouterr().out and (tmp_path / "cli" / "meta.json").exists()
