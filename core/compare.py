@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "RunSummary", "SummaryCache", "EdgeOfRange", "summarize", "summarize_logdir", "summaries_frame",
-    "edge_of_range", "search_findings", "filter_frame", "sort_frame", "column_for",
+    "edge_of_range", "search_findings", "filter_frame", "sort_frame", "column_for", "hparam_specs", "run_findings",
     "SUMMARY_COLUMNS", "HP_PREFIX", "DEFAULT_OUTER",
 ]
 
@@ -137,7 +137,7 @@ def _last_finite(values: np.ndarray) -> float:
     return float(values[fin[-1]]) if len(fin) else math.nan
 
 
-def _run_findings(run: Run) -> list[Finding]:
+def run_findings(run: Run) -> list[Finding]:
     """The run's findings: the diagnosis engine's when it is there, plus those written by training."""
     found: list[Finding] = list(run.findings)
     try:
@@ -194,7 +194,7 @@ def summarize(run: Run, *, status: str | None = None) -> RunSummary:
     if loss is not None and len(loss):
         final_loss = float(loss.values[-1])
         diverged = bool((~np.isfinite(loss.values)).any())
-    findings = _run_findings(run)
+    findings = run_findings(run)
     sev = {s: 0 for s in SEVERITIES}
     for f in findings:
         sev[f.severity] = sev.get(f.severity, 0) + 1
@@ -554,3 +554,35 @@ def sort_frame(df, column: str | None = None, *, descending: bool | None = None)
     except TypeError:  # a hyperparameter holding numbers in some runs and text in others
         return df.sort_values(col, ascending=not descending, na_position="last", kind="stable",
                               key=lambda s: s.astype(str))
+
+
+def hparam_specs(summaries: Sequence[RunSummary]) -> dict[str, dict[str, Any]]:
+    """Each hyperparameter seen in ``summaries``: ``{"log": bool, "numeric": bool, "low": .., "high": ..}``.
+
+    ``log`` is taken from the search spaces when a run sampled the parameter, else guessed:
+    positive numbers spanning more than a factor of 100 are drawn on a log axis.
+    ``low``/``high`` are the widest sampled range (None outside a search).
+    """
+    specs: dict[str, dict[str, Any]] = {}
+    values: dict[str, list[Any]] = {}
+    for s in summaries:
+        for k, v in s.hparams.items():
+            values.setdefault(k, []).append(v)
+        for k, spec in s.search_space.items():
+            rng = _range_of(spec)
+            if rng is None:
+                continue
+            lo, hi, is_log = rng
+            d = specs.setdefault(k, {"log": is_log, "low": lo, "high": hi, "sampled": True})
+            d["log"] = d["log"] or is_log
+            d["low"], d["high"] = min(d["low"], lo), max(d["high"], hi)
+    out: dict[str, dict[str, Any]] = {}
+    for k, vals in values.items():
+        nums = [float(v) for v in vals if _finite(v)]
+        numeric = len(nums) == len(vals) and bool(nums)
+        d = specs.get(k)
+        if d is None:
+            guess = numeric and min(nums) > 0 and max(nums) / min(nums) > 100
+            d = {"log": bool(guess), "low": None, "high": None, "sampled": False}
+        out[k] = {**d, "numeric": numeric, "log": bool(d["log"] and numeric)}
+    return out

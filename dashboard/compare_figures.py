@@ -1,0 +1,181 @@
+"""Figure builders for comparing runs: pure functions from summaries and series to Plotly figures.
+
+Used by the compare page and by ``babysitter report``. Every name that reaches a figure
+(run names, hyperparameter names and values) goes through ``plot_text`` first: Plotly
+draws trace names and labels as a small HTML subset, and a name must show as the text it is.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from core.compare import HP_PREFIX, EdgeOfRange
+
+from . import theme
+from .figures import _thin, empty_figure
+
+__all__ = ["plot_text", "overlay_figure", "scatter_figure", "parallel_figure", "MAX_OVERLAY"]
+
+MAX_OVERLAY = 40  # runs drawn at once in an overlay; more are unreadable anyway
+
+
+def plot_text(s: Any, limit: int = 80) -> str:
+    """``s`` escaped for Plotly's label markup (``<b>`` in a run name stays literal), cut to ``limit`` chars."""
+    text = str(s)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return html.escape(text, quote=False)
+
+
+def overlay_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], *, title: str, y_title: str,
+                   log_y: bool = False, max_points: int = 1000, markers: bool = False) -> go.Figure:
+    """One line per run: the same metric of several runs over steps.
+
+    Args:
+        curves: ``(run name, steps, values)`` per run, at most ``MAX_OVERLAY`` drawn.
+        title: figure title.
+        y_title: y axis title.
+        log_y: log y axis (non-positive values are dropped by Plotly).
+        max_points: most points per line (min/max decimation keeps spikes).
+        markers: draw markers as well (sparse series such as validation accuracy).
+    """
+    curves = [c for c in curves if len(c[1])][:MAX_OVERLAY]
+    if not curves:
+        return empty_figure(f"Select runs to overlay their {y_title}.", theme.GRAPH_HEIGHT)
+    fig = go.Figure(layout=theme.base_layout(title=dict(text=plot_text(title), x=0.01, font=dict(size=14)),
+                                             hovermode="closest"))
+    for i, (name, steps, values) in enumerate(curves):
+        x, y = _thin(np.asarray(steps), np.asarray(values, np.float64), max_points)
+        label = plot_text(name, 40)
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode="lines+markers" if markers else "lines", name=label,
+            line=dict(color=theme.PALETTE[i % len(theme.PALETTE)], width=1.5), marker=dict(size=4),
+            hovertemplate=f"{label}<br>step %{{x}}: %{{y:.4g}}<extra></extra>"))
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text=plot_text(y_title), type="log" if log_y else "linear")
+    return fig
+
+
+def _numeric(col) -> np.ndarray:
+    import pandas as pd
+
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def scatter_figure(df, param: str, *, metric: str = "best_val_acc", color: str | None = None,
+                   specs: dict[str, dict[str, Any]] | None = None, edge: EdgeOfRange | None = None) -> go.Figure:
+    """The metric of every run against one hyperparameter, coloured by a second.
+
+    The x axis is logarithmic for log-sampled parameters. The outer 10% of the sampled
+    range at each end (in the axis's own scale) is shaded; when ``edge`` says the best run
+    sits there, the title says so and the range to try next is drawn as a dashed box.
+    Runs without a metric value (crashed, diverged) are drawn as red crosses along the bottom.
+
+    Args:
+        df: summary DataFrame (``core.compare.summaries_frame``).
+        param: hyperparameter name (without the ``hp.`` prefix).
+        metric: summary column for the y axis.
+        color: a second hyperparameter to colour by (log10 of it when log-sampled).
+        specs: ``core.compare.hparam_specs`` (log scale and sampled range of each parameter).
+        edge: the ``edge_of_range`` result for this parameter, if any.
+    """
+    specs = specs or {}
+    col = HP_PREFIX + param
+    if df is None or col not in df.columns or not len(df):
+        return empty_figure(f"No runs record the hyperparameter {plot_text(param)}.", theme.GRAPH_HEIGHT)
+    spec = specs.get(param, {})
+    log_x = bool(spec.get("log"))
+    x = _numeric(df[col])
+    y = _numeric(df[metric]) if metric in df.columns else np.full(len(df), np.nan)
+    names = [plot_text(n, 60) for n in df["run"]]
+    ok_x = np.isfinite(x) & ((x > 0) if log_x else True)
+    good = ok_x & np.isfinite(y)
+    bad = ok_x & ~np.isfinite(y)
+    title = f"{plot_text(metric)} vs {plot_text(param)}" + (" (log)" if log_x else "")
+    if edge is not None:
+        title += f" — best at the {edge.side} edge: try [{edge.suggest_low:.3g}, {edge.suggest_high:.3g}]"
+    fig = go.Figure(layout=theme.base_layout(title=dict(text=title, x=0.01, font=dict(size=14)), hovermode="closest"))
+    marker: dict[str, Any] = dict(size=9, color=theme.ACCENT, line=dict(width=0.5, color="#ffffff"))
+    if color and HP_PREFIX + color in df.columns:
+        c = _numeric(df[HP_PREFIX + color])
+        c_log = bool(specs.get(color, {}).get("log"))
+        if c_log:
+            c = np.where(c > 0, np.log10(np.where(c > 0, c, 1.0)), np.nan)
+        if np.isfinite(c[good]).any():
+            marker.update(color=c[good], colorscale="Viridis", showscale=True,
+                          colorbar=dict(title=dict(text=("log10 " if c_log else "") + plot_text(color, 30)), thickness=12))
+    text = [n for n, g in zip(names, good) if g]
+    fig.add_trace(go.Scatter(
+        x=x[good], y=y[good], mode="markers", name="runs", marker=marker, text=text,
+        hovertemplate=f"%{{text}}<br>{plot_text(param)} = %{{x:.4g}}<br>{plot_text(metric)} = %{{y:.4g}}<extra></extra>"))
+    if bad.any():
+        floor = float(np.nanmin(y[good])) if good.any() else 0.0
+        fig.add_trace(go.Scatter(
+            x=x[bad], y=np.full(int(bad.sum()), floor), mode="markers", name="crashed / no value",
+            marker=dict(symbol="x", size=9, color=theme.NAN_MARK), text=[n for n, b in zip(names, bad) if b],
+            hovertemplate=f"%{{text}}<br>{plot_text(param)} = %{{x:.4g}}: no {plot_text(metric)}<extra></extra>"))
+    if good.any():
+        i = int(np.flatnonzero(good)[np.nanargmax(y[good]) if "loss" not in metric else np.nanargmin(y[good])])
+        fig.add_trace(go.Scatter(x=[x[i]], y=[y[i]], mode="markers", name="best",
+                                 marker=dict(symbol="star", size=16, color=theme.HIGHLIGHT), hoverinfo="skip"))
+    lo, hi = spec.get("low"), spec.get("high")
+    if lo is not None and hi is not None and (not log_x or lo > 0):
+        f, inv = (math.log10, lambda u: 10.0 ** u) if log_x else (float, float)
+        a, b = f(lo), f(hi)
+        outer = edge.outer if edge is not None else 0.1
+        # Shapes take data values on log axes (unlike annotations), so no log10 here.
+        for x0, x1 in ((lo, inv(a + outer * (b - a))), (inv(b - outer * (b - a)), hi)):
+            fig.add_vrect(x0=x0, x1=x1, fillcolor="rgba(224, 138, 0, 0.10)", line_width=0, layer="below")
+        for v in (lo, hi):
+            fig.add_vline(x=v, line=dict(color=theme.MUTED, width=1, dash="dot"))
+    if edge is not None:
+        fig.add_vrect(x0=edge.suggest_low, x1=edge.suggest_high, line=dict(color=theme.SEVERITY_COLORS["warning"],
+                      width=1.5, dash="dash"), fillcolor="rgba(0,0,0,0)", layer="above")
+    fig.update_xaxes(type="log" if log_x else "linear", title_text=plot_text(param))
+    fig.update_yaxes(title_text=plot_text(metric))
+    return fig
+
+
+def parallel_figure(df, params: Sequence[str], *, metric: str = "best_val_acc",
+                    specs: dict[str, dict[str, Any]] | None = None) -> go.Figure:
+    """Parallel coordinates: one axis per numeric hyperparameter (log10 of log-sampled ones) and the metric.
+
+    Runs without a value of ``metric`` (crashed, diverged) are left out; the title says how many.
+    """
+    specs = specs or {}
+    if df is None or not len(df) or metric not in df.columns:
+        return empty_figure("No runs to compare.", theme.GRAPH_HEIGHT)
+    y = _numeric(df[metric])
+    keep = np.isfinite(y)
+    dims = []
+    for p in params:
+        col = HP_PREFIX + p
+        if col not in df.columns:
+            continue
+        v = _numeric(df[col])
+        if not np.isfinite(v[keep]).any():
+            continue
+        if specs.get(p, {}).get("log"):
+            v = np.where(v > 0, np.log10(np.where(v > 0, v, 1.0)), np.nan)
+            label = f"log10 {plot_text(p, 30)}"
+        else:
+            label = plot_text(p, 30)
+        keep &= np.isfinite(v)
+        dims.append((label, v))
+    if not dims or not keep.any():
+        return empty_figure("No numeric hyperparameters with a value to draw.", theme.GRAPH_HEIGHT)
+    dimensions = [dict(label=label, values=v[keep]) for label, v in dims]
+    dimensions.append(dict(label=plot_text(metric, 30), values=y[keep]))
+    left_out = int(len(df) - keep.sum())
+    title = "Parallel coordinates" + (f" ({left_out} runs without a value left out)" if left_out else "")
+    fig = go.Figure(go.Parcoords(
+        line=dict(color=y[keep], colorscale="Viridis", showscale=True, colorbar=dict(thickness=12)),
+        dimensions=dimensions))
+    fig.update_layout(**theme.base_layout(title=dict(text=title, x=0.01, font=dict(size=14)),
+                                          margin=dict(l=64, r=64, t=72, b=32)))
+    return fig
