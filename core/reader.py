@@ -538,6 +538,25 @@ class Run:
                 return Series(name, e.astype(np.int64), e, e)
             return col.series(name)
 
+    def scalar_since(self, name: str, start: int, rank: int = 0) -> Series:
+        """The points of ``name`` from position ``start`` on, in the order read (not re-sorted).
+
+        For incremental consumers (the diagnosis engine): remember ``start + len(result)`` and
+        ask again after the next ``update()``; the cost is that of the new points only.
+        """
+        with self._lock:
+            col = self._scalars.get((rank, name))
+            if col is None or start >= col.steps.n:
+                e = np.empty(0)
+                return Series(name, e.astype(np.int64), e, e)
+            sl = slice(max(0, start), col.steps.n)
+            return Series(name, col.steps.a[sl].copy(), col.values.a[sl].copy(), col.times.a[sl].copy())
+
+    def input_since(self, start: int) -> dict[str, np.ndarray]:
+        """Input-batch statistics from row ``start`` on (as ``input_stats``, for incremental consumers)."""
+        with self._lock:
+            return {k: g.a[max(0, start): g.n].copy() for k, g in self._input.items()}
+
     def scalars_frame(self, rank: int = 0):
         """All scalars of ``rank`` as a pandas DataFrame indexed by step (one column per name)."""
         import pandas as pd

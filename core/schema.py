@@ -29,7 +29,10 @@ KIND_FINDING = "finding"
 KINDS = (KIND_SCALARS, KIND_ACTS, KIND_PARAMS, KIND_INPUT, KIND_FINDING)
 
 # Per-layer activation statistics: each an array parallel to ``layers`` in an "acts" line.
-ACT_FIELDS = ("mean", "std", "min", "max", "zero_frac", "dead_frac", "sat_frac", "nan", "inf")
+# ``unit_std`` (added in format version 1, optional: null or absent when not computed) is the
+# std across units of each unit's batch mean; exactly 0 when every unit computes the same
+# output (symmetric weights from a constant initialisation).
+ACT_FIELDS = ("mean", "std", "min", "max", "zero_frac", "dead_frac", "sat_frac", "nan", "inf", "unit_std")
 ACT_HIST_FIELDS = ("hist_lo", "hist_hi", "hist")
 # Per-parameter-tensor statistics: arrays parallel to ``params`` in a "params" line.
 PARAM_FIELDS = (

@@ -15,6 +15,9 @@ Definitions (CS231n "Training Neural Networks I"):
   ReLU family; ``None`` otherwise.
 * sat_frac: share of elements within ``SAT_EPS`` of an asymptote (tanh: |y| > 0.99;
   sigmoid: y < 0.01 or y > 0.99). Only for saturating kinds; ``None`` otherwise.
+* unit_std: population std across units (axis 1, as for dead units) of each unit's mean
+  over the batch (and positions). 0 when all units compute the same output: the symmetric
+  weights of a constant initialisation. ``None`` for fewer than two units.
 * hist: ``DEFAULT_BINS`` equal-width counts over [lo, hi] = [min, max] of the finite values.
 * nan/inf: counts of non-finite elements; they are excluded from every other statistic.
 """
@@ -108,6 +111,11 @@ def activation_stats(a: Any, kind: str = "linear", *, bins: int = DEFAULT_BINS) 
         # A NaN is not <= 0, so a unit with a NaN output is never counted dead.
         dead = np.all(units <= 0, axis=0)
         out["dead_frac"] = float(dead.mean())
+
+    out["unit_std"] = None
+    if arr.ndim >= 2 and arr.shape[1] >= 2 and arr.shape[0] and mask is None:
+        axes = (0, *range(2, arr.ndim))
+        out["unit_std"] = _f(arr.astype(np.float64, copy=False).mean(axis=axes).std())
 
     out["sat_frac"] = None
     if kind in SATURATING and fin.size:
