@@ -1,0 +1,101 @@
+"""``babysitter check RUN_DIR...``: the diagnoses of finished or live runs, for people and CI.
+
+Exit status: 0 when no ``error`` finding exists, 1 when one does, 2 on bad usage (a path
+that is neither a run folder nor a log directory holding runs, an unknown or out-of-range
+threshold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+NAME = "check"
+HELP = "Diagnose runs (the CS231n babysitting checklist); exit 1 when any finding is an error."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", metavar="RUN_DIR",
+                        help="run folders, or log directories (every run in them is checked)")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of findings instead of text")
+    parser.add_argument("-t", "--threshold", "--set", dest="thresholds", action="append", default=[],
+                        metavar="NAME=VALUE",
+                        help="change a threshold, e.g. dead_relu.max_dead_frac=0.3 (repeatable; see --rules)")
+    parser.add_argument("--disable", action="append", default=[], metavar="RULE", help="skip a rule (repeatable)")
+    parser.add_argument("--rules", action="store_true", help="list the rules and their thresholds, then exit")
+
+
+def _usage_error(msg: str) -> int:
+    print(f"babysitter check: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _list_rules() -> int:
+    from core.diagnose import RULES
+
+    for rid, cls in RULES.items():
+        print(f"{rid} ({cls.severity})")
+        print(f"    {cls.summary}")
+        for name, default, (lo, hi), unit in cls.Thresholds.describe():
+            print(f"    {rid}.{name} = {default:g}   [{lo:g}, {hi:g}] {unit}")
+        print(f"    fix: {cls.fix}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.diagnose import DiagnosisConfig, Diagnoser, parse_overrides
+    from core.errors import ConfigError
+    from core.reader import Run, is_run_dir
+
+    if args.rules:
+        return _list_rules()
+    if not args.paths:
+        return _usage_error("give at least one RUN_DIR (a run folder or a log directory)")
+    try:
+        config = DiagnosisConfig(overrides=parse_overrides(args.thresholds), disable=args.disable)
+    except ConfigError as err:
+        return _usage_error(str(err))
+
+    run_dirs: list[Path] = []
+    for raw in args.paths:
+        p = Path(raw)
+        if not p.is_dir():
+            return _usage_error(f"{raw}: no such run folder or log directory")
+        if is_run_dir(p):
+            run_dirs.append(p)
+            continue
+        children = sorted(c for c in p.iterdir() if not c.name.startswith(".") and is_run_dir(c))
+        if not children:
+            return _usage_error(f"{raw}: neither a run folder (meta.json, *.jsonl) nor a log directory holding runs")
+        run_dirs.extend(children)
+
+    results = []
+    for rd in run_dirs:
+        run_obj = Run(rd)
+        run_obj.update()
+        dx = Diagnoser(config)
+        dx.update(run_obj)
+        results.append((rd, run_obj, dx.findings()))
+
+    any_error = any(f.severity == "error" for _, _, fs in results for f in fs)
+    if args.json:
+        import json
+
+        out = [{"run": run_obj.name, "path": str(rd), **f.to_json()} for rd, run_obj, fs in results for f in fs]
+        print(json.dumps(out, indent=2))
+    else:
+        for rd, run_obj, fs in results:
+            problems = run_obj.problem_count
+            extra = f", {problems} unreadable line(s)" if problems else ""
+            head = f"{rd} ({run_obj.status()}{extra}): "
+            if not fs:
+                print(head + "no findings")
+                continue
+            print(head + f"{len(fs)} finding(s)")
+            for f in sorted(fs, key=lambda f: f.step, reverse=True):  # newest first
+                where = f" [{', '.join(f.layers)}]" if f.layers else ""
+                print(f"  {f.severity.upper():7} step {f.step:<7} {f.rule}{where}")
+                print(f"          {f.message}")
+                print(f"          fix: {f.fix}")
+    return 1 if any_error else 0
