@@ -17,7 +17,7 @@ the search afterwards or while it runs.
 
 Usage::
 
-    from monitor import LogUniform, random_search, refine
+    from monitor.search import LogUniform, random_search, refine
 
     def train(trial):
         with trial.monitor(num_classes=10) as mon:       # hparams + search space in meta.json
