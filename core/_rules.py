@@ -229,7 +229,7 @@ class _NewLayers:
         self.seen: set[str] = set()
 
     def new(self, names: Iterable[str]) -> list[str]:
-        out = [n for n in names if n not in self.seen]
+        out = [n for n in dict.fromkeys(names) if n not in self.seen]
         self.seen.update(out)
         return out
 

@@ -121,7 +121,7 @@ def _train(logdir: str | Path, name: str, *, hidden: tuple[int, ...], act: str, 
     names = [f"fc{i + 1}" for i in range(len(hidden))] + ["scores"]
     hp = {"lr": lr, "reg": reg, "hidden": list(hidden), "act": act, "init": str(init), "batch": batch}
     mon = Monitor(logdir, name, hparams=hp, num_classes=10, every=every, heartbeat=0, **monitor_kwargs)
-    step = 0
+    step = diverged = 0
     with mon, np.errstate(all="ignore"):
         mon.set_layers([LayerInfo(n, act if i < len(hidden) else "linear", params=(f"W{i + 1}", f"b{i + 1}"))
                         for i, n in enumerate(names)])
@@ -139,7 +139,7 @@ def _train(logdir: str | Path, name: str, *, hidden: tuple[int, ...], act: str, 
                 p = np.exp(shifted)
                 p /= p.sum(axis=1, keepdims=True)
                 n = len(yb)
-                loss = float(-np.log(p[np.arange(n), yb] + 1e-300).mean())
+                loss = float(-np.log(p[np.arange(n), yb]).mean())  # log(0) = -inf once scores blow up
                 if reg_in_loss:
                     loss += 0.5 * reg * sum(float((W * W).sum()) for W in Ws)
                 dz = p.copy()
@@ -167,7 +167,9 @@ def _train(logdir: str | Path, name: str, *, hidden: tuple[int, ...], act: str, 
                 mon.log(step, loss=loss, lr=lr, train_acc=acc)
                 step += 1
                 if not np.isfinite(loss):
-                    return mon.run_dir
+                    diverged += 1
+                    if diverged > 40 or not all(np.isfinite(W).all() for W in Ws):  # as a real run, until NaN reaches the weights
+                        return mon.run_dir
             if Xva is not None:
                 h = Xva
                 for i, (W, b) in enumerate(zip(Ws, bs)):
