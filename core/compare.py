@@ -557,11 +557,12 @@ def sort_frame(df, column: str | None = None, *, descending: bool | None = None)
 
 
 def hparam_specs(summaries: Sequence[RunSummary]) -> dict[str, dict[str, Any]]:
-    """Each hyperparameter seen in ``summaries``: ``{"log": bool, "numeric": bool, "low": .., "high": ..}``.
+    """Each hyperparameter seen in ``summaries``: ``{"log", "numeric", "varying", "sampled", "low", "high"}``.
 
     ``log`` is taken from the search spaces when a run sampled the parameter, else guessed:
     positive numbers spanning more than a factor of 100 are drawn on a log axis.
-    ``low``/``high`` are the widest sampled range (None outside a search).
+    ``low``/``high`` are the widest sampled range (None outside a search); ``varying`` is
+    False when every run has the same value (nothing to compare).
     """
     specs: dict[str, dict[str, Any]] = {}
     values: dict[str, list[Any]] = {}
@@ -584,5 +585,7 @@ def hparam_specs(summaries: Sequence[RunSummary]) -> dict[str, dict[str, Any]]:
         if d is None:
             guess = numeric and min(nums) > 0 and max(nums) / min(nums) > 100
             d = {"log": bool(guess), "low": None, "high": None, "sampled": False}
-        out[k] = {**d, "numeric": numeric, "log": bool(d["log"] and numeric)}
+        distinct = {json.dumps(v, sort_keys=True, default=str) for v in vals}
+        varying = len(distinct) > 1 or len(vals) < len(summaries)
+        out[k] = {**d, "numeric": numeric, "log": bool(d["log"] and numeric), "varying": varying}
     return out

@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--filter", metavar="TEXT", default=None,
                         help="keep rows matching 'COL OP VALUE' (OP: = != > < >= <=, e.g. 'lr<1e-3', "
                              "'status=finished'), else rows whose name, status or findings contain TEXT")
+    parser.add_argument("--all-columns", action="store_true",
+                        help="also show hyperparameters that are the same in every run as columns")
     parser.add_argument("--outer", type=float, default=0.1,
                         help="edge_of_range: fraction of the range at each end that counts as the edge")
 
@@ -60,16 +62,28 @@ def _cell(v: Any) -> str:
     return safe_text(v)
 
 
-def format_table(df) -> str:
-    """The summary DataFrame as an aligned text table."""
+def _constant(col) -> bool:
+    return len({json.dumps(v, default=str, sort_keys=True) for v in col.tolist()}) <= 1
+
+
+def format_table(df, *, all_columns: bool = False) -> str:
+    """The summary DataFrame as an aligned text table.
+
+    Hyperparameters that are the same in every row are listed once below the table
+    instead of as columns, unless ``all_columns``.
+    """
     cols = [(c, h) for c, h in _TEXT_COLUMNS if c in df.columns]
-    cols += [(c, safe_text(c[3:], 20)) for c in df.columns if c.startswith("hp.")]
+    hp = [c for c in df.columns if c.startswith("hp.")]
+    same = [] if all_columns or len(df) < 2 else [c for c in hp if _constant(df[c])]
+    cols += [(c, safe_text(c[3:], 20)) for c in hp if c not in same]
     rows = [[h for _, h in cols]]
     for rec in df[[c for c, _ in cols]].itertuples(index=False):
         rows.append([_cell(v) for v in rec])
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if same:
+        lines.append("same in every run: " + ", ".join(f"{safe_text(c[3:], 20)}={_cell(df[c].iloc[0])}" for c in same))
     return "\n".join(lines)
 
 
@@ -103,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if df.empty:
         print(f"no runs in {safe_text(path, 200)}" + (" match the filter" if len(summaries) else ""))
     else:
-        print(format_table(df))
+        print(format_table(df, all_columns=args.all_columns))
         print(f"\n{len(df)} of {len(summaries)} runs")
     if edges:
         print("\nSearch findings:")

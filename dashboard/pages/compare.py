@@ -1,0 +1,242 @@
+"""Compare runs: the summary table, overlaid curves, hyperparameter scatter, edge-of-range warnings.
+
+The lecture's last step of a hyperparameter search made visible: a sortable, filterable
+table of every run (``core.compare`` summaries, computed once per run version); tick runs
+to overlay their loss and validation accuracy; the chosen metric against each
+hyperparameter on a log axis for log-sampled ones, coloured by a second; the
+``edge_of_range`` warning with the range to try next; and parallel coordinates over all
+numeric hyperparameters. Run names are data in the table and escaped text in the figures.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from dash import Input, Output, State, dash_table, dcc, html, no_update
+from dash.dash_table.Format import Format, Scheme, Trim
+
+from core.compare import (
+    HP_PREFIX, SummaryCache, hparam_specs, search_findings, sort_frame, summaries_frame,
+)
+
+from .. import theme
+from ..compare_figures import overlay_figure, parallel_figure, scatter_figure
+from ..context import AppContext
+from . import Page
+from ._common import card, graph
+
+# Component ids of this page (prefix "compare-", as in ids.py).
+TABLE = "compare-table"
+EDGES = "compare-edges"
+COUNT = "compare-count"
+LOSS_GRAPH = "compare-loss"
+ACC_GRAPH = "compare-acc"
+SCATTER_GRAPH = "compare-scatter"
+SCATTER_X = "compare-x"
+SCATTER_COLOR = "compare-color"
+METRIC = "compare-metric"
+PARALLEL_GRAPH = "compare-parallel"
+SEEN = "compare-seen"            # dcc.Store: signature of the table the browser shows
+
+METRICS = (("best_val_acc", "best val accuracy"), ("final_val_acc", "final val accuracy"),
+           ("final_train_acc", "final train accuracy"), ("gap", "train - val gap"), ("final_loss", "final loss"))
+_NUMERIC = {"steps", "best_val_acc", "final_val_acc", "best_val_step", "final_train_acc", "gap", "final_loss",
+            "errors", "warnings", "infos"}
+_HIDDEN = ("diverged", "infos", "best_val_step")
+_FMT = Format(precision=4, scheme=Scheme.decimal_or_exponent, trim=Trim.yes)
+
+
+class _State:
+    """Per-app state: the summary cache."""
+
+    def __init__(self) -> None:
+        self.cache = SummaryCache()
+
+
+def _state(ctx: AppContext) -> _State:
+    st = getattr(ctx, "_compare_state", None)
+    if st is None:
+        st = _State()
+        setattr(ctx, "_compare_state", st)
+    return st
+
+
+def _snapshot(ctx: AppContext):
+    """(summaries, DataFrame sorted by best val accuracy, hyperparameter specs, edge findings)."""
+    ctx.refresh()
+    summaries = _state(ctx).cache.summaries(ctx.logdir.runs())
+    df = sort_frame(summaries_frame(summaries), "best_val_acc")
+    return summaries, df, hparam_specs(summaries), search_findings(summaries)
+
+
+def _cell(v: Any) -> Any:
+    if v is None or isinstance(v, str) or isinstance(v, bool):
+        return v
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None  # pandas NA
+    if isinstance(v, float) and not math.isfinite(f):
+        return None
+    return v.item() if hasattr(v, "item") else v
+
+
+def table_data(df) -> list[dict[str, Any]]:
+    """Rows for the DataTable: ``id`` is the run name; NaN as empty cells; objects as text."""
+    rows = []
+    for rec in df.to_dict("records"):
+        row = {k: _cell(v) for k, v in rec.items()}
+        row["diverged"] = "yes" if rec.get("diverged") else ""
+        row["id"] = rec["run"]
+        rows.append(row)
+    return rows
+
+
+def table_columns(df, specs: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """DataTable columns: the summary, then hyperparameters (those that vary between runs first)."""
+    specs = specs or {}
+    hp = [c for c in df.columns if c.startswith(HP_PREFIX)]
+    hp.sort(key=lambda c: (not specs.get(c[len(HP_PREFIX):], {}).get("varying", True), c))
+    cols = []
+    for c in [c for c in df.columns if not c.startswith(HP_PREFIX)] + hp:
+        if c in _HIDDEN:
+            continue
+        name = c[len(HP_PREFIX):] if c.startswith(HP_PREFIX) else c
+        spec: dict[str, Any] = {"name": name, "id": c}
+        if c in _NUMERIC or (c.startswith(HP_PREFIX) and df[c].map(lambda v: isinstance(v, (int, float))
+                                                                   and not isinstance(v, bool)).all()):
+            spec.update(type="numeric", format=_FMT)
+        cols.append(spec)
+    return cols
+
+
+def edges_view(edges) -> Any:
+    if not edges:
+        return html.P("No hyperparameter's best value sits at the edge of its sampled range.", className="bs-muted")
+    items = []
+    for e in edges:
+        f = e.finding
+        items.append(html.Div([
+            html.Span("edge of range", className="bs-badge", style={"background": theme.SEVERITY_COLORS["warning"]}),
+            html.Span(f" {e.search or 'search'} · {e.param}: ", style={"fontWeight": 600}),
+            html.Span(f.message),
+            html.Div(["Try next: ", html.B(f"{e.param} in [{e.suggest_low:.3g}, {e.suggest_high:.3g}]"
+                                           + (" (log-uniform)" if e.log else ""))], className="bs-muted"),
+        ], className="compare-edge", style={"marginBottom": "8px"}))
+    return html.Div(items)
+
+
+def _numeric_params(specs: dict[str, dict[str, Any]]) -> list[str]:
+    # Sampled parameters first: they are what a search varies.
+    nums = [k for k, s in specs.items() if s["numeric"] and s["varying"]]
+    return sorted(nums, key=lambda k: (not specs[k].get("sampled"), k))
+
+
+def _signature(df) -> list[Any]:
+    return [df["run"].tolist(), df["status"].tolist(), df["steps"].astype("float64").fillna(-1).tolist(),
+            df["best_val_acc"].fillna(-1).tolist()]
+
+
+def _curves(ctx: AppContext, names: list[str], *keys: str):
+    out = []
+    for n in names:
+        run = ctx.run(n)
+        if run is None:
+            continue
+        for k in keys:
+            s = run.scalar(k)
+            if len(s):
+                out.append((n, s.steps, s.values))
+                break
+    return out
+
+
+def layout(ctx: AppContext, query: dict[str, str] | None = None) -> Any:
+    summaries, df, specs, edges = _snapshot(ctx)
+    params = _numeric_params(specs)
+    x0 = params[0] if params else None
+    c0 = params[1] if len(params) > 1 else None
+    by_param = {e.param: e for e in edges}
+    opts = [{"label": p + (" (log)" if specs[p]["log"] else ""), "value": p} for p in params]
+    return html.Div([
+        dcc.Store(id=SEEN, data=_signature(df)),
+        html.Div([html.H2("Compare runs"), html.Span(f"{len(df)} runs", id=COUNT, className="bs-muted")],
+                 className="bs-title"),
+        card("Search findings", html.Div(edges_view(edges), id=EDGES)),
+        card(None,
+             html.P("Sort by clicking a heading; filter with the row under it (e.g. > 0.9, or text). "
+                    "Tick runs to overlay their curves below.", className="bs-muted"),
+             dash_table.DataTable(
+                 id=TABLE, data=table_data(df), columns=table_columns(df, specs), row_selectable="multi",
+                 selected_row_ids=[], sort_action="native", filter_action="native", page_size=20,
+                 page_action="native", style_table={"overflowX": "auto"},
+                 style_cell={"fontFamily": theme.FONT, "fontSize": "13px", "padding": "4px 8px",
+                             "maxWidth": "260px", "overflow": "hidden", "textOverflow": "ellipsis"},
+                 style_header={"fontWeight": 600, "background": "#f0f4f8"},
+                 style_data_conditional=[
+                     {"if": {"filter_query": '{status} = "crashed"', "column_id": "status"},
+                      "color": theme.STATUS_COLORS["crashed"], "fontWeight": 600},
+                     {"if": {"filter_query": '{status} = "live"', "column_id": "status"},
+                      "color": theme.STATUS_COLORS["live"], "fontWeight": 600},
+                 ],
+                 tooltip_duration=None)),
+        html.Div([card(None, graph(LOSS_GRAPH)), card(None, graph(ACC_GRAPH))], className="bs-grid2"),
+        card(None,
+             html.Div([
+                 html.Label("x"), html.Div(dcc.Dropdown(id=SCATTER_X, options=opts, value=x0, clearable=False),
+                                           style={"minWidth": "200px"}),
+                 html.Label("colour"), html.Div(dcc.Dropdown(id=SCATTER_COLOR, options=opts, value=c0),
+                                                style={"minWidth": "200px"}),
+                 html.Label("metric"), html.Div(dcc.Dropdown(id=METRIC, value="best_val_acc", clearable=False,
+                                                             options=[{"label": b, "value": a} for a, b in METRICS]),
+                                                style={"minWidth": "200px"}),
+             ], className="bs-controls"),
+             dcc.Graph(id=SCATTER_GRAPH, figure=scatter_figure(df, x0, color=c0, specs=specs, edge=by_param.get(x0))
+                       if x0 else scatter_figure(None, ""), config={"displaylogo": False},
+                       style={"height": f"{theme.GRAPH_HEIGHT + 60}px"})),
+        card(None, dcc.Graph(id=PARALLEL_GRAPH, figure=parallel_figure(df, params, specs=specs),
+                             config={"displaylogo": False}, style={"height": "380px"})),
+    ])
+
+
+def register(app: Any, ctx: AppContext) -> None:
+    from .. import ids
+
+    @app.callback(Output(TABLE, "data"), Output(TABLE, "columns"), Output(EDGES, "children"), Output(COUNT, "children"),
+                  Output(SEEN, "data"), Output(SCATTER_X, "options"), Output(SCATTER_COLOR, "options"),
+                  Input(ids.VERSION, "data"), State(SEEN, "data"), prevent_initial_call=True)
+    def _refresh(_version: Any, seen: Any) -> Any:
+        _, df, specs, edges = _snapshot(ctx)
+        sig = _signature(df)
+        if sig == seen:
+            return (no_update,) * 7
+        params = _numeric_params(specs)
+        opts = [{"label": p + (" (log)" if specs[p]["log"] else ""), "value": p} for p in params]
+        return (table_data(df), table_columns(df, specs), edges_view(edges), f"{len(df)} runs", sig, opts, opts)
+
+    @app.callback(Output(LOSS_GRAPH, "figure"), Output(ACC_GRAPH, "figure"),
+                  Input(TABLE, "selected_row_ids"), Input(SEEN, "data"))
+    def _overlay(selected: list[str] | None, _seen: Any) -> Any:
+        names = [n for n in (selected or []) if isinstance(n, str)]
+        loss = _curves(ctx, names, "loss", "train_loss")
+        acc = _curves(ctx, names, "val_acc", "val_accuracy")
+        return (overlay_figure(loss, title="Training loss of the selected runs", y_title="loss", log_y=True,
+                               max_points=ctx.max_points),
+                overlay_figure(acc, title="Validation accuracy of the selected runs", y_title="val accuracy",
+                               max_points=ctx.max_points, markers=True))
+
+    @app.callback(Output(SCATTER_GRAPH, "figure"), Output(PARALLEL_GRAPH, "figure"),
+                  Input(SCATTER_X, "value"), Input(SCATTER_COLOR, "value"), Input(METRIC, "value"),
+                  Input(SEEN, "data"), prevent_initial_call=True)
+    def _scatter(x: str | None, color: str | None, metric: str | None, _seen: Any) -> Any:
+        summaries, df, specs, edges = _snapshot(ctx)
+        metric = metric if metric in dict(METRICS) else "best_val_acc"
+        params = _numeric_params(specs)
+        by_param = {e.param: e for e in edges} if metric == "best_val_acc" else {}
+        scatter = (scatter_figure(df, x, metric=metric, color=color if color != x else None, specs=specs,
+                                  edge=by_param.get(x)) if x in specs else scatter_figure(None, ""))
+        return scatter, parallel_figure(df, params, metric=metric, specs=specs)
+
+
+PAGE = Page(path="/compare", title="Compare", layout=layout, register=register)
