@@ -181,6 +181,10 @@ class Monitor:
         self._hb_thread: threading.Thread | None = None
         self._lock = threading.RLock()
         self.last_step: int | None = None
+        # Set by a framework adapter (monitor/_torch.py): sees log()'s scalars first and may
+        # add values (learning rates) or hold the record until device values arrive (None).
+        self._scalar_filter: Any = None
+        self._watches: list[Any] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -255,8 +259,16 @@ class Monitor:
     def close(self, error: BaseException | None = None) -> None:
         """Flush, mark the run ``finished`` (or ``crashed`` when ``error`` is given), stop the heartbeat.
 
-        Safe to call twice. Never raises.
+        Safe to call twice. Never raises. Hooks of ``watch`` are removed first (writing the
+        loss values still on their way from the device).
         """
+        with self._lock:
+            watches, self._watches = self._watches, []
+        for w in watches:
+            try:
+                w.remove()
+            except Exception as err:  # closing never raises
+                log.warning("Babysitter: while removing the hooks of %r: %s", w, err)
         with self._lock:
             if self._closed:
                 return
@@ -461,9 +473,20 @@ class Monitor:
         ``nan_loss`` finding at once and, with ``on_nan="raise"``, raises
         ``TrainingDivergedError``.
 
+        With a watched PyTorch model, values may be 0-d tensors: on an accelerator the
+        record is written when the values arrive on the host, without waiting for the device.
+
         Raises:
             TrainingDivergedError: only with ``on_nan="raise"``, when the loss is NaN/Inf.
         """
+        filt = self._scalar_filter
+        if filt is not None and not self._closed:
+            scalars = filt(step, scalars)
+            if scalars is None:
+                return
+        self._log_values(step, scalars)
+
+    def _log_values(self, step: int, scalars: Mapping[str, Any]) -> None:
         bad_loss: str | None = None
         with self._lock:
             if self._closed:
@@ -475,7 +498,7 @@ class Monitor:
             nonfinite: dict[str, str] = {}
             for key, v in scalars.items():
                 try:
-                    f = float(v)
+                    f = float(v.detach() if hasattr(v, "detach") else v)  # a torch tensor that requires grad
                 except (TypeError, ValueError):
                     log.warning("Babysitter: scalar %r=%r is not a number; skipped", key, v)
                     continue
@@ -503,6 +526,36 @@ class Monitor:
                 log.warning("Babysitter: loss is %s at step %d; training diverged (run %s)", bad_loss, step, self.run_dir)
 
     _warned_nan = False
+
+    # -- frameworks ------------------------------------------------------------------------
+
+    def watch(self, model: Any, optimizer: Any, **options: Any) -> Any:
+        """Record a PyTorch model and its optimizer with hooks (imports torch only now).
+
+        Every watched layer's output, the model input, and each parameter's weight, update and
+        gradient statistics are recorded on logged steps; the learning rate of each parameter
+        group is added to every ``log`` call. Steps are counted by ``optimizer.step()`` calls
+        from ``start_step`` (0): log with the same numbers. Only forwards in training mode
+        are recorded. The hooks are removed when the Monitor closes.
+
+        Args:
+            model: a ``torch.nn.Module``.
+            optimizer: a ``torch.optim.Optimizer`` whose ``step()`` ends each training step.
+            **options: ``start_step`` (int, 0), ``log_input`` (bool, True), ``hist_sample``
+                (values binned per layer, 16384), ``defer_scalars`` (see ``TorchWatch``).
+
+        Returns:
+            The ``TorchWatch`` handle: ``remove()`` (safe twice) or a ``with`` block ends it early.
+
+        Raises:
+            ConfigError: when ``model``/``optimizer`` are not torch objects or an option is out of range.
+        """
+        from ._torch import watch_model
+
+        w = watch_model(self, model, optimizer, **options)
+        with self._lock:
+            self._watches.append(w)
+        return w
 
     def __repr__(self) -> str:
         where = self._writer.run_dir if self._writer else self.logdir / (self.name or "<not opened>")

@@ -1,0 +1,733 @@
+"""PyTorch adapter: ``Monitor.watch(model, optimizer)`` records every layer with hooks.
+
+The only module of the project that imports torch. Usage (three lines in a training loop)::
+
+    mon = Monitor("runs", num_classes=10)            # 1: the run
+    mon.watch(model, optimizer)                      # 2: hooks on the model and the optimizer
+    for step, (x, y) in enumerate(loader):
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(); loss.backward(); optimizer.step()
+        mon.log(step, loss=loss)                     # 3: the loss (a tensor is fine)
+    mon.close()                                      # or ``with Monitor(...) as mon:``
+
+What is recorded, on logged steps only (the first step and every ``every`` steps):
+
+* the output of every activation module (ReLU, LeakyReLU, PReLU, ELU, GELU, SiLU, Tanh,
+  Sigmoid, Softplus, ...), Linear, Conv, BatchNorm/LayerNorm/GroupNorm and Embedding
+  module, for the first forward of the step in training mode (``model.train()``);
+  forwards in eval mode (validation) are not recorded. Activations called as functions
+  (``F.relu`` inside ``forward``) are seen only through the output of the Linear/Conv layer
+  before them. Units are axis 1: a neuron of a ``(N, D)`` output, a channel of a
+  ``(N, C, H, W)`` output.
+* the first positional input of the model (the ``input`` record).
+* per parameter tensor: weight norm/std and NaN/Inf counts after ``optimizer.step()``, the
+  update (the real difference of the weights across ``step()``, so momentum and Adam are
+  right) and its ratio to the weight norm, the gradient norm and NaN/Inf counts before
+  ``step()``. A parameter that got no gradient at that step (frozen with
+  ``requires_grad=False``, or unused) has ``upd_norm``, ``upd_ratio`` and ``grad_norm``
+  ``null``. A Parameter shared by several layers is recorded once, under its first name.
+* the learning rate of each parameter group, as the scalars ``lr``, ``lr/1``, ``lr/2``, ...
+  added to the step's ``mon.log`` record.
+
+Cost. Forward hooks are attached only for logged steps and removed after them, so an
+unlogged step runs the model with no hook at all; the optimizer hooks then do one flag
+check. On a logged step every statistic is computed with torch ops on the tensor's own
+device, stacked into one vector per layer, and all vectors go to the host in one transfer
+(``torch.cat(...).tolist()``) when ``optimizer.step()`` returns. The definitions are those
+of ``core.stats`` (the numpy reference), with one sampling choice: the histogram counts
+come from the first examples of the batch, at most ``hist_sample`` values (16384 by
+default), because a histogram drawn on a screen does not change with more, while binning
+is the costliest pass. Its range [lo, hi] is still the whole batch's min and max. Every
+other statistic uses the whole batch: dead units need every example, and mean, std, min,
+max, zero and saturation fractions are single cheap passes.
+
+On a CPU tensor a non-finite value is detected from a sum already computed and only then
+are the NaN-excluding versions of the statistics computed; on other devices they are always
+computed that way, because branching on a device value would force a synchronisation.
+
+A failure inside a hook never stops training: it is logged once and monitoring of that
+layer (or of the parameters) stops. Hooks never modify a tensor and use no random numbers:
+training with and without the monitor is bit-identical.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from core.schema import PARAM_FIELDS, RELU_FAMILY, SATURATING, LayerInfo, finite_or_none
+from core.stats import SAT_EPS
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TorchWatch", "HIST_SAMPLE", "layer_kind", "activation_vector", "decode_activation",
+           "param_vector", "decode_param", "hist_sample_of"]
+
+HIST_SAMPLE = 16384  # values binned per layer for the histogram (first examples of the batch)
+
+# Module classes and their layer kind (core.schema.LAYER_KINDS). Subclasses first.
+_KIND_TABLE: tuple[tuple[type, str], ...] = (
+    (nn.ReLU6, "relu6"), (nn.ReLU, "relu"), (nn.LeakyReLU, "leaky_relu"), (nn.PReLU, "prelu"),
+    (nn.RReLU, "rrelu"), (nn.ELU, "elu"), (nn.SELU, "selu"), (nn.CELU, "celu"), (nn.GELU, "gelu"),
+    (nn.SiLU, "silu"), (nn.Mish, "mish"), (nn.Softplus, "softplus"), (nn.Hardswish, "hardswish"),
+    (nn.Tanh, "tanh"), (nn.Sigmoid, "sigmoid"), (nn.Hardtanh, "hardtanh"), (nn.Hardsigmoid, "hardsigmoid"),
+    (nn.Softsign, "softsign"),
+    (nn.Linear, "linear"), (nn.Bilinear, "linear"),
+    (nn.modules.conv._ConvNd, "conv"),
+    (nn.modules.batchnorm._NormBase, "batchnorm"),
+    (nn.LayerNorm, "layernorm"), (nn.GroupNorm, "layernorm"),
+    (nn.Embedding, "embedding"),
+)
+
+_ACT_HEAD = 10  # mean, m2, min, max, nonzero, dead, sat, nan, inf, unit_std; then the histogram counts
+_PARAM_LEN = 9  # w_sq, w_m2, w_nan, w_inf, upd_sq, grad_sq, grad_nan, grad_inf, w_mean
+
+
+def layer_kind(module: nn.Module) -> str | None:
+    """The layer kind recorded for ``module``, or ``None`` when it is not watched."""
+    for cls, kind in _KIND_TABLE:
+        if isinstance(module, cls):
+            return kind
+    return None
+
+
+# -- statistics on the device --------------------------------------------------------------
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    x = x.detach()
+    if x.dtype not in (torch.float32, torch.float64):
+        # half/bfloat16 sums lose digits; integer and bool outputs have no float ops.
+        x = x.float()
+    return x
+
+
+def hist_sample_of(flat: torch.Tensor, batch: int, limit: int) -> torch.Tensor:
+    """The values whose histogram is recorded: the first examples of the batch, at most ``limit`` values.
+
+    ``flat`` is the layer output flattened in batch-major order. Whole examples are taken
+    (every unit is seen); when one example alone holds more than ``limit`` values, a strided
+    subsample of the first example is.
+    """
+    n = flat.numel()
+    if n <= limit:
+        return flat
+    per = max(1, n // max(1, batch))
+    rows = limit // per
+    if rows >= 1:
+        return flat[: rows * per]
+    return flat[:per:-(-per // limit)]
+
+
+def _units_max(x: torch.Tensor) -> torch.Tensor:
+    """Per-unit max over every example and position (NaN propagates)."""
+    if x.ndim <= 1:
+        return x.amax().reshape(1)
+    if x.ndim == 2:
+        return x.amax(0)
+    return x.flatten(2).amax(2).amax(0)
+
+
+def _unit_std(x: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """Population std across units of each unit's mean over the batch (and positions)."""
+    if x.ndim < 2 or x.shape[1] < 2 or x.shape[0] == 0:
+        return zero
+    m = x.mean(0) if x.ndim == 2 else x.flatten(2).mean(2).mean(0)
+    return torch.std(m, correction=0)
+
+
+def _sat_count(v: torch.Tensor, kind: str) -> torch.Tensor:
+    # |v| - thr > 0 <=> |v| > thr exactly (Sterbenz); float ops avoid the slow bool path on CPU.
+    if kind in ("sigmoid", "hardsigmoid"):
+        t = (v - 0.5).abs_().sub_(0.5 - SAT_EPS)
+    else:
+        t = v.abs().sub_(1 - SAT_EPS)
+    return torch.count_nonzero(t.relu_())
+
+
+def _hist(sample: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bins: int,
+          weights: torch.Tensor | None = None) -> torch.Tensor:
+    # Bins over the whole batch's [lo, hi] without reading lo/hi on the host (torch.histc would).
+    scale = bins / (hi - lo).clamp_min(1e-30)
+    idx = (sample - lo).mul_(scale).to(torch.int64).clamp_(0, bins - 1)
+    return torch.bincount(idx, weights=weights, minlength=bins)
+
+
+def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample: int = HIST_SAMPLE,
+                      exact: bool | None = None, zero: torch.Tensor | None = None) -> torch.Tensor:
+    """The statistics of one layer output as one float64 vector on ``x``'s device.
+
+    Layout: ``[mean, m2, min, max, nonzero, dead_units, sat_count, nan, inf, unit_std, hist...]`` where
+    ``m2`` is the sum of squared deviations from the mean and every count is over the finite
+    elements. :func:`decode_activation` turns it into the fields of ``core.stats.activation_stats``.
+
+    Args:
+        x: the layer output, batch first.
+        kind: the layer kind (decides dead units and saturation).
+        bins: histogram bins.
+        hist_sample: at most this many values are binned (see :func:`hist_sample_of`).
+        exact: ``True`` computes the NaN-excluding versions always; ``False`` assumes finite
+            values; ``None`` (default) decides from the data on CPU and uses ``True`` elsewhere.
+        zero: a cached float64 zero on the device (saves an allocation per call).
+    """
+    x = _as_float(x)
+    if zero is None:
+        zero = torch.zeros((), dtype=torch.float64, device=x.device)
+    flat = x.reshape(-1)
+    n = flat.numel()
+    if n == 0:
+        return torch.cat([torch.stack([zero] * _ACT_HEAD), torch.zeros(bins, dtype=torch.float64, device=x.device)])
+    s = flat.sum()
+    if exact is None:
+        # On CPU reading a value costs nothing; on an accelerator it would wait for the device.
+        exact = x.device.type != "cpu" or not math.isfinite(s.item())
+    batch = x.shape[0] if x.ndim else 1
+    if not exact:
+        mean = s / n
+        d = flat - mean
+        m2 = torch.dot(d, d)
+        lo, hi = torch.aminmax(flat)
+        nonzero = torch.count_nonzero(flat)
+        dead = sat = zero
+        if kind in RELU_FAMILY:
+            dead = torch.count_nonzero(_units_max(x).le(0))
+        if kind in SATURATING:
+            sat = _sat_count(flat, kind)
+        hist = _hist(hist_sample_of(flat, batch, hist_sample), lo, hi, bins)
+        head = [mean, m2, lo, hi, nonzero, dead, sat, zero, zero, _unit_std(x, zero)]
+        return torch.cat([torch.stack(head).to(torch.float64), hist.to(torch.float64)])
+    fin = torch.isfinite(flat)
+    n_fin = torch.count_nonzero(fin)
+    n_nan = torch.count_nonzero(torch.isnan(flat))
+    n_inf = n - n_fin - n_nan
+    xz = torch.where(fin, flat, 0.0)
+    mean = xz.sum() / n_fin.clamp_min(1)
+    d = torch.where(fin, flat - mean, 0.0)
+    m2 = torch.dot(d, d)
+    inf = torch.tensor(math.inf, dtype=flat.dtype, device=flat.device)
+    lo = torch.where(fin, flat, inf).amin()
+    hi = torch.where(fin, flat, -inf).amax()
+    nonzero = torch.count_nonzero(xz)
+    dead = sat = zero
+    if kind in RELU_FAMILY:
+        # A NaN is not <= 0: a unit with a NaN output is never dead.
+        dead = torch.count_nonzero(_units_max(x).le(0))
+    if kind in SATURATING:
+        sat = _sat_count(xz if kind not in ("sigmoid", "hardsigmoid") else torch.where(fin, flat, 0.5), kind)
+    has = n_fin > 0
+    lo_h = torch.where(has, lo, 0.0)
+    hi_h = torch.where(has, hi, 0.0)
+    sample = hist_sample_of(xz, batch, hist_sample)
+    weights = hist_sample_of(fin, batch, hist_sample).to(torch.float64)
+    hist = _hist(sample, lo_h, hi_h, bins, weights=weights)
+    head = [mean, m2, lo, hi, nonzero, dead, sat, n_nan, n_inf, _unit_std(x, zero)]
+    return torch.cat([torch.stack([h.to(torch.float64) for h in head]), hist.to(torch.float64)])
+
+
+def decode_activation(vec: list[float], kind: str, numel: int, units: int) -> dict[str, Any]:
+    """Turn one :func:`activation_vector` (as a list) into the fields of ``core.stats.activation_stats``."""
+    mean, m2, lo, hi, nonzero, dead, sat, n_nan, n_inf, unit_std = vec[:_ACT_HEAD]
+    n_nan, n_inf = int(n_nan), int(n_inf)
+    n_fin = numel - n_nan - n_inf
+    out: dict[str, Any] = {"nan": n_nan, "inf": n_inf}
+    if n_fin > 0:
+        out["mean"] = finite_or_none(mean)
+        out["std"] = finite_or_none(math.sqrt(max(m2, 0.0) / n_fin)) if math.isfinite(m2) else None
+        out["min"] = finite_or_none(lo)
+        out["max"] = finite_or_none(hi)
+        out["zero_frac"] = (n_fin - int(nonzero)) / n_fin
+    else:
+        out.update(mean=None, std=None, min=None, max=None, zero_frac=None)
+    out["dead_frac"] = int(dead) / units if kind in RELU_FAMILY and numel and units else None
+    out["sat_frac"] = int(sat) / n_fin if kind in SATURATING and n_fin > 0 else None
+    # Like the reference: only when every value is finite and there are two units or more.
+    out["unit_std"] = finite_or_none(unit_std) if units >= 2 and n_fin == numel and numel else None
+    if n_fin > 0 and math.isfinite(lo) and math.isfinite(hi):
+        out["hist_lo"], out["hist_hi"] = float(lo), float(hi)
+    else:
+        out["hist_lo"], out["hist_hi"] = 0.0, 0.0
+    out["hist"] = [int(round(c)) for c in vec[_ACT_HEAD:]]
+    return out
+
+
+def _sq_and_bad(t: torch.Tensor, exact: bool | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sum of squares of the finite elements, NaN count, Inf count (counts are None-free tensors)."""
+    flat = _as_float(t).reshape(-1)
+    sq = torch.dot(flat, flat)
+    if exact is None:
+        exact = flat.device.type != "cpu" or not math.isfinite(sq.item())
+    if not exact:
+        z = torch.zeros((), dtype=torch.int64, device=flat.device)
+        return sq, z, z
+    fin = torch.isfinite(flat)
+    fz = torch.where(fin, flat, 0.0)
+    n_nan = torch.count_nonzero(torch.isnan(flat))
+    return torch.dot(fz, fz), n_nan, flat.numel() - torch.count_nonzero(fin) - n_nan
+
+
+def param_vector(weight: torch.Tensor, before: torch.Tensor | None, grad: torch.Tensor | None, *,
+                 exact: bool | None = None, grad_part: torch.Tensor | None = None) -> torch.Tensor:
+    """The statistics of one parameter tensor as one float64 vector on its device.
+
+    Layout: ``[w_sq, w_m2, w_nan, w_inf, upd_sq, grad_sq, grad_nan, grad_inf, w_mean]``, squares
+    summed over finite elements. ``before`` is a copy of the weight taken before the update
+    (it is overwritten here); ``grad_part`` is :func:`grad_vector` computed before the step
+    (``grad`` is used when it is not given). :func:`decode_param` gives the ``param_stats`` fields.
+    """
+    w = _as_float(weight).reshape(-1)
+    w_sq, w_nan, w_inf = _sq_and_bad(w, exact)
+    n = w.numel()
+    if exact is None:
+        exact = w.device.type != "cpu" or not math.isfinite(w_sq.item()) or bool(w_nan) or bool(w_inf)
+    if exact:
+        fin = torch.isfinite(w)
+        n_fin = torch.count_nonzero(fin).clamp_min(1)
+        mean = torch.where(fin, w, 0.0).sum() / n_fin
+        d = torch.where(fin, w - mean, 0.0)
+    else:
+        mean = w.sum() / max(n, 1)
+        d = w - mean
+    w_m2 = torch.dot(d, d)
+    zero = torch.zeros((), dtype=torch.float64, device=w.device)
+    if before is not None:
+        upd = before.reshape(-1).sub_(w)  # before - after: same norm as the update, no new buffer
+        upd_sq, _, _ = _sq_and_bad(upd, exact)
+    else:
+        upd_sq = zero
+    if grad_part is None:
+        grad_part = grad_vector(grad, exact=exact) if grad is not None else torch.stack([zero] * 3)
+    head = torch.stack([t.to(torch.float64) for t in (w_sq, w_m2, w_nan, w_inf, upd_sq)])
+    return torch.cat([head, grad_part, mean.to(torch.float64).reshape(1)])
+
+
+def grad_vector(grad: torch.Tensor, *, exact: bool | None = None) -> torch.Tensor:
+    """``[grad_sq, grad_nan, grad_inf]`` as float64 on the gradient's device."""
+    if grad.is_sparse:
+        grad = grad.coalesce().values()
+    sq, n_nan, n_inf = _sq_and_bad(grad, exact)
+    return torch.stack([sq.to(torch.float64), n_nan.to(torch.float64), n_inf.to(torch.float64)])
+
+
+def decode_param(vec: list[float], numel: int, has_update: bool, has_grad: bool) -> dict[str, Any]:
+    """Turn one :func:`param_vector` (as a list) into the fields of ``core.stats.param_stats``."""
+    w_sq, w_m2, w_nan, w_inf, upd_sq, g_sq, g_nan, g_inf = vec[:8]
+    n_fin = numel - int(w_nan) - int(w_inf)
+    w_norm = finite_or_none(math.sqrt(w_sq)) if n_fin > 0 and math.isfinite(w_sq) else None
+    w_std = finite_or_none(math.sqrt(max(w_m2, 0.0) / n_fin)) if n_fin > 0 and math.isfinite(w_m2) else None
+    upd_norm = finite_or_none(math.sqrt(upd_sq)) if has_update and math.isfinite(upd_sq) else None
+    grad_norm = finite_or_none(math.sqrt(g_sq)) if has_grad and math.isfinite(g_sq) else None
+    ratio = finite_or_none(upd_norm / w_norm) if upd_norm is not None and w_norm else None
+    return {
+        "w_norm": w_norm, "w_std": w_std, "upd_norm": upd_norm, "upd_ratio": ratio, "grad_norm": grad_norm,
+        "w_nan": int(w_nan), "w_inf": int(w_inf),
+        "grad_nan": int(g_nan) if has_grad else 0, "grad_inf": int(g_inf) if has_grad else 0,
+    }
+
+
+# -- the hooks -----------------------------------------------------------------------------
+
+
+class _Layer:
+    """One watched module: its name, kind and whether monitoring it still works."""
+
+    __slots__ = ("module", "name", "kind", "failed")
+
+    def __init__(self, module: nn.Module, name: str, kind: str) -> None:
+        self.module = module
+        self.name = name
+        self.kind = kind
+        self.failed = False
+
+
+class _Pending:
+    """A scalars record waiting for its device values (copied without blocking)."""
+
+    __slots__ = ("step", "plain", "keys", "host", "event")
+
+    def __init__(self, step: int, plain: dict[str, Any], keys: list[str], host: torch.Tensor, event: Any) -> None:
+        self.step, self.plain, self.keys, self.host, self.event = step, plain, keys, host, event
+
+    def ready(self) -> bool:
+        return self.event is None or self.event.query()
+
+    def values(self) -> dict[str, Any]:
+        if self.event is not None:
+            self.event.synchronize()
+        out = dict(self.plain)
+        out.update(zip(self.keys, self.host.tolist()))
+        return out
+
+
+class TorchWatch:
+    """Hooks on a model and its optimizer that feed a :class:`~monitor.Monitor`.
+
+    Made by :meth:`Monitor.watch`; removed by :meth:`remove` (safe to call twice), by
+    leaving a ``with`` block, or when the Monitor closes.
+
+    Steps are counted by ``optimizer.step()`` calls, from ``start_step``: the forward,
+    backward and ``step()`` of one iteration form one step. Pass the same numbers to
+    ``mon.log`` (the loop index from 0 with the default ``start_step=0``).
+
+    Args:
+        monitor: the Monitor that owns the run.
+        model: the model; its ``forward`` in training mode is what gets recorded.
+        optimizer: its ``step()`` ends each step.
+        start_step: the number of the first step.
+        log_input: record the model's first positional input (``input`` record).
+        hist_sample: at most this many values per layer are binned for the histogram.
+        defer_scalars: copy accelerator loss tensors to the host without waiting and write
+            them when they arrive (``None``: on accelerators only). Tests use ``True`` on CPU.
+    """
+
+    def __init__(self, monitor: Any, model: nn.Module, optimizer: torch.optim.Optimizer, *,
+                 start_step: int = 0, log_input: bool = True, hist_sample: int = HIST_SAMPLE,
+                 defer_scalars: bool | None = None) -> None:
+        from core.errors import ConfigError
+
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"watch() needs a torch.nn.Module as the model, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ConfigError(f"watch() needs a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if not isinstance(start_step, int) or start_step < 0:
+            raise ConfigError(f"start_step must be a non-negative integer, got {start_step!r}")
+        if not isinstance(hist_sample, int) or hist_sample < 1:
+            raise ConfigError(f"hist_sample must be a positive integer, got {hist_sample!r}")
+        self.mon = monitor
+        self.model = model
+        self.optimizer = optimizer
+        self.step = start_step
+        self.first_step = start_step
+        self.log_input = log_input
+        self.hist_sample = hist_sample
+        self.defer_scalars = defer_scalars
+        self.removed = False
+
+        self._layers: dict[nn.Module, _Layer] = {}
+        for name, mod in model.named_modules():
+            kind = layer_kind(mod)
+            if kind is not None:
+                self._layers[mod] = _Layer(mod, name or type(mod).__name__.lower(), kind)
+        self._names: dict[int, str] = {}
+        for name, p in model.named_parameters():  # deduplicated: a shared Parameter keeps its first name
+            self._names.setdefault(id(p), name)
+        self._params: list[tuple[str, nn.Parameter]] = [(n, p) for n, p in model.named_parameters()]
+        owned = {id(p) for _, p in self._params}
+        self._opt_ids: set[int] = set()
+        for gi, group in enumerate(optimizer.param_groups):
+            for pi, p in enumerate(group["params"]):
+                self._opt_ids.add(id(p))
+                if id(p) not in owned:
+                    owned.add(id(p))
+                    self._params.append((f"param_group{gi}.{pi}", p))
+
+        self._fwd_handles: list[Any] = []
+        self._opt_handles = [optimizer.register_step_pre_hook(self._pre_step),
+                             optimizer.register_step_post_hook(self._post_step)]
+        self._due = False
+        self._recording = False
+        self._forward_done = False
+        self._calls: dict[str, int] = {}
+        self._acts: list[tuple[str, str, int, int, torch.Tensor]] = []
+        self._input: tuple[int, torch.Tensor] | None = None
+        self._pre: list[tuple[str, nn.Parameter, torch.Tensor | None, torch.Tensor | None]] = []
+        self._layer_info: dict[str, LayerInfo] = {}
+        self._meta_layers_written = 0
+        self._params_failed = False
+        self._failed = False
+        self._zeros: dict[torch.device, torch.Tensor] = {}
+        self._lr: tuple[int, dict[str, float]] | None = None
+        self._pending: deque[_Pending] = deque()
+        self._warned: set[str] = set()
+
+        self.mon.set_meta(framework="torch", optimizer=type(optimizer).__name__)
+        self._begin_step()
+
+    # -- public ----------------------------------------------------------------------------
+
+    @property
+    def layers(self) -> list[str]:
+        """Names of the watched modules, in ``named_modules`` order."""
+        return [lay.name for lay in self._layers.values()]
+
+    def remove(self) -> None:
+        """Remove every hook and write the loss values still on their way. Safe to call twice."""
+        if self.removed:
+            return
+        self.removed = True
+        self._detach_forward()
+        for h in self._opt_handles:
+            h.remove()
+        self._opt_handles = []
+        try:
+            self.drain(block=True)
+        finally:
+            if getattr(self.mon, "_scalar_filter", None) == self._filter_scalars:
+                self.mon._scalar_filter = None
+
+    close = remove
+
+    def __enter__(self) -> "TorchWatch":
+        return self
+
+    def __exit__(self, tp, value, tb) -> bool:
+        self.remove()
+        return False
+
+    def __repr__(self) -> str:
+        return (f"TorchWatch({type(self.model).__name__}, {type(self.optimizer).__name__}, "
+                f"layers={len(self._layers)}, step={self.step}, removed={self.removed})")
+
+    # -- cadence ---------------------------------------------------------------------------
+
+    def _is_due(self, step: int) -> bool:
+        return step == self.first_step or step % self.mon.every == 0
+
+    def _begin_step(self) -> None:
+        self._due = not self._failed and not self.removed and self._is_due(self.step)
+        self._forward_done = False
+        if self._due:
+            self._attach_forward()
+        else:
+            self._detach_forward()
+
+    def _attach_forward(self) -> None:
+        if self._fwd_handles:
+            return
+        hs = [self.model.register_forward_pre_hook(self._root_pre),
+              self.model.register_forward_hook(self._root_post)]
+        for mod, lay in self._layers.items():
+            if not lay.failed:
+                hs.append(mod.register_forward_hook(self._make_hook(lay)))
+        self._fwd_handles = hs
+
+    def _detach_forward(self) -> None:
+        for h in self._fwd_handles:
+            h.remove()
+        self._fwd_handles = []
+
+    def _warn_once(self, what: str, err: BaseException) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            log.warning("Babysitter: monitoring of %s stopped after an error: %s: %s",
+                        what, type(err).__name__, err, exc_info=err)
+
+    def _zero(self, device: torch.device) -> torch.Tensor:
+        z = self._zeros.get(device)
+        if z is None:
+            z = self._zeros[device] = torch.zeros((), dtype=torch.float64, device=device)
+        return z
+
+    # -- forward ---------------------------------------------------------------------------
+
+    def _root_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        # Record only the first training-mode forward of a logged step (not validation, not
+        # the later micro-batches of gradient accumulation).
+        self._recording = self._due and module.training and not self._forward_done
+        if not self._recording:
+            return
+        self._calls = {}
+        if self.log_input and args and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
+            try:
+                x = args[0]
+                with torch.no_grad():
+                    self._input = (x.numel(), activation_vector(x, "input", bins=2, hist_sample=1,
+                                                                zero=self._zero(x.device)))
+            except Exception as err:  # monitoring never stops training
+                self.log_input = False
+                self._warn_once("the model input", err)
+
+    def _root_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if self._recording:
+            self._forward_done = True
+        self._recording = False
+
+    def _make_hook(self, lay: _Layer) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if not self._recording or lay.failed:
+                return
+            out = output[0] if isinstance(output, (tuple, list)) and output else output
+            if not isinstance(out, torch.Tensor):
+                return
+            # A module called twice in one forward (one ReLU object reused) gives two layers.
+            k = self._calls.get(lay.name, 0) + 1
+            self._calls[lay.name] = k
+            name = lay.name if k == 1 else f"{lay.name}#{k}"
+            try:
+                with torch.no_grad():
+                    vec = activation_vector(out, lay.kind, bins=self.mon.bins, hist_sample=self.hist_sample,
+                                            zero=self._zero(out.device))
+                units = out.shape[1] if out.ndim >= 2 else 1
+                self._acts.append((name, lay.kind, out.numel(), units, vec))
+                if name not in self._layer_info:
+                    own = tuple(self._names.get(id(p), n) for n, p in module.named_parameters(recurse=False))
+                    self._layer_info[name] = LayerInfo(name, lay.kind, tuple(out.shape[1:]), own)
+            except Exception as err:
+                lay.failed = True
+                self._warn_once(f"layer {lay.name!r}", err)
+        return hook
+
+    # -- optimizer -------------------------------------------------------------------------
+
+    def _capture_lr(self) -> None:
+        lrs: dict[str, float] = {}
+        for i, group in enumerate(self.optimizer.param_groups):
+            lr = group.get("lr")
+            if isinstance(lr, torch.Tensor):
+                if lr.device.type != "cpu":
+                    continue  # reading it would wait for the device
+                lr = float(lr)
+            if isinstance(lr, (int, float)):
+                lrs["lr" if i == 0 else f"lr/{i}"] = float(lr)
+        self._lr = (self.step, lrs)
+
+    def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        try:
+            self._capture_lr()
+        except Exception as err:
+            self._warn_once("the learning rate", err)
+        if not self._due or self._params_failed:
+            return
+        pre = []
+        try:
+            with torch.no_grad():
+                for name, p in self._params:
+                    g = p.grad
+                    snap = p.detach().clone() if g is not None and id(p) in self._opt_ids else None
+                    gv = grad_vector(g) if g is not None else None
+                    pre.append((name, p, snap, gv))
+            self._pre = pre
+        except Exception as err:
+            self._params_failed = True
+            self._pre = []
+            self._warn_once("the parameters", err)
+
+    def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        try:
+            if self._due:
+                self._flush_step()
+        except Exception as err:
+            self._failed = True
+            self._warn_once("this model", err)
+        finally:
+            self._acts, self._pre, self._input = [], [], None
+            self.step += 1
+            self._begin_step()
+
+    def _flush_step(self) -> None:
+        """Compute the parameter statistics and move everything of this step to the host at once."""
+        step = self.step
+        parts: list[torch.Tensor] = []
+        params: list[tuple[str, int, bool, bool]] = []
+        if not self._params_failed:
+            try:
+                with torch.no_grad():
+                    for name, p, snap, gv in self._pre:
+                        zero = self._zero(p.device)
+                        gpart = gv if gv is not None else torch.stack([zero] * 3)
+                        parts.append(param_vector(p, snap, None, grad_part=gpart))
+                        params.append((name, p.numel(), snap is not None, gv is not None))
+            except Exception as err:
+                self._params_failed = True
+                parts, params = [], []
+                self._warn_once("the parameters", err)
+        acts = self._acts
+        parts = [a[4] for a in acts] + ([self._input[1]] if self._input is not None else []) + parts
+        if not parts:
+            return
+        devices = {t.device for t in parts}
+        if len(devices) > 1:  # a model split over devices: gather on the host first (still one copy each)
+            parts = [t.cpu() for t in parts]
+        values = torch.cat(parts).tolist()  # the one device-to-host transfer of this step
+
+        pos = 0
+        names = []
+        decoded = []
+        for name, kind, numel, units, vec in acts:
+            k = vec.numel()
+            decoded.append(decode_activation(values[pos:pos + k], kind, numel, units))
+            names.append(name)
+            pos += k
+        if self._input is not None:
+            numel, vec = self._input
+            k = vec.numel()
+            st = decode_activation(values[pos:pos + k], "input", numel, 1)
+            pos += k
+            self.mon.write_input(step, st)
+        self._update_meta()
+        if decoded:
+            fields = list(decoded[0])
+            cols = {f: [d[f] for d in decoded] for f in fields}
+            self.mon.write_acts(step, names, cols)
+        if params:
+            pstats = []
+            for name, numel, has_upd, has_grad in params:
+                pstats.append(decode_param(values[pos:pos + _PARAM_LEN], numel, has_upd, has_grad))
+                pos += _PARAM_LEN
+            self.mon.write_params(step, [p[0] for p in params], {f: [s[f] for s in pstats] for f in PARAM_FIELDS})
+
+    def _update_meta(self) -> None:
+        if len(self._layer_info) != self._meta_layers_written:
+            self._meta_layers_written = len(self._layer_info)
+            self.mon.set_layers(list(self._layer_info.values()))
+
+    # -- scalars ---------------------------------------------------------------------------
+
+    def _filter_scalars(self, step: int, scalars: dict[str, Any]) -> dict[str, Any] | None:
+        """Called by ``Monitor.log``: adds the learning rates; defers accelerator tensors.
+
+        Returns the scalars to write now, or ``None`` when the record waits for the device.
+        """
+        self.drain(block=False)
+        out = dict(scalars)
+        if self._lr is not None:  # the rates used by the latest optimizer.step()
+            for k, v in self._lr[1].items():
+                out.setdefault(k, v)
+        dev_keys = []
+        for k, v in out.items():
+            if isinstance(v, torch.Tensor) and v.numel() == 1:
+                if self.defer_scalars or (self.defer_scalars is None and v.device.type == "cuda"):
+                    dev_keys.append(k)
+                elif v.device.type == "cpu":
+                    out[k] = float(v.detach())  # a CPU value is checked at once
+        if not dev_keys:
+            return out
+        if self._is_due(step) and self.defer_scalars is None:
+            self.drain(block=True)  # a logged step reads the device anyway
+            return out
+        plain = {k: v for k, v in out.items() if k not in dev_keys}
+        vals = torch.stack([out[k].detach().reshape(()).to(torch.float64) for k in dev_keys])
+        event = None
+        if vals.device.type == "cuda":
+            host = torch.empty(vals.shape, dtype=vals.dtype, pin_memory=True)
+            host.copy_(vals, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        else:
+            host = vals.cpu()
+        self._pending.append(_Pending(int(step), plain, dev_keys, host, event))
+        if len(self._pending) > 1000:
+            self.drain(block=True)
+        return None
+
+    def drain(self, block: bool = False) -> None:
+        """Write the deferred scalars records whose values have arrived (all of them with ``block``).
+
+        Raises:
+            TrainingDivergedError: with ``on_nan="raise"``, when one of them holds a NaN/Inf loss.
+        """
+        while self._pending and (block or self._pending[0].ready()):
+            p = self._pending.popleft()
+            self.mon._log_values(p.step, p.values())
+
+
+def watch_model(monitor: Any, model: nn.Module, optimizer: torch.optim.Optimizer, **kwargs: Any) -> TorchWatch:
+    """Attach a :class:`TorchWatch` to ``monitor`` (what ``Monitor.watch`` calls)."""
+    w = TorchWatch(monitor, model, optimizer, **kwargs)
+    monitor._scalar_filter = w._filter_scalars
+    return w
+

@@ -1,0 +1,640 @@
+"""The PyTorch adapter against the numpy reference (core.stats) on the same tensors, with real models.
+
+Each test trains a real (tiny) torch model with ``Monitor.watch`` and reads what was written
+to the run folder; reference values come from ``core.stats`` applied to tensors captured by
+the test's own hooks, or from a hand computation of the optimizer's update.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import monitor
+from core.errors import ConfigError
+from core.stats import activation_stats, param_stats
+from monitor import Monitor, TrainingDivergedError
+from monitor import _torch as adapter
+
+ACT_KEYS = ("mean", "std", "min", "max", "zero_frac", "dead_frac", "sat_frac", "nan", "inf", "unit_std")
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def records(run_dir: Path, kind: str) -> list[dict]:
+    out = []
+    for f in sorted(run_dir.glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            rec = json.loads(line)
+            if rec["kind"] == kind:
+                out.append(rec)
+    return sorted(out, key=lambda r: r["step"])
+
+
+def acts_by_layer(rec: dict) -> dict[str, dict]:
+    return {name: {k: rec[k][i] for k in rec if isinstance(rec[k], list) and k != "layers"}
+            for i, name in enumerate(rec["layers"])}
+
+
+def params_by_name(rec: dict) -> dict[str, dict]:
+    return {name: {k: rec[k][i] for k in rec if isinstance(rec[k], list) and k != "params"}
+            for i, name in enumerate(rec["params"])}
+
+
+def close(a, b, rtol=1e-4, atol=1e-6) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=rtol, abs_tol=atol)
+
+
+def assert_acts_match(got: dict, ref: dict, *, sampled: np.ndarray | None = None, where: str = "") -> None:
+    """Recorded statistics equal the reference: floats to 1e-4 relative, counts exactly, histogram to a few edge cases."""
+    for k in ACT_KEYS:
+        if k not in ref:
+            continue
+        assert close(got.get(k), ref[k], rtol=1e-4, atol=1e-5 if k == "unit_std" else 1e-6), \
+            f"{where} {k}: recorded {got.get(k)} reference {ref[k]}"
+    assert close(got["hist_lo"], ref["hist_lo"]) and close(got["hist_hi"], ref["hist_hi"]), where
+    want = ref["hist"]
+    if sampled is not None:  # the histogram is over the documented subsample, on the whole batch's range
+        if ref["hist_hi"] > ref["hist_lo"]:
+            want = np.histogram(sampled, bins=len(want), range=(ref["hist_lo"], ref["hist_hi"]))[0].tolist()
+    got_h = np.asarray(got["hist"])
+    assert got_h.sum() == sum(want), f"{where}: histogram total {got_h.sum()} != {sum(want)}"
+    # float32 binning may put a value lying on a bin edge in the neighbouring bin
+    assert np.abs(got_h - np.asarray(want)).sum() <= max(2, 0.002 * sum(want)), f"{where}: {got_h} vs {want}"
+
+
+class Capture:
+    """The test's own forward hooks: a copy of each watched module's training output."""
+
+    def __init__(self, model: nn.Module, names: list[str]) -> None:
+        self.out: dict[str, torch.Tensor] = {}
+        mods = dict(model.named_modules())
+        self.handles = [mods[n].register_forward_hook(self._hook(n)) for n in names]
+
+    def _hook(self, name):
+        def hook(module, args, output):
+            if module.training:
+                self.out[name] = output.detach().clone()
+        return hook
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def mlp(act: type[nn.Module], width: int = 32, depth: int = 3, d_in: int = 12, classes: int = 4) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    d = d_in
+    for _ in range(depth):
+        layers += [nn.Linear(d, width), act()]
+        d = width
+    layers.append(nn.Linear(d, classes))
+    return nn.Sequential(*layers)
+
+
+def batch(step: int, n: int = 64, d_in: int = 12, classes: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1000 + step)
+    return torch.randn(n, d_in, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+def train(model, opt, mon, steps, capture=None, sched=None, data=batch):
+    """A plain loop with the three monitor lines; returns the captured outputs per step."""
+    seen = []
+    for step in range(steps):
+        x, y = data(step)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        if mon is not None:
+            mon.log(step, loss=loss)
+        if capture is not None:
+            seen.append(dict(capture.out))
+            capture.out.clear()
+    return seen
+
+
+# -- statistics against the reference -------------------------------------------------------
+
+
+@pytest.mark.parametrize("act,kind", [(nn.Tanh, "tanh"), (nn.ReLU, "relu"), (nn.Sigmoid, "sigmoid")])
+def test_mlp_statistics_match_numpy_reference(tmp_path, act, kind):
+    torch.manual_seed(0)
+    model = mlp(act)
+    if kind == "relu":  # make some units dead for the whole batch: large negative bias
+        with torch.no_grad():
+            model[2].bias[:5] = -50.0
+    if kind == "tanh":  # and some saturated units
+        with torch.no_grad():
+            model[0].weight[:4] *= 20
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    names = [n for n, _ in model.named_modules() if n]
+    cap = Capture(model, names)
+    with Monitor(tmp_path, "r", every=2) as mon:
+        w = mon.watch(model, opt)
+        assert w.layers == names
+        seen = train(model, opt, mon, 5, cap)
+    acts = records(mon.run_dir, "acts")
+    assert [r["step"] for r in acts] == [0, 2, 4]
+    for rec in acts:
+        got = acts_by_layer(rec)
+        assert list(got) == names
+        for name in names:
+            kind_n = adapter.layer_kind(dict(model.named_modules())[name])
+            ref = activation_stats(seen[rec["step"]][name].numpy(), kind_n)
+            assert_acts_match(got[name], ref, where=f"step {rec['step']} {name}")
+    first = acts_by_layer(acts[0])
+    if kind == "relu":
+        assert first["3"]["dead_frac"] >= 5 / 32
+    if kind == "tanh":
+        assert first["1"]["sat_frac"] > 0
+    meta = json.loads((mon.run_dir / "meta.json").read_text())
+    assert meta["framework"] == "torch"
+    assert [(l["name"], l["kind"]) for l in meta["layers"]] == [
+        (n, adapter.layer_kind(dict(model.named_modules())[n])) for n in names]
+    assert meta["layers"][0]["shape"] == [32] and meta["layers"][0]["params"] == ["0.weight", "0.bias"]
+
+
+class FunctionalNet(nn.Module):
+    """Activations called as functions: only the Linear outputs are modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(12, 24)
+        self.fc2 = nn.Linear(24, 24)
+        self.out = nn.Linear(24, 4)
+
+    def forward(self, x):
+        return self.out(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+def test_functional_relu_is_seen_through_linear_outputs(tmp_path):
+    torch.manual_seed(1)
+    model = FunctionalNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    cap = Capture(model, ["fc1", "fc2", "out"])
+    with Monitor(tmp_path, "r", every=1) as mon:
+        w = mon.watch(model, opt)
+        seen = train(model, opt, mon, 2, cap)
+    assert w.layers == ["fc1", "fc2", "out"]
+    for rec in records(mon.run_dir, "acts"):
+        got = acts_by_layer(rec)
+        assert list(got) == ["fc1", "fc2", "out"]
+        for name in got:
+            assert got[name]["dead_frac"] is None  # a linear output has no dead units
+            assert_acts_match(got[name], activation_stats(seen[rec["step"]][name].numpy(), "linear"))
+
+
+class SmallCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(6)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.fc = nn.Linear(8 * 4 * 4, 4)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.relu1(self.bn1(self.conv1(x))), 2)
+        return self.fc(self.relu2(self.conv2(x)).flatten(1))
+
+
+def image_batch(step: int):
+    g = torch.Generator().manual_seed(2000 + step)
+    return torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 4, (16,), generator=g)
+
+
+def test_cnn_channels_are_units_and_dead_channels_counted(tmp_path):
+    torch.manual_seed(2)
+    model = SmallCNN()
+    with torch.no_grad():
+        model.conv2.bias[:3] = -100.0  # three channels negative at every position of every example
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    names = ["conv1", "bn1", "relu1", "conv2", "relu2", "fc"]
+    cap = Capture(model, names)
+    with Monitor(tmp_path, "r", every=1) as mon:
+        mon.watch(model, opt)
+        seen = train(model, opt, mon, 2, cap, data=image_batch)
+    rec = records(mon.run_dir, "acts")[0]
+    got = acts_by_layer(rec)
+    assert list(got) == names
+    kinds = {"conv1": "conv", "bn1": "batchnorm", "relu1": "relu", "conv2": "conv", "relu2": "relu", "fc": "linear"}
+    for name in names:
+        assert_acts_match(got[name], activation_stats(seen[0][name].numpy(), kinds[name]), where=name)
+    assert got["relu2"]["dead_frac"] == pytest.approx(3 / 8)
+    meta = json.loads((mon.run_dir / "meta.json").read_text())
+    by = {l["name"]: l for l in meta["layers"]}
+    assert by["conv2"]["shape"] == [8, 4, 4] and by["bn1"]["kind"] == "batchnorm"
+    assert by["bn1"]["params"] == ["bn1.weight", "bn1.bias"]
+
+
+def test_histogram_uses_the_first_examples_when_the_output_is_large(tmp_path):
+    torch.manual_seed(3)
+    model = mlp(nn.Tanh, width=40, depth=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    cap = Capture(model, ["0", "1"])
+    with Monitor(tmp_path, "r", every=1) as mon:
+        mon.watch(model, opt, hist_sample=300)  # 64 x 40 = 2560 values: 7 whole examples are binned
+        seen = train(model, opt, mon, 1, cap)
+    got = acts_by_layer(records(mon.run_dir, "acts")[0])
+    for name in ("0", "1"):
+        full = seen[0][name].numpy()
+        ref = activation_stats(full, "tanh" if name == "1" else "linear")
+        assert_acts_match(got[name], ref, sampled=full[:7].reshape(-1), where=name)
+        assert sum(got[name]["hist"]) == 7 * 40
+
+
+@pytest.mark.parametrize("exact", [None, True, False])
+@pytest.mark.parametrize("kind", ["relu", "tanh", "sigmoid", "linear"])
+def test_activation_vector_matches_reference_on_finite_values(kind, exact):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(50, 7, 3, generator=g) * 3
+    x[:, 2] = -1.0  # a dead channel
+    x[0, 0, 0] = 0.0
+    if kind == "sigmoid":
+        x = torch.sigmoid(x)
+    vec = adapter.activation_vector(x, kind, exact=exact).tolist()
+    got = adapter.decode_activation(vec, kind, x.numel(), x.shape[1])
+    assert_acts_match(got, activation_stats(x.numpy(), kind), where=kind)
+
+
+@pytest.mark.parametrize("exact", [None, True])
+@pytest.mark.parametrize("kind", ["relu", "tanh", "linear"])
+def test_activation_vector_excludes_nan_and_inf_like_the_reference(kind, exact):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(40, 9, generator=g)
+    x[3, 1] = float("nan")
+    x[5, 2] = float("inf")
+    x[7, 2] = float("-inf")
+    x[:, 4] = -2.0
+    x[9, 4] = float("nan")  # a unit with a NaN output is never dead
+    x[:, 6] = -1.0
+    vec = adapter.activation_vector(x, kind, exact=exact).tolist()
+    got = adapter.decode_activation(vec, kind, x.numel(), 9)
+    ref = activation_stats(x.numpy(), kind)
+    assert (got["nan"], got["inf"]) == (2, 2)
+    assert_acts_match(got, ref, where=kind)
+    every_bad = torch.full((4, 3), float("nan"))
+    got = adapter.decode_activation(adapter.activation_vector(every_bad, kind, exact=exact).tolist(), kind, 12, 3)
+    ref = activation_stats(every_bad.numpy(), kind)
+    assert {k: got[k] for k in ref} == ref
+
+
+def test_param_vector_matches_reference_with_nan_and_inf():
+    g = torch.Generator().manual_seed(6)
+    w = torch.randn(20, 10, generator=g)
+    before = w + 0.01 * torch.randn(20, 10, generator=g)
+    grad = torch.randn(20, 10, generator=g)
+    for case in ("finite", "bad"):
+        if case == "bad":
+            w[0, 0], grad[1, 1], grad[2, 2] = float("inf"), float("nan"), float("-inf")
+        for exact in (None, True):
+            vec = adapter.param_vector(w, before.clone(), None, exact=exact,
+                                       grad_part=adapter.grad_vector(grad, exact=exact)).tolist()
+            got = adapter.decode_param(vec, w.numel(), True, True)
+            ref = param_stats(w.numpy(), update=(w - before).numpy(), grad=grad.numpy())
+            for k, v in ref.items():
+                assert close(got[k], v, rtol=1e-5), (case, exact, k, got[k], v)
+
+
+# -- parameters: frozen, shared, update ratios ----------------------------------------------
+
+
+def test_frozen_layer_has_weights_but_no_update_and_shared_weight_is_recorded_once(tmp_path):
+    torch.manual_seed(7)
+
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.frozen = nn.Linear(12, 16)
+            self.a = nn.Linear(16, 16)
+            self.b = nn.Linear(16, 16)
+            self.b.weight = self.a.weight  # one Parameter in two layers
+            self.act = nn.Tanh()
+            self.out = nn.Linear(16, 4)
+
+        def forward(self, x):
+            return self.out(self.act(self.b(self.act(self.a(self.frozen(x))))))
+
+    model = Tied()
+    model.frozen.requires_grad_(False)
+    frozen_w = model.frozen.weight.detach().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with Monitor(tmp_path, "r", every=1) as mon:
+        w = mon.watch(model, opt)
+        train(model, opt, mon, 3)
+    assert torch.equal(model.frozen.weight, frozen_w)
+    assert w.layers == ["frozen", "a", "b", "act", "out"]
+    recs = records(mon.run_dir, "params")
+    assert len(recs) == 3
+    for rec in recs:
+        assert rec["params"] == ["frozen.weight", "frozen.bias", "a.weight", "a.bias", "b.bias", "out.weight", "out.bias"]
+        p = params_by_name(rec)
+        assert p["frozen.weight"]["upd_norm"] is None and p["frozen.weight"]["upd_ratio"] is None
+        assert p["frozen.weight"]["grad_norm"] is None
+        assert p["frozen.weight"]["w_norm"] == pytest.approx(float(frozen_w.norm()), rel=1e-5)
+        assert p["a.weight"]["upd_ratio"] > 0
+    acts = acts_by_layer(records(mon.run_dir, "acts")[0])
+    assert list(acts) == ["frozen", "a", "act", "b", "act#2", "out"]  # a reused module is one layer per call
+    meta = json.loads((mon.run_dir / "meta.json").read_text())
+    by = {l["name"]: l for l in meta["layers"]}
+    assert by["b"]["params"] == ["a.weight", "b.bias"]
+
+
+def hand_updates(opt_name: str, grads: list[np.ndarray], lr: float) -> list[np.ndarray]:
+    """The update (w_after - w_before) that each optimizer applies, from its published formula."""
+    b1, b2, eps, mu = 0.9, 0.999, 1e-8, 0.9
+    m = v = buf = None
+    out = []
+    for t, g in enumerate(grads, start=1):
+        g = g.astype(np.float64)
+        if opt_name == "sgd":
+            out.append(-lr * g)
+        elif opt_name == "momentum":
+            buf = g if buf is None else mu * buf + g
+            out.append(-lr * buf)
+        else:
+            m = (1 - b1) * g if m is None else b1 * m + (1 - b1) * g
+            v = (1 - b2) * g * g if v is None else b2 * v + (1 - b2) * g * g
+            mhat, vhat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+            out.append(-lr * mhat / (np.sqrt(vhat) + eps))
+    return out
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "momentum", "adam"])
+def test_update_ratio_matches_hand_computation(tmp_path, opt_name):
+    torch.manual_seed(8)
+    model = mlp(nn.ReLU, width=16, depth=2)
+    lr = 0.01
+    opt = {"sgd": lambda p: torch.optim.SGD(p, lr=lr), "momentum": lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
+           "adam": lambda p: torch.optim.Adam(p, lr=lr)}[opt_name](model.parameters())
+    grads: list[np.ndarray] = []
+    after: list[np.ndarray] = []
+    target = model[2].weight
+    h1 = opt.register_step_pre_hook(lambda o, a, k: grads.append(target.grad.detach().numpy().copy()))
+    h2 = opt.register_step_post_hook(lambda o, a, k: after.append(target.detach().numpy().copy()))
+    with Monitor(tmp_path, "r", every=1) as mon:
+        mon.watch(model, opt)
+        train(model, opt, mon, 4)
+    h1.remove(), h2.remove()
+    upds = hand_updates(opt_name, grads, lr)
+    recs = records(mon.run_dir, "params")
+    assert len(recs) == 4
+    for rec, upd, w_after, g in zip(recs, upds, after, grads):
+        p = params_by_name(rec)["2.weight"]
+        want = np.linalg.norm(upd) / np.linalg.norm(w_after.astype(np.float64))
+        assert p["upd_ratio"] == pytest.approx(want, rel=2e-3)
+        assert p["grad_norm"] == pytest.approx(np.linalg.norm(g.astype(np.float64)), rel=1e-5)
+        assert p["w_norm"] == pytest.approx(np.linalg.norm(w_after.astype(np.float64)), rel=1e-5)
+
+
+def test_learning_rate_of_every_group_follows_the_scheduler(tmp_path):
+    torch.manual_seed(9)
+    model = mlp(nn.ReLU, width=8, depth=1)
+    opt = torch.optim.SGD([{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.5}], lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.1)
+    with Monitor(tmp_path, "r", every=10) as mon:
+        mon.watch(model, opt)
+        train(model, opt, mon, 5, sched=sched)
+    scal = records(mon.run_dir, "scalars")
+    lrs = [(r["step"], r["values"]["lr"], r["values"]["lr/1"]) for r in scal]
+    want = [(0, 0.1, 0.5), (1, 0.1, 0.5), (2, 0.01, 0.05), (3, 0.01, 0.05), (4, 0.001, 0.005)]
+    assert [s for s, _, _ in lrs] == [0, 1, 2, 3, 4]
+    for (s, a, b), (_, wa, wb) in zip(lrs, want):
+        assert a == pytest.approx(wa) and b == pytest.approx(wb), s
+
+
+# -- the model is untouched ----------------------------------------------------------------
+
+
+def _train_copy(tmp_path, watched: bool, every: int = 1):
+    torch.manual_seed(10)
+    model = nn.Sequential(nn.Linear(12, 32), nn.BatchNorm1d(32), nn.ReLU(inplace=True), nn.Dropout(0.3),
+                          nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 4))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    mon = Monitor(tmp_path, None, every=every) if watched else None
+    if mon is not None:
+        mon.watch(model, opt)
+    outs = []
+    for step in range(12):
+        x, y = batch(step)
+        out = model(x)
+        outs.append(out.detach().clone())
+        loss = F.cross_entropy(out, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if mon is not None:
+            mon.log(step, loss=loss)
+    if mon is not None:
+        mon.close()
+    return model, outs
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_training_is_bit_identical_with_and_without_the_monitor(tmp_path, every):
+    plain, outs_plain = _train_copy(tmp_path, False)
+    watched, outs_watched = _train_copy(tmp_path, True, every)
+    for a, b in zip(outs_plain, outs_watched):
+        assert torch.equal(a, b)
+    for (na, a), (nb, b) in zip(plain.state_dict().items(), watched.state_dict().items()):
+        assert na == nb and torch.equal(a, b), na
+    assert len(records(next(tmp_path.iterdir()), "acts")) == (12 if every == 1 else 4)
+
+
+def all_hooks(model: nn.Module, opt) -> int:
+    n = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+    return n + len(opt._optimizer_step_pre_hooks) + len(opt._optimizer_step_post_hooks)
+
+
+def test_hooks_only_on_logged_steps_and_gone_after_close(tmp_path):
+    torch.manual_seed(11)
+    model = mlp(nn.ReLU, width=8, depth=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mon = Monitor(tmp_path, "r", every=4)
+    w = mon.watch(model, opt)
+    forward_hooks = []
+    for step in range(9):
+        forward_hooks.append(len(model[0]._forward_hooks))
+        train_one(model, opt, mon, step)
+    assert forward_hooks == [1, 0, 0, 0, 1, 0, 0, 0, 1]  # attached for steps 0, 4, 8 only
+    assert len(opt._optimizer_step_pre_hooks) == 1
+    mon.close()
+    assert all_hooks(model, opt) == 0
+    w.remove()  # twice is safe
+    assert mon._scalar_filter is None
+    with Monitor(tmp_path, "r2") as mon2:
+        with mon2.watch(model, opt):
+            assert all_hooks(model, opt) > 0
+            train_one(model, opt, mon2, 0)
+        assert all_hooks(model, opt) == 0
+        train_one(model, opt, mon2, 1)  # a removed watch records nothing more
+    assert [r["step"] for r in records(mon2.run_dir, "acts")] == [0]
+
+
+def train_one(model, opt, mon, step):
+    x, y = batch(step)
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    mon.log(step, loss=loss)
+    return loss
+
+
+def test_eval_forwards_and_extra_forwards_are_not_recorded(tmp_path):
+    torch.manual_seed(12)
+    model = mlp(nn.Tanh, width=8, depth=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    cap = Capture(model, ["1"])
+    with Monitor(tmp_path, "r", every=1) as mon:
+        mon.watch(model, opt)
+        model.eval()
+        with torch.no_grad():
+            model(torch.randn(5, 12) * 100)  # validation before the step: not recorded
+        model.train()
+        x, y = batch(0)
+        loss = F.cross_entropy(model(x), y)
+        first = cap.out["1"]
+        model(torch.randn(64, 12) * 100)  # a second forward in the same step: not recorded
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        mon.log(0, loss=loss)
+    got = acts_by_layer(records(mon.run_dir, "acts")[0])
+    assert_acts_match(got["1"], activation_stats(first.numpy(), "tanh"))
+    inp = records(mon.run_dir, "input")[0]
+    assert inp["mean"] == pytest.approx(float(x.mean()), abs=1e-6)
+    assert inp["std"] == pytest.approx(float(x.std(unbiased=False)), rel=1e-5)
+
+
+# -- the loss ------------------------------------------------------------------------------
+
+
+def nan_at(step_bad: int):
+    def data(step):
+        x, y = batch(step)
+        if step == step_bad:
+            x[0, 0] = float("nan")
+        return x, y
+    return data
+
+
+def test_nan_loss_is_caught_at_its_step_and_written(tmp_path):
+    torch.manual_seed(13)
+    model = mlp(nn.ReLU, width=8, depth=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Monitor(tmp_path, "r", every=5, on_nan="warn") as mon:
+        mon.watch(model, opt)
+        train(model, opt, mon, 6, data=nan_at(3))
+    finds = records(mon.run_dir, "finding")
+    assert [(f["rule"], f["step"]) for f in finds] == [("nan_loss", 3)]
+    scal = {r["step"]: r for r in records(mon.run_dir, "scalars")}
+    assert scal[3]["values"]["loss"] is None and scal[3]["nonfinite"] == {"loss": "nan"}
+    assert scal[2]["values"]["loss"] is not None
+
+
+@pytest.mark.parametrize("defer", [None, True])
+def test_on_nan_raise_stops_training(tmp_path, defer):
+    torch.manual_seed(14)
+    model = mlp(nn.ReLU, width=8, depth=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mon = Monitor(tmp_path, "r", every=5, on_nan="raise")
+    mon.watch(model, opt, defer_scalars=defer)
+    data = nan_at(3)
+    steps_done = []
+    with pytest.raises(TrainingDivergedError, match="at step 3"):
+        for step in range(8):
+            x, y = data(step)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            mon.log(step, loss=loss)
+            steps_done.append(step)
+    mon.close()
+    # At once on CPU; deferred (as for a GPU loss) it is read on the next log call.
+    assert steps_done[-1] == (2 if defer is None else 3)
+    assert [(f["rule"], f["step"]) for f in records(mon.run_dir, "finding")] == [("nan_loss", 3)]
+
+
+def test_deferred_loss_records_keep_their_steps(tmp_path):
+    torch.manual_seed(15)
+    model = mlp(nn.ReLU, width=8, depth=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    with Monitor(tmp_path, "r", every=3) as mon:
+        mon.watch(model, opt, defer_scalars=True)
+        for step in range(7):
+            losses.append(float(train_one(model, opt, mon, step)))
+    scal = records(mon.run_dir, "scalars")
+    assert [r["step"] for r in scal] == list(range(7))  # the last one written on close
+    assert [r["values"]["loss"] for r in scal] == pytest.approx(losses)
+    assert all(r["values"]["lr"] == 0.1 for r in scal)
+
+
+# -- failures never stop training ----------------------------------------------------------
+
+
+def test_a_failing_statistic_is_logged_once_and_training_goes_on(tmp_path, monkeypatch, caplog):
+    real = adapter.activation_vector
+
+    def flaky(x, kind, **kw):
+        if kind == "tanh":
+            raise RuntimeError("boom")
+        return real(x, kind, **kw)
+
+    monkeypatch.setattr(adapter, "activation_vector", flaky)
+    torch.manual_seed(16)
+    model = mlp(nn.Tanh, width=8, depth=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with caplog.at_level(logging.WARNING, logger="monitor._torch"):
+        with Monitor(tmp_path, "r", every=1) as mon:
+            mon.watch(model, opt)
+            train(model, opt, mon, 3)
+    warned = [r for r in caplog.records if "boom" in r.getMessage()]
+    assert len(warned) == 2  # once per failing layer ("1" and "3"), not once per step
+    acts = records(mon.run_dir, "acts")
+    assert len(acts) == 3 and all(r["layers"] == ["0", "2", "4"] for r in acts)
+    assert len(records(mon.run_dir, "scalars")) == 3
+
+
+def test_watch_rejects_what_is_not_torch(tmp_path):
+    model = mlp(nn.ReLU)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Monitor(tmp_path, "r") as mon:
+        with pytest.raises(ConfigError, match="torch.nn.Module"):
+            mon.watch(object(), opt)
+        with pytest.raises(ConfigError, match="torch.optim.Optimizer"):
+            mon.watch(model, object())
+        with pytest.raises(ConfigError, match="start_step"):
+            mon.watch(model, opt, start_step=-1)
+    assert all_hooks(model, opt) == 0
+
+
+def test_module_level_watch_opens_a_run_and_closing_removes_hooks(tmp_path):
+    torch.manual_seed(17)
+    model = mlp(nn.ReLU, width=8, depth=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mon = monitor.watch(model, opt, logdir=tmp_path, name="w", every=2, start_step=1)
+    for step in range(1, 4):
+        train_one(model, opt, mon, step)
+    mon.close()
+    assert all_hooks(model, opt) == 0
+    assert [r["step"] for r in records(tmp_path / "w", "acts")] == [1, 2]
+    meta = json.loads((tmp_path / "w" / "meta.json").read_text())
+    assert meta["framework"] == "torch" and meta["every"] == 2 and meta["status"] == "finished"
