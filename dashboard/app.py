@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import dash
-from dash import Input, Output, State, dcc, html, no_update
+from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from core import LogDir
 
@@ -141,6 +141,20 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
     @app.callback(Output(ids.PAGE, "children"), Output(ids.CRUMBS, "children"),
                   Input(ids.URL, "pathname"), Input(ids.URL, "search"))
     def _route(pathname: str | None, search: str | None) -> Any:
+        ctx.refresh()  # a run created since the last tick is found at once
+        return _render(pathname, search)
+
+    @app.callback(Output(ids.PAGE, "children", allow_duplicate=True), Output(ids.CRUMBS, "children",
+                                                                             allow_duplicate=True),
+                  Input(ids.VERSION, "data"), State({"type": ids.MISSING, "i": ALL}, "data"),
+                  State(ids.URL, "pathname"), State(ids.URL, "search"), prevent_initial_call=True)
+    def _retry_missing(_version: Any, missing: list[str], pathname: str | None, search: str | None) -> Any:
+        # Pattern-matching State: an empty list (not an error) on pages that found their run.
+        if not missing or ctx.run(missing[0]) is None:
+            return no_update, no_update
+        return _render(pathname, search)
+
+    def _render(pathname: str | None, search: str | None) -> Any:
         query = dict(parse_qsl((search or "").lstrip("?")))
         for page in registered:
             caps = pages.match(page.path, pathname or "/")

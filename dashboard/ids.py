@@ -13,6 +13,7 @@ TICK = "app-tick"            # dcc.Interval driving live refresh
 VERSION = "app-version"      # dcc.Store: {"key": ..., "status": ...} of what the page shows
 LIVE = "app-live"            # "live / last update N s ago" indicator
 CRUMBS = "app-crumbs"
+MISSING = "app-missing"      # type of the dcc.Store ({"type": MISSING, "i": 0}) on a "run not found" page
 
 # Run list.
 RUNS_TABLE = "runs-table"

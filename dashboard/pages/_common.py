@@ -55,8 +55,10 @@ def graph(id_: str, height: int = theme.GRAPH_HEIGHT) -> dcc.Graph:
 
 def not_found(name: str | None) -> html.Div:
     return html.Div([
+        dcc.Store(id={"type": ids.MISSING, "i": 0}, data=name),
         html.H2("Run not found"),
-        html.P(["No run called ", html.Code(str(name)), " in this log directory. "]),
+        html.P(["No run called ", html.Code(str(name)), " in this log directory (yet: this page shows it "
+                             "as soon as it appears). "]),
         dcc.Link("Back to all runs", href="/"),
     ], className="bs-card")
 

@@ -128,9 +128,10 @@ def edges_view(edges) -> Any:
 
 
 def _numeric_params(specs: dict[str, dict[str, Any]]) -> list[str]:
-    # Sampled parameters first: they are what a search varies.
+    # Sampled parameters first (what a search varies), log-sampled ones (learning rate,
+    # regularization: the ones that matter most) before the others.
     nums = [k for k, s in specs.items() if s["numeric"] and s["varying"]]
-    return sorted(nums, key=lambda k: (not specs[k].get("sampled"), k))
+    return sorted(nums, key=lambda k: (not specs[k].get("sampled"), not specs[k]["log"], k))
 
 
 def _signature(df) -> list[Any]:

@@ -1,0 +1,246 @@
+"""The dashboard in a real headless Chromium (Playwright's sync API, Debian's /usr/bin/chromium).
+
+The server is the real command (``python -m babysitter dashboard``) started as a subprocess on
+a free 127.0.0.1 port with its own process group, watching a temporary log directory.
+Training data is written through the real ``Monitor`` while the page is open.
+Screenshots and the measured write-to-browser latency go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+from playwright.sync_api import sync_playwright
+
+from monitor import Monitor
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+HOSTILE = "<img src=x onerror=alert(1)>"
+LATENCY_SAMPLES = 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_static_run(logdir: Path, name: str, steps: int = 120) -> None:
+    """A finished run of a small numpy MLP: ReLU and tanh layers, weights with updates."""
+    rng = np.random.default_rng(0)
+    with Monitor(logdir, name=name, hparams={"lr": 0.01}, num_classes=10, every=10, on_exists="error") as mon:
+        Ws = [rng.standard_normal((32, 32)) * s for s in (0.3, 0.3, 0.05, 0.05)]
+        X = rng.standard_normal((64, 32))
+        for step in range(steps):
+            h = X
+            for i, W in enumerate(Ws):
+                h = np.tanh(h @ W) if i % 2 else np.maximum(0, h @ W)
+                mon.activation(step, f"fc{i}", h, kind="tanh" if i % 2 else "relu")
+                mon.weights(step, f"W{i}", W, update=W * 1e-3, grad=W * 0.1)
+                Ws[i] = W * (1 + 1e-3 * (step % 7 - 3))
+            mon.log(step, loss=2.3 * np.exp(-step / 60) + 0.05, lr=0.01, train_acc=min(1.0, step / 100),
+                    val_acc=min(0.7, step / 130))
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("browser") / "runs"
+    write_static_run(d, "static")
+    write_static_run(d, HOSTILE, steps=20)
+    return d
+
+
+@pytest.fixture(scope="module")
+def server(logdir):
+    port = free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "babysitter", "dashboard", str(logdir), "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("dashboard did not start:\n" + proc.stdout.read().decode(errors="replace"))
+            time.sleep(0.1)
+        yield base
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+class Page:
+    """A browser page that records console errors, page errors and dialogs."""
+
+    def __init__(self, browser, base: str) -> None:
+        self.base = base
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("dialog", self._dialog)
+
+    def _dialog(self, d) -> None:
+        self.dialogs.append(d.message)
+        d.dismiss()
+
+    def goto(self, path: str, graph: str | None = None) -> None:
+        self.page.goto(self.base + path)
+        if graph:
+            self.wait_graph(graph)
+
+    def wait_graph(self, graph: str, timeout: float = 10_000) -> None:
+        self.page.wait_for_function(
+            f"() => {{ const g = document.querySelector('#{graph} .js-plotly-plot');"
+            " return g && g.data && g.data.length > 0; }", polling=50, timeout=timeout)
+
+    def js(self, expr: str):
+        return self.page.evaluate(expr)
+
+    def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def page(browser, server):
+    p = Page(browser, server)
+    yield p
+    p.page.close()
+
+
+def test_pages_load_without_console_errors(page):
+    page.goto("/", None)
+    page.page.get_by_role("link", name="static").wait_for()
+    page.shot("runs")
+    for path, graph, shot in (("/run/static", "overview-loss", "overview"),
+                              ("/run/static/layers?layer=fc2", "layers-depth", "layers"),
+                              ("/run/static/updates", "updates-ratio", "updates")):
+        page.goto(path, graph)
+        page.page.wait_for_timeout(600)  # let the remaining graphs of the page draw
+        page.shot(shot)
+    assert page.errors == []
+    # The layer named in the URL is the one picked, and the ratio plot has the healthy band.
+    page.goto("/run/static/updates", "updates-ratio")
+    assert page.js("document.querySelector('#updates-ratio .js-plotly-plot').layout.yaxis.type") == "log"
+
+
+def test_live_steps_appear_within_3s_and_latency(page, logdir):
+    mon = Monitor(logdir, name="live", every=1000, on_exists="error")
+    with mon:
+        mon.log(0, loss=2.0, lr=0.1)
+        page.goto("/run/live", "overview-loss")
+        # Plotly keeps numpy arrays base64-encoded in .data; _fullData holds the decoded arrays.
+        count = "document.querySelector('#overview-loss .js-plotly-plot')._fullData[0].x.length"
+        page.page.wait_for_function(f"() => {count} === 1", polling=20, timeout=5000)
+        latencies = []
+        rng = random.Random(0)
+        for i in range(1, LATENCY_SAMPLES + 1):
+            page.page.wait_for_timeout(rng.uniform(0, 1000))  # a random phase against the 1 s refresh
+            t0 = time.perf_counter()
+            mon.log(i, loss=2.0 / (i + 1), lr=0.1)
+            page.page.wait_for_function(f"() => {count} === {i + 1}", polling=20, timeout=3000)
+            latencies.append(time.perf_counter() - t0)
+        live = page.js("document.getElementById('app-live').textContent")
+        page.shot("overview-live")
+    p50, p95 = float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95))
+    result = {"samples_s": [round(x, 3) for x in latencies], "p50_s": round(p50, 3), "p95_s": round(p95, 3),
+              "max_s": round(max(latencies), 3), "refresh_interval_s": 1.0,
+              "what": "Monitor.log() returns -> new point counted in the browser's Plotly data"}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "latency.json").write_text(json.dumps(result, indent=2))
+    print(f"\nwrite-to-browser latency over {len(latencies)} samples: p50 {p50:.3f} s, p95 {p95:.3f} s")
+    assert live.startswith("live")
+    assert max(latencies) < 3.0
+
+
+def test_nan_loss_shows_the_finding(page, logdir):
+    with Monitor(logdir, name="diverges", every=1000, on_exists="error") as mon:
+        for s in range(5):
+            mon.log(s, loss=1.0 / (s + 1))
+        page.goto("/run/diverges", "overview-loss")
+        assert "nan_loss" not in page.page.inner_text("#overview-findings")
+        mon.log(5, loss=float("nan"))
+        page.page.wait_for_function(
+            "() => document.getElementById('overview-findings').innerText.includes('nan_loss')",
+            polling=50, timeout=5000)
+        # The NaN is also marked on the loss plot.
+        page.page.wait_for_function(
+            "() => Array.from(document.querySelector('#overview-loss .js-plotly-plot').data)"
+            ".some(t => t.name === 'NaN/Inf loss')", polling=50, timeout=5000)
+        text = page.page.inner_text("#overview-findings")
+        page.shot("overview-nan")
+    assert "Lower the learning rate" in text
+    assert page.errors == []
+
+
+def test_layer_slider_changes_depth_plot(page):
+    page.goto("/run/static/layers", "layers-depth")
+    title = "document.querySelector('#layers-depth .js-plotly-plot').layout.title.text"
+    ys = "Array.from(document.querySelector('#layers-depth .js-plotly-plot')._fullData[0].y).join(',')"
+    before_title, before_y = page.js(title), page.js(ys)
+    assert before_title.endswith("step 110")
+    page.page.locator("#layers-step .rc-slider-handle, #layers-step [role=slider]").first.focus()
+    page.page.keyboard.press("Home")
+    page.page.wait_for_function(f"() => {title}.endsWith('step 0')", polling=50, timeout=5000)
+    assert page.js(ys) != before_y
+    assert page.js("document.getElementById('layers-step-label').textContent") == "step 0"
+    assert page.errors == []
+
+
+def test_hostile_run_name_is_text(page):
+    page.goto("/", None)
+    link = page.page.get_by_role("link", name=HOSTILE)
+    link.wait_for()
+    assert link.inner_text() == HOSTILE
+    link.click()
+    page.wait_graph("overview-loss")
+    assert page.page.inner_text("#run-header h2") == HOSTILE
+    assert page.js("document.querySelectorAll('img').length") == 0
+    page.page.wait_for_timeout(300)
+    page.shot("hostile")
+    assert page.dialogs == []
+    assert page.page.url.endswith("/run/" + quote(HOSTILE, safe=""))
+    assert page.errors == []
