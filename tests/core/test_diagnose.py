@@ -34,6 +34,7 @@ def _tiny() -> tuple:
 # name -> train_mlp keyword arguments. Problem runs first, then the healthy ones.
 CASES: dict[str, dict] = {
     "lr_far_too_high": dict(lr=20.0, epochs=2),
+    "lr_too_high": dict(lr=2.0, epochs=4),
     "lr_nan": dict(lr=1e5, epochs=2, every=1),
     "lr_far_too_low": dict(lr=1e-6, epochs=5),
     "lr_far_too_low_small_init": dict(lr=1e-6, init=0.01, epochs=3),
@@ -56,6 +57,11 @@ CASES: dict[str, dict] = {
     "ok_tanh10": dict(hidden=(100,) * 10, act="tanh", init="xavier", lr=0.05, epochs=2),
     "ok_relu_small_batch": dict(hidden=(128,), init="he", lr=0.05, batch=16, epochs=2),
     "ok_sanity_overfit": dict(data="tiny", lr=0.1, epochs=100, batch=20, sanity=SANITY_OVERFIT),
+    # The digits example (examples/digits_numpy.py) as shipped, and variants of it.
+    "ok_example_defaults": dict(example=True, epochs=5),
+    "ok_example_momentum": dict(example=True, epochs=5, momentum=0.9, lr=0.02),
+    "ok_example_small_batch": dict(example=True, epochs=4, batch_size=32, seed=3),
+    "ok_example_wide_decay": dict(example=True, epochs=4, hidden=256, lr_decay=0.9),
 }
 
 
@@ -68,6 +74,11 @@ def runs(tmp_path_factory):
     def get(name: str) -> Path:
         if name not in made:
             kw = dict(CASES[name])
+            if kw.pop("example", False):
+                from examples.digits_numpy import train
+
+                made[name] = train(root, name=name, heartbeat=0, **kw)
+                return made[name]
             if kw.get("data") == "tiny":
                 kw["data"] = _tiny()
             made[name] = train_mlp(root, name, **kw)
@@ -88,7 +99,7 @@ POSITIVE = [
     ("lr_far_too_high", "nan_loss", "error", ()),
     ("lr_nan", "nan_loss", "error", ()),
     ("lr_nan", "nonfinite_values", "error", ("fc1", "scores")),
-    ("lr_far_too_high", "update_ratio", "warning", ("fc1",)),
+    ("lr_too_high", "update_ratio", "warning", ("fc1", "scores")),
     ("lr_far_too_low", "lr_too_low", "warning", ()),
     ("lr_far_too_low_small_init", "lr_too_low", "warning", ()),
     ("lr_far_too_low", "update_ratio", "warning", ("fc1", "scores")),
@@ -142,7 +153,7 @@ def test_messages_carry_value_and_threshold(runs):
 
 
 def test_update_ratio_reports_too_high_and_too_low_with_their_own_fix(runs):
-    high = _by_rule(diagnose(runs("lr_far_too_high")))["update_ratio"][0]
+    high = _by_rule(diagnose(runs("lr_too_high")))["update_ratio"][0]
     low = _by_rule(diagnose(runs("lr_far_too_low")))["update_ratio"][0]
     assert "above" in high.message and "Lower" in high.fix and high.value > high.threshold
     assert "below" in low.message and "Raise" in low.fix and low.value < low.threshold
