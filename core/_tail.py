@@ -12,6 +12,7 @@ caller can start over.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +72,8 @@ class FileTail:
         """Parse what was appended since the last call. Never raises for file contents or a missing file."""
         res = TailResult()
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            # O_NOFOLLOW: never read through a symlink; O_NONBLOCK: a FIFO put in its place cannot hang the reader.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             if self.ino is not None:
                 res.reset = True
@@ -81,6 +83,9 @@ class FileTail:
             return res
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                res.problems.append(Problem(self.rel, 0, "not a regular file; ignored"))
+                return res
             if self.ino is None:
                 self.ino = st.st_ino
             elif st.st_ino != self.ino or st.st_size < self.offset:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -393,7 +394,7 @@ class Run:
     def _read_meta(self) -> bool:
         mp = self.path / META_FILE
         try:
-            st = mp.stat()
+            st = mp.lstat()
         except FileNotFoundError:
             if self._meta_sig != (0, 0, 0):
                 self._meta_sig = (0, 0, 0)
@@ -407,10 +408,16 @@ class Run:
         if sig == self._meta_sig:
             return False
         self._meta_sig = sig
+        if not stat.S_ISREG(st.st_mode):
+            # A symlink could point outside the log directory, a device could be endless: never read them.
+            self._meta_problem = Problem(META_FILE, 0, "not a regular file (a symlink or a device); ignored")
+            return True
         try:
             if st.st_size > 16 << 20:
                 raise ValueError(f"{st.st_size} bytes is too large for meta.json")
-            obj = orjson.loads(mp.read_bytes())
+            fd = os.open(mp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                obj = orjson.loads(f.read(16 << 20))
             if not isinstance(obj, dict):
                 raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
         except (OSError, ValueError, orjson.JSONDecodeError) as err:
@@ -429,7 +436,9 @@ class Run:
 
     def _data_files(self) -> list[str]:
         try:
-            return sorted(e.name for e in os.scandir(self.path) if e.name.endswith(DATA_SUFFIX) and e.is_file())
+            # Symlinks are not followed: a data file never leads the reader outside the log directory.
+            return sorted(e.name for e in os.scandir(self.path)
+                          if e.name.endswith(DATA_SUFFIX) and e.is_file(follow_symlinks=False))
         except OSError:
             return []
 

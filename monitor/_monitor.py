@@ -205,10 +205,20 @@ class Monitor:
 
         Raises:
             RunExistsError: when ``on_exists="error"`` and the folder exists.
+            ConfigError: when the log directory or the run folder cannot be created. When the
+                run is opened by a training call (``log``, ``activation``, ...) instead, the
+                failure does not reach the training: one ``MonitoringWarning``, and the
+                Monitor records nothing.
         """
         if self._writer is not None:
             return self
-        run_dir = self._create_run_dir()
+        try:
+            run_dir = self._create_run_dir()
+        except RunExistsError:
+            raise
+        except OSError as err:  # read-only or full log directory: say so before training starts
+            raise ConfigError(f"cannot create a run folder in {self.logdir}: {err}. "
+                              "Point the Monitor at a writable log directory.") from err
         self._writer = RunWriter(run_dir, self.rank)
         self._meta.run = run_dir.name
         self._meta.created = time.time()
@@ -223,6 +233,19 @@ class Monitor:
         _OPEN.add(self)
         log.info("Babysitter run: %s", run_dir)
         return self
+
+    def _writer_for_event(self) -> RunWriter:
+        """The writer, opening the run on the first training call; an I/O failure never reaches the training."""
+        if self._writer is None:
+            try:
+                self.open()
+            except ConfigError as err:
+                if not isinstance(err.__cause__, OSError):
+                    raise
+                self._writer = RunWriter(self.logdir / (self.name or "<new run>"), self.rank)
+                self._writer._fail("create the run folder", err.__cause__)
+        assert self._writer is not None
+        return self._writer
 
     def _create_run_dir(self) -> Path:
         try:
@@ -362,8 +385,7 @@ class Monitor:
         if self._pending_step is not None and step != self._pending_step:
             self._flush_pending()
         self._pending_step = step
-        self.open()
-        return not self.failed
+        return not self._writer_for_event().failed
 
     # -- numpy path ------------------------------------------------------------------------
 
@@ -422,19 +444,19 @@ class Monitor:
         """Append one ``acts`` record: ``columns`` maps each field of ACT_FIELDS and hist fields to a list parallel to ``names``."""
         rec: dict[str, Any] = {"kind": KIND_ACTS, "step": int(step), "time": time.time(), "layers": list(names)}
         rec.update(columns)
-        self.open()._writer.append("layers", rec)  # type: ignore[union-attr]
+        self._writer_for_event().append("layers", rec)
 
     def write_params(self, step: int, names: list[str], columns: Mapping[str, list[Any]]) -> None:
         """Append one ``params`` record: ``columns`` maps each field of PARAM_FIELDS to a list parallel to ``names``."""
         rec: dict[str, Any] = {"kind": KIND_PARAMS, "step": int(step), "time": time.time(), "params": list(names)}
         rec.update(columns)
-        self.open()._writer.append("layers", rec)  # type: ignore[union-attr]
+        self._writer_for_event().append("layers", rec)
 
     def write_input(self, step: int, stats: Mapping[str, Any]) -> None:
         """Append one ``input`` record with the fields of INPUT_FIELDS."""
         rec = {"kind": KIND_INPUT, "step": int(step), "time": time.time()}
         rec.update({k: stats.get(k) for k in INPUT_FIELDS})
-        self.open()._writer.append("layers", rec)  # type: ignore[union-attr]
+        self._writer_for_event().append("layers", rec)
 
     def finding(self, finding: Finding) -> None:
         """Write a finding into the run at once (the dashboard shows it without recomputing)."""
@@ -442,7 +464,7 @@ class Monitor:
         rec.update(finding.to_json())
         with self._lock:
             if not self._closed:
-                self.open()._writer.append("scalars", rec)  # type: ignore[union-attr]
+                self._writer_for_event().append("scalars", rec)
 
     def _flush_pending(self) -> None:
         step = self._pending_step
@@ -493,7 +515,7 @@ class Monitor:
                 return
             if self._pending_step is not None and step >= self._pending_step:
                 self._flush_pending()
-            self.open()
+            writer = self._writer_for_event()
             values: dict[str, float | None] = {}
             nonfinite: dict[str, str] = {}
             for key, v in scalars.items():
@@ -511,7 +533,7 @@ class Monitor:
             rec: dict[str, Any] = {"kind": KIND_SCALARS, "step": int(step), "time": time.time(), "values": values}
             if nonfinite:
                 rec["nonfinite"] = nonfinite
-            self._writer.append("scalars", rec)  # type: ignore[union-attr]
+            writer.append("scalars", rec)
             self.last_step = int(step)
             if bad_loss is not None and not self._nan_reported:
                 self._nan_reported = True
