@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -68,8 +68,15 @@ class FileTail:
         self._partial = bytearray()
         self._skipping = False  # inside an over-long line, dropping bytes until its newline
 
-    def read_new(self) -> TailResult:
-        """Parse what was appended since the last call. Never raises for file contents or a missing file."""
+    def read_new(self, sink: Callable[[list[dict[str, Any]], list[Problem]], None] | None = None) -> TailResult:
+        """Parse what was appended since the last call. Never raises for file contents or a missing file.
+
+        Args:
+            sink: when given, ``sink(records, problems)`` receives the records and problems of
+                each chunk read (at most ``CHUNK`` bytes) as soon as they are parsed, and the
+                result's ``records`` and ``problems`` stay empty (a read error still lands in
+                ``problems``): a first read of a large file never holds all its records as dicts.
+        """
         res = TailResult()
         try:
             # O_NOFOLLOW: never read through a symlink; O_NONBLOCK: a FIFO put in its place cannot hang the reader.
@@ -98,6 +105,9 @@ class FileTail:
                 self.offset += len(chunk)
                 res.bytes_read += len(chunk)
                 self._feed(chunk, res)
+                if sink is not None and (res.records or res.problems):
+                    sink(res.records, res.problems)
+                    res.records, res.problems = [], []
         except OSError as err:
             res.problems.append(Problem(self.rel, self.lineno + 1, f"read error: {err.strerror or err}"))
         finally:

@@ -155,7 +155,8 @@ class Table:
         nr = max(self._cap_rows, 16)
         while nr < rows:
             nr *= 2
-        nc = max(self._cap_cols, 4)
+        # Columns: exactly what the first record needs (100 layers -> 100, not 128), then doubling.
+        nc = max(self._cap_cols, 4) if self._cap_cols else max(cols, 4)
         while nc < cols:
             nc *= 2
         for f in self.fields:
@@ -451,15 +452,24 @@ class Run:
             tail = self._tails.get(fname)
             if tail is None:
                 tail = self._tails[fname] = FileTail(self.path / fname, fname, self.max_line)
-            res = tail.read_new()
+            rank = _rank_of(fname)
+            got = [0]
+
+            def sink(records: list[dict[str, Any]], problems: list[Problem], fname: str = fname, rank: int = rank,
+                     got: list[int] = got) -> None:
+                # Ingested chunk by chunk: a first load never holds the whole file as dicts.
+                for p in problems:
+                    self._problem(p)
+                self._ingest(fname, rank, records)
+                got[0] += len(records)
+
+            res = tail.read_new(sink)
+            total += got[0]
             if res.reset:
                 return total, True
             self.bytes_read += res.bytes_read
             for p in res.problems:
                 self._problem(p)
-            if res.records:
-                self._ingest(fname, _rank_of(fname), res.records)
-                total += len(res.records)
         # Files removed while watched: their records stay, the file is forgotten.
         return total, False
 
