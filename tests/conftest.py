@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import os
+
+# The suite runs on small arrays on a few shared cores: BLAS worker threads only
+# oversubscribe them (a 300x100 matmul is several times slower with them). This has to
+# be set before numpy is first imported; subprocesses inherit it.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Iterable
 
 import numpy as np

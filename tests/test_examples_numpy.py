@@ -152,3 +152,72 @@ def test_digits_bad_settings_are_visible(digits, tmp_path):
 def test_digits_cli(digits, tmp_path, capsys):
     assert digits.main(["--logdir", str(tmp_path), "--epochs", "1", "--n-train", "100", "--name", "cli"]) == 0
     assert "first loss" in capsys.readouterr().out and (tmp_path / "cli" / "meta.json").exists()
+
+
+# -- the built-in demo (babysitter demo) -------------------------------------------------------
+
+
+def test_demo_healthy_trains(tmp_path):
+    from babysitter.demo_training import run_demo
+
+    run = Run(run_demo(tmp_path, steps=600, heartbeat=0))
+    run.update()
+    assert run.path == tmp_path / "demo" and run.status() == "finished" and run.all_problems() == []
+    loss = run.scalar("loss").values
+    assert loss[0] == pytest.approx(math.log(3), rel=0.10)
+    assert loss[-1] < 0.5 * loss[0]
+    assert run.scalar("train_acc").values[-1] > 0.8
+    assert run.layer_order() == ["fc1", "fc2", "fc3"]
+    assert np.nanmax(run.acts.field("dead_frac")) < 0.2
+    assert run.acts.step_array().tolist() == list(range(0, 600, 10))
+
+
+def test_demo_saturated_shows_its_problem(tmp_path):
+    from babysitter.demo_training import run_demo
+
+    run = Run(run_demo(tmp_path, steps=30, variant="saturated", heartbeat=0))
+    run.update()
+    fc2 = run.acts.index["fc2"]
+    assert np.all(run.acts.field("sat_frac")[:, fc2] > 0.5)
+    assert run.scalar("loss").values[0] > 5 * math.log(3)
+    assert run.meta.hparams["variant"] == "saturated"
+
+
+def test_demo_diverging_and_bad_arguments(tmp_path):
+    from babysitter.demo_training import run_demo
+
+    run = Run(run_demo(tmp_path, steps=20, variant="diverging", heartbeat=0))
+    run.update()
+    assert [f.rule for f in run.findings] == ["nan_loss"]
+    with pytest.raises(ValueError, match=r"variant must be one of \['diverging', 'healthy', 'saturated'\]"):
+        run_demo(tmp_path, variant="nope")
+    with pytest.raises(ValueError, match="must be >= 0"):
+        run_demo(tmp_path, steps=-1)
+
+
+def test_demo_in_a_background_thread_stops_on_request(tmp_path):
+    import threading
+
+    from babysitter.demo_training import run_demo
+
+    stop, opened, done = threading.Event(), [], []
+    t = threading.Thread(target=lambda: done.append(run_demo(
+        tmp_path, steps=100_000, step_delay=0.01, stop=stop, on_start=opened.append, heartbeat=0)))
+    t.start()
+    try:
+        run = None
+        for _ in range(2000):  # wait until a few steps are on disk, reading live meanwhile
+            if opened:
+                run = run or Run(opened[0])
+                run.update()
+                if len(run.scalar("loss")) >= 3:
+                    break
+            stop.wait(0.01)
+        assert run is not None and run.status() == "live"
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    assert not t.is_alive() and done == opened
+    run.update()
+    assert run.status() == "finished" and 3 <= len(run.scalar("loss")) < 100_000
+
