@@ -48,7 +48,7 @@ def overlay_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], *, titl
     if not curves:
         return empty_figure(f"Select runs to overlay their {y_title}.", theme.GRAPH_HEIGHT)
     fig = go.Figure(layout=theme.base_layout(title=dict(text=plot_text(title), x=0.01, font=dict(size=14)),
-                                             hovermode="closest"))
+                                             hovermode="closest", showlegend=True))  # the name, even for one run
     for i, (name, steps, values) in enumerate(curves):
         x, y = _thin(np.asarray(steps), np.asarray(values, np.float64), max_points)
         label = plot_text(name, 40)
@@ -110,8 +110,9 @@ def scatter_figure(df, param: str, *, metric: str = "best_val_acc", color: str |
             marker.update(color=c[good], colorscale="Viridis", showscale=True,
                           colorbar=dict(title=dict(text=("log10 " if c_log else "") + plot_text(color, 30)), thickness=12))
     text = [n for n, g in zip(names, good) if g]
+    # Plain lists: a few hundred points at most, and readable as such in the browser's figure data.
     fig.add_trace(go.Scatter(
-        x=x[good], y=y[good], mode="markers", name="runs", marker=marker, text=text,
+        x=x[good].tolist(), y=y[good].tolist(), mode="markers", name="runs", marker=marker, text=text,
         hovertemplate=f"%{{text}}<br>{plot_text(param)} = %{{x:.4g}}<br>{plot_text(metric)} = %{{y:.4g}}<extra></extra>"))
     if bad.any():
         floor = float(np.nanmin(y[good])) if good.any() else 0.0

@@ -10,6 +10,7 @@ cached per run version, so a page refresh without new data costs a dictionary lo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import weakref
@@ -59,7 +60,9 @@ class FindingSource:
             version = run.version
             if hit is not None and hit[0] == version:
                 return hit[1]
-            found = merge_findings(list(run.findings), self._engine_findings(run))
+            engine = self._engine_findings(run)
+            # The engine includes the written findings (and drops those another finding makes moot).
+            found = merge_findings(engine if self._engines.get(run) is not None else list(run.findings) + engine)
             self._cache[run] = (version, found)
             return found
 
@@ -73,11 +76,11 @@ class FindingSource:
             if cls is not None:
                 d = self._engines.get(run)
                 if d is None:
-                    d = self._engines[run] = cls(run)
-                out = d.update() if hasattr(d, "update") else None
-                if out is None and hasattr(d, "findings"):
-                    out = d.findings() if callable(d.findings) else d.findings
-                return list(out or [])
+                    d = self._engines[run] = cls()
+                # Hold the run's lock so a refresh on another thread cannot append mid-read.
+                with getattr(run, "_lock", contextlib.nullcontext()):
+                    d.update(run)  # only the records added since the previous call
+                    return list(d.findings())
             fn = getattr(engine, "diagnose", None)
             return list(fn(run)) if fn is not None else []
         except Exception:  # a broken rule must not take the page down; the traceback goes to the log
