@@ -44,7 +44,7 @@ def _train(trial):
 def logdir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("compare") / "runs"
     random_search(_train, {"lr": LogUniform(1e-5, 1e-1), "drop": Uniform(0.0, 0.5)}, 8, logdir=d,
-                  name="coarse", seed=3)
+                  name="coarse", seed=4)  # seed 4 samples lr = 0.086, in the top 10% of the range
     with Monitor(d, HOSTILE, hparams={"lr": 1e-3, "drop": 0.1}, heartbeat=0) as mon:
         mon.log(0, loss=2.3, val_acc=0.05)
     return d
@@ -143,10 +143,11 @@ def test_hostile_name_is_text(server, page):
     cell = page.locator("#compare-table td[data-dash-column=run]", has_text="<b>bold<b>")
     assert cell.count() == 1 and cell.inner_text() == HOSTILE
     assert page.locator("#compare-table b").count() == 0 and page.locator("img[src=x]").count() == 0
-    row = page.locator("#compare-table tr", has=cell)
+    row = page.locator("#compare-table tr", has=page.locator("td[data-dash-column=run]", has_text="<b>bold<b>"))
     row.locator("input[type=checkbox]").check()
     page.wait_for_function("() => { const g = document.querySelector('#compare-loss .js-plotly-plot');"
                            " return g && g.data && g.data.length >= 1; }", polling=50, timeout=20_000)
-    legend = page.locator("#compare-loss .legendtext").all_inner_texts()
+    legend = page.evaluate("() => Array.from(document.querySelectorAll('#compare-loss .legendtext'))"
+                           ".map(e => e.textContent)")
     assert HOSTILE in legend
     assert page.dialogs == []
