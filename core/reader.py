@@ -492,16 +492,19 @@ class Run:
             if not isinstance(values, dict):
                 raise ValueError("'values' must be an object")
             nonfinite = rec.get("nonfinite") if isinstance(rec.get("nonfinite"), dict) else {}
+            # Check every value before adding any: a bad record is skipped whole, never half-added.
+            points: list[tuple[str, float]] = []
             for key, v in values.items():
                 if v is None:
                     tag = nonfinite.get(key)
                     if tag not in _TAGS:
                         continue
-                    fv = _TAGS[tag]
+                    points.append((key, _TAGS[tag]))
                 elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                    fv = float(v)
+                    points.append((key, float(v)))
                 else:
                     raise ValueError(f"scalar {key!r} must be a number or null, got {type(v).__name__}")
+            for key, fv in points:
                 col = self._scalars.get((rank, key))
                 if col is None:
                     col = self._scalars[(rank, key)] = _ScalarCol()

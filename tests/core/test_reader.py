@@ -293,3 +293,13 @@ def test_logdir_ignores_symlinks_out(tmp_path, write_run):
 def test_logdir_missing_folder(tmp_path):
     ld = LogDir(tmp_path / "later")
     assert not ld.refresh() and ld.runs() == []
+
+
+def test_bad_scalars_record_is_skipped_whole(write_run):
+    """Regression: the values before a non-number used to be added although the record was reported as skipped."""
+    path = write_run([{"kind": "scalars", "step": 0, "values": {"loss": 1.0, "lr": "fast", "acc": 0.5}},
+                      _scalars(1, loss=0.5)])
+    run = Run(path)
+    run.update()
+    assert run.scalar("loss").steps.tolist() == [1] and len(run.scalar("acc")) == 0
+    assert [(p.line, "'lr' must be a number or null" in p.message) for p in run.problems] == [(1, True)]
