@@ -143,7 +143,7 @@ class Monitor:
     ) -> None:
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ConfigError(f"every must be a positive integer (steps between statistics), got {every!r}")
-        if not isinstance(rank, int) or rank < 0:
+        if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
             raise ConfigError(f"rank must be a non-negative integer, got {rank!r}")
         if not isinstance(bins, int) or not 2 <= bins <= 1024:
             raise ConfigError(f"bins must be an integer in 2..1024, got {bins!r}")
@@ -153,7 +153,7 @@ class Monitor:
             raise ConfigError(f"on_exists must be one of {_ON_EXISTS}, got {on_exists!r}")
         if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
             raise ConfigError(f"num_classes must be a positive integer or None, got {num_classes!r}")
-        if heartbeat < 0:
+        if not isinstance(heartbeat, (int, float)) or isinstance(heartbeat, bool) or not 0 <= heartbeat < math.inf:
             raise ConfigError(f"heartbeat must be >= 0 seconds, got {heartbeat!r}")
         if rank > 0 and name is None:
             raise ConfigError("a rank > 0 must be given the run name that rank 0 uses (name=...)")

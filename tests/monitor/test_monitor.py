@@ -150,6 +150,9 @@ def test_bad_run_names(tmp_path, name, match):
     ({"num_classes": 0}, r"num_classes must be a positive integer or None"),
     ({"num_classes": "10"}, r"num_classes must be a positive integer or None"),
     ({"heartbeat": -1}, r"heartbeat must be >= 0 seconds"),
+    ({"heartbeat": "5"}, r"heartbeat must be >= 0 seconds"),
+    ({"heartbeat": float("nan")}, r"heartbeat must be >= 0 seconds"),
+    ({"rank": True, "name": "r"}, r"rank must be a non-negative integer"),
     ({"rank": 2}, r"a rank > 0 must be given the run name"),
 ])
 def test_constructor_config_errors(tmp_path, kwargs, match):
