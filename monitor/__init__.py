@@ -10,8 +10,12 @@ from typing import Any
 
 from ._monitor import Monitor, TrainingDivergedError, validate_run_name
 from ._writer import MonitoringWarning
+from .search import Choice, IntUniform, LogUniform, SearchResult, Trial, Uniform, random_search, refine
 
-__all__ = ["Monitor", "MonitoringWarning", "TrainingDivergedError", "validate_run_name", "watch"]
+__all__ = [
+    "Monitor", "MonitoringWarning", "TrainingDivergedError", "validate_run_name", "watch",
+    "Choice", "IntUniform", "LogUniform", "SearchResult", "Trial", "Uniform", "random_search", "refine",
+]
 
 _WATCH_OPTIONS = ("start_step", "log_input", "hist_sample", "defer_scalars")
 
