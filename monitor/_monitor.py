@@ -25,7 +25,6 @@ import socket
 import sys
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -77,8 +76,11 @@ def _generated_name() -> str:
 
 
 # Monitors still open at interpreter exit are closed: "finished", or "crashed" when an
-# uncaught exception is on its way out (recorded by the chained excepthook).
-_OPEN: "weakref.WeakSet[Monitor]" = weakref.WeakSet()
+# uncaught exception is on its way out (recorded by the chained excepthook). The set holds
+# strong references on purpose: an open Monitor that the training code dropped without
+# close() (a local of a returned function) must still be marked at exit, not left
+# "running" and later shown as crashed. close() removes it.
+_OPEN: "set[Monitor]" = set()
 _UNCAUGHT: list[BaseException] = []
 _prev_excepthook = sys.excepthook
 

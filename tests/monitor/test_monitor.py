@@ -344,6 +344,22 @@ def test_normal_exit_without_close_marks_finished(tmp_path):
     assert run.scalar("loss").steps.tolist() == [0, 1, 2]
 
 
+def test_dropped_monitor_is_still_marked_finished_at_exit(tmp_path):
+    """Regression: a Monitor dropped without close() (heartbeat off) was garbage-collected and left "running"."""
+    res = _py("""
+        import gc
+        from monitor import Monitor
+        def train():
+            mon = Monitor("logs", "r", heartbeat=0)
+            mon.log(0, loss=1.0)
+        train()
+        gc.collect()
+    """, tmp_path)
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((tmp_path / "logs" / "r" / "meta.json").read_text())
+    assert meta["status"] == "finished"
+
+
 # -- I/O failure -----------------------------------------------------------------------------
 
 
