@@ -4,7 +4,7 @@ A synthetic run of ``--layers`` layers x ``--steps`` logged steps (64-bin activa
 histograms and the 9 per-layer statistics of the format, plus the loss) is written once
 as JSON Lines in the run format and once as TensorBoard event files (``SummaryWriter``:
 one histogram and 9 scalars per layer per step, and the loss, from the same numbers).
-Each measurement runs in its own subprocess so peak memory (``ru_maxrss``) is its own:
+Each measurement runs in its own subprocess so peak memory (``VmHWM``, peak resident set) is its own:
 
 * ``core`` first load: ``core.Run(path).update()``;
 * ``core`` incremental update: one more step appended, then ``run.update()`` (median of 20);
@@ -55,6 +55,12 @@ def rss_mb() -> float:
 
 
 def peak_mb() -> float:
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so a child would report
+    # its parent's peak (the parent imported torch to write the event files).
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
