@@ -189,3 +189,29 @@ def test_random_search_rejects_bad_options(tmp_path):
         random_search(_toy_train, {"lr": [1e-3, 1e-2]}, 2, logdir=tmp_path)
     with pytest.raises(ConfigError, match="one folder name"):
         random_search(_toy_train, {"lr": LogUniform(1e-5, 1.0)}, 2, logdir=tmp_path, name="../x")
+
+
+def test_digits_example_coarse_then_fine(tmp_path, capsys):
+    """examples/search_digits.py end to end, tiny: a coarse and a fine search of real digits trainings."""
+    from core.compare import SummaryCache, search_findings
+    from core.reader import LogDir
+    from examples.search_digits import main
+
+    assert main(["--logdir", str(tmp_path), "--coarse-trials", "4", "--coarse-epochs", "1", "--fine-trials", "2",
+                 "--fine-epochs", "1", "--top-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "coarse: 4 trials" in out and "fine ranges: lr in [" in out
+    ld = LogDir(tmp_path)
+    ld.refresh()
+    names = ld.names()
+    assert names == [f"coarse-t{i:03d}" for i in range(4)] + ["fine-t000", "fine-t001"]
+    summaries = SummaryCache().summaries(ld.runs())
+    spaces = {json.dumps(s.search_space, sort_keys=True) for s in summaries}
+    assert len(spaces) == 2  # the fine search has its own, narrower, space
+    fine = [s for s in summaries if s.run.startswith("fine")]
+    lo, hi = fine[0].search_space["lr"]["low"], fine[0].search_space["lr"]["high"]
+    assert all(lo <= s.hparams["lr"] <= hi for s in fine)
+    coarse = [s for s in summaries if s.run.startswith("coarse") and s.best_val_acc == s.best_val_acc]
+    best = max(coarse, key=lambda s: s.best_val_acc)
+    assert lo <= best.hparams["lr"] <= hi  # the fine range is around the best coarse trial
+    search_findings(summaries)  # runs on real data without error
