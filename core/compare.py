@@ -35,6 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ._rules import Delta, Rule, RuleThresholds, knob, register
 from .reader import LogDir, Run
 from .schema import SEVERITIES, Finding
 
@@ -43,11 +44,39 @@ log = logging.getLogger(__name__)
 __all__ = [
     "RunSummary", "SummaryCache", "EdgeOfRange", "summarize", "summarize_logdir", "summaries_frame",
     "edge_of_range", "search_findings", "filter_frame", "sort_frame", "column_for", "hparam_specs", "run_findings",
-    "SUMMARY_COLUMNS", "HP_PREFIX", "DEFAULT_OUTER",
+    "SUMMARY_COLUMNS", "HP_PREFIX", "DEFAULT_OUTER", "EdgeOfRangeRule", "EdgeOfRangeThresholds",
 ]
 
 HP_PREFIX = "hp."
-DEFAULT_OUTER = 0.1  # fraction of the (log-)range at each end counted as "the edge"
+
+
+@dataclass(frozen=True)
+class EdgeOfRangeThresholds(RuleThresholds):
+    outer: float = knob(0.1, 0.01, 0.49, "fraction of the sampled range at each end")  # in log space for log params
+    min_trials: int = knob(3, 1, 1_000_000, "runs with a value", integer=True)  # fewer: no verdict
+
+
+@register
+class EdgeOfRangeRule(Rule):
+    """The search-level rule in the diagnosis registry (ids, thresholds, ``babysitter check --rules``).
+
+    It needs several runs, so it never fires on one run's records (``update`` yields
+    nothing); ``search_findings`` and ``edge_of_range`` evaluate it over a log directory.
+    """
+
+    id = "edge_of_range"
+    severity = "warning"
+    summary = ("In a hyperparameter search, the best run's value of a parameter lies in the outer `outer` "
+               "fraction of its sampled range (log space for log-sampled parameters).")
+    fix = "Shift the range: search again centred on the best value, with the same width."
+    Thresholds = EdgeOfRangeThresholds
+
+    def update(self, d: Delta) -> Iterable[Finding]:
+        """A single run says nothing about a search: see ``search_findings``."""
+        return ()
+
+
+DEFAULT_OUTER = EdgeOfRangeThresholds().outer  # fraction of the (log-)range at each end counted as "the edge"
 VAL_ACC_KEYS = ("val_acc", "val_accuracy", "valid_acc")
 TRAIN_ACC_KEYS = ("train_acc", "train_accuracy", "acc")
 LOSS_KEYS = ("loss", "train_loss")

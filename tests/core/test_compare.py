@@ -192,3 +192,13 @@ def test_search_findings_group_runs_by_search_space(tmp_path):
     ld.refresh()
     found = search_findings(SummaryCache().summaries(ld.runs()))
     assert [(e.search, e.param, e.side, e.best_run) for e in found] == [("coarse", "lr", "high", "coarse-t000")]
+
+
+def test_edge_of_range_is_in_the_diagnosis_registry(tmp_path):
+    from core.diagnose import diagnose, rule_ids, threshold_table
+
+    assert "edge_of_range" in rule_ids()
+    assert ("edge_of_range.outer", 0.1) in [(t[0], t[1]) for t in threshold_table()]
+    # On one run it says nothing, even when that run's value sits at the edge of its range.
+    write_run(tmp_path, "s-t000", [(0, {"loss": 2.0, "val_acc": 0.9})], hparams={"lr": 1e-6}, space=LOG_SPACE)
+    assert all(f.rule != "edge_of_range" for f in diagnose(tmp_path / "s-t000"))
