@@ -21,7 +21,7 @@ import orjson
 from .schema import KINDS, Problem
 
 CHUNK = 4 << 20
-MAX_LINE = 64 << 20
+MAX_LINE = 16 << 20  # far above any real record (1000 layers x 64 bins is about 0.5 MB)
 
 
 @dataclass(slots=True)

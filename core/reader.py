@@ -35,7 +35,7 @@ from typing import Any, Iterator
 import numpy as np
 import orjson
 
-from ._tail import FileTail
+from ._tail import MAX_LINE, FileTail
 from .errors import RunNotFoundError
 from .schema import (
     ACT_FIELDS, DATA_SUFFIX, FORMAT_VERSION, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING, KIND_INPUT,
@@ -49,6 +49,11 @@ __all__ = ["Run", "LogDir", "Series", "Table", "STALE_AFTER", "is_run_dir"]
 STALE_AFTER = 60.0  # seconds without a heartbeat or write before a "running" run is shown as crashed
 MAX_PROBLEMS = 1000  # problems kept per run (the count goes on)
 _NAN = float("nan")
+# meta.json fields and the JSON types they must have; others are ignored and reported.
+_META_TYPES: dict[str, Any] = {
+    "format_version": int, "run": str, "status": str, "hparams": dict, "search_space": dict, "layers": list,
+    "num_classes": int, "every": int, "pid": int, "host": str, "created": (int, float), "ended": (int, float),
+}
 _TAGS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 
 
@@ -334,7 +339,7 @@ class Run:
         RunNotFoundError: when ``path`` is not a folder.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, max_hist_rows: int = 2048, max_line: int = 64 << 20) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_hist_rows: int = 2048, max_line: int = MAX_LINE) -> None:
         self.path = Path(path)
         if not self.path.is_dir():
             raise RunNotFoundError(f"{self.path} is not a run folder (expected a folder with meta.json and *.jsonl files)")
@@ -428,6 +433,10 @@ class Run:
         if not meta.run:
             meta.run = self.name
         self._meta_problem = None
+        wrong = [k for k, t in _META_TYPES.items()
+                 if obj.get(k) is not None and (not isinstance(obj[k], t) or isinstance(obj[k], bool))]
+        if wrong:
+            self._meta_problem = Problem(META_FILE, 0, "fields of the wrong type ignored: " + ", ".join(wrong))
         if meta.format_version > FORMAT_VERSION:
             self._meta_problem = Problem(
                 META_FILE, 0, f"format_version {meta.format_version} is newer than this reader's {FORMAT_VERSION}; "
@@ -510,18 +519,18 @@ class Run:
                     col = self._scalars[(rank, key)] = _ScalarCol()
                 col.add(step, fv, t)
         elif kind == KIND_ACTS:
-            if rank != self.stats_rank:
-                return
             names = rec.get("layers")
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise ValueError("'layers' must be a list of names")
-            self.acts.add(step, t, names, rec)
-        elif kind == KIND_PARAMS:
             if rank != self.stats_rank:
                 return
+            self.acts.add(step, t, names, rec)
+        elif kind == KIND_PARAMS:
             names = rec.get("params")
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise ValueError("'params' must be a list of names")
+            if rank != self.stats_rank:
+                return
             self.params.add(step, t, names, rec)
         elif kind == KIND_INPUT:
             if rank != self.stats_rank:

@@ -33,8 +33,8 @@ import numpy as np
 from core.diagnose import nan_loss_finding
 from core.errors import ConfigError, RunExistsError
 from core.schema import (
-    ACT_FIELDS, DEFAULT_BINS, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING, KIND_INPUT, KIND_PARAMS,
-    KIND_SCALARS, LAYER_KINDS, PARAM_FIELDS, Finding, LayerInfo, Meta, finite_or_none, nonfinite_tag,
+    ACT_FIELDS, DATA_SUFFIX, DEFAULT_BINS, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING, KIND_INPUT, KIND_PARAMS,
+    KIND_SCALARS, LAYER_KINDS, META_FILE, PARAM_FIELDS, Finding, LayerInfo, Meta, finite_or_none, nonfinite_tag,
 )
 from core.stats import activation_stats, input_stats, param_stats
 
@@ -69,6 +69,17 @@ def validate_run_name(name: str) -> str:
     if len(name.encode("utf-8")) > 200:
         raise ConfigError(f"run name is {len(name.encode('utf-8'))} bytes long; keep it under 200")
     return name
+
+
+def _started_by_other_ranks(run_dir: Path) -> bool:
+    """True for a folder that ranks > 0 created: no ``meta.json`` and no rank-0 file, only other ranks' files."""
+    try:
+        names = [e.name for e in os.scandir(run_dir)]
+    except OSError:
+        return False
+    return (META_FILE not in names and not any(n.endswith(".r0" + DATA_SUFFIX) for n in names)
+            and any(n.endswith(DATA_SUFFIX) for n in names)
+            and all(n.endswith(DATA_SUFFIX) or n == HEARTBEAT_FILE for n in names))
 
 
 def _generated_name() -> str:
@@ -257,6 +268,9 @@ class Monitor:
         if self.rank > 0:
             run_dir = self.logdir / self.name  # type: ignore[operator]
             run_dir.mkdir(exist_ok=True)
+            # Claim the folder for this data-parallel run at once, so that a rank 0 starting
+            # later joins it instead of taking it for someone else's run.
+            os.close(os.open(run_dir / f"scalars.r{self.rank}{DATA_SUFFIX}", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
             return run_dir
         base = self.name or _generated_name()
         for i in range(1, 10_000):
@@ -266,6 +280,8 @@ class Monitor:
                 run_dir.mkdir()
                 return run_dir
             except FileExistsError:
+                if i == 1 and self.name is not None and _started_by_other_ranks(run_dir):
+                    return run_dir  # ranks > 0 got here first: this is the same data-parallel run
                 if self.on_exists == "error" and self.name is not None:
                     raise RunExistsError(
                         f"run folder {run_dir} exists already; pick another name, pass name=None "

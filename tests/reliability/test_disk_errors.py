@@ -208,7 +208,7 @@ def test_read_only_run_folder_for_a_second_rank(tmp_path, mounts):
     ro.mkdir()
     mounts("--bind", str(src), target=ro)
     mounts("-o", "remount,bind,ro", str(ro), target=ro)
-    out = _train(ro, "shared", rank=1)
+    out = _train(ro, "shared", rank=1, enter="pass")
     _one_warning(out, "Read-only file system")
     assert _check_intact(ro / "shared") == STEPS
     assert not list((src / "shared").glob("*.r1.jsonl"))
