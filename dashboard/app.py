@@ -124,6 +124,11 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
     app = dash.Dash(__name__, title=title, update_title=None, suppress_callback_exceptions=True,
                     serve_locally=True, assets_folder="_no_assets")
     app.index_string = _INDEX
+
+    @app.server.errorhandler(dash.exceptions.DependencyException)
+    def _unknown_file(_err: Exception) -> tuple[str, int]:
+        # A request for a file of a library Dash does not serve ("../../etc/passwd"): not found, not a 500.
+        return "Not found", 404
     has_compare = any(p.path == "/compare" for p in registered)
     top = [dcc.Link("Babysitter", href="/", className="bs-brand"),
            html.Div(id=ids.CRUMBS, className="bs-crumbs")]
