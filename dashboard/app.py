@@ -33,6 +33,9 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import dash
+# Imported here, before any request: plotly imports pandas lazily, and two request threads
+# importing it for the first time at once fail ("partially initialized module 'pandas'").
+import pandas  # noqa: F401
 from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from core import LogDir
