@@ -373,7 +373,8 @@ class InitialLoss(Rule):
     id = "initial_loss"
     severity = "warning"
     summary = ("The first loss is further than max_rel_dev from log(C) for C classes (softmax; C-1 for a hinge "
-               "loss). With regularization on, only a loss below log(C) counts.")
+               "loss). With regularization on, a loss below log(C), or above log(C) plus the largest L2 penalty "
+               "reg*sum||W||^2 by more than max_rel_dev, counts.")
     fix = ("Scale the initial weights (Xavier/He; a small last layer gives near-uniform scores) and check the loss "
            "function and the labels; compare with regularization off.")
     Thresholds = InitialLossThresholds
@@ -381,32 +382,64 @@ class InitialLoss(Rule):
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:
         super().__init__(thresholds)
         self.done = False
+        self.first: tuple[int, float] | None = None
+        self.waited = 0  # loss points seen while waiting for the first parameter record
 
     def update(self, d: Delta) -> Iterator[Finding]:
-        steps, vals = d.loss()
-        if self.done or not len(vals):
+        if self.done:
             return
-        self.done = True
+        steps, vals = d.loss()
+        if self.first is None:
+            if not len(vals):
+                return
+            self.first = (int(steps[0]), float(vals[0]))
+        s0, l0 = self.first
         c = d.meta.num_classes
-        l0, s0 = float(vals[0]), int(steps[0])
         if not c or c < 2 or not math.isfinite(l0):
+            self.done = True
             return
         hinge = str(d.meta.hparams.get("loss", "")).lower() in ("svm", "hinge", "multiclass_hinge", "multi_margin")
         expected = (c - 1.0) if hinge else math.log(c)
         what = f"C-1 = {c - 1}" if hinge else f"log({c}) = {expected:.3g}"
         dev = (l0 - expected) / expected
         reg = regularization_of(d.meta.hparams) or 0.0
-        if reg > 0:
-            if dev < -self.t.max_rel_dev:
+        if reg <= 0:
+            self.done = True
+            if abs(dev) > self.t.max_rel_dev:
                 yield self.finding(
-                    s0, f"The first loss {_fmt(l0)} is {-dev:.0%} below {what} although regularization is on "
-                        f"(threshold {self.t.max_rel_dev:.0%}): the loss looks wrong.",
-                    value=dev, threshold=-self.t.max_rel_dev)
-        elif abs(dev) > self.t.max_rel_dev:
+                    s0, f"The first loss {_fmt(l0)} is {abs(dev):.0%} {'above' if dev > 0 else 'below'} the expected "
+                        f"{what} (threshold {self.t.max_rel_dev:.0%}).",
+                    value=dev, threshold=self.t.max_rel_dev)
+            return
+        if dev < -self.t.max_rel_dev:
+            self.done = True
             yield self.finding(
-                s0, f"The first loss {_fmt(l0)} is {abs(dev):.0%} {'above' if dev > 0 else 'below'} the expected "
-                    f"{what} (threshold {self.t.max_rel_dev:.0%}).",
-                value=dev, threshold=self.t.max_rel_dev)
+                s0, f"The first loss {_fmt(l0)} is {-dev:.0%} below {what} although regularization is on "
+                    f"(threshold {self.t.max_rel_dev:.0%}): the loss looks wrong.",
+                value=dev, threshold=-self.t.max_rel_dev)
+            return
+        if dev <= self.t.max_rel_dev:
+            self.done = True
+            return
+        # Above log(C) with regularization on: fine as long as the L2 penalty explains it. The
+        # penalty is bounded by reg * sum ||W||^2 (covers both the reg and 0.5*reg conventions),
+        # taken from the first parameter record; without one the rule stays silent.
+        if not len(d.params_rows):
+            self.waited += len(vals)
+            if self.waited > 1000:
+                self.done = True
+            return
+        self.done = True
+        names = d.run.params.names
+        wn = d.params("w_norm")[0]
+        penalty = reg * sum(float(wn[j]) ** 2 for j, n in enumerate(names) if not is_bias(n) and math.isfinite(wn[j]))
+        allowed = (expected + penalty) * (1 + self.t.max_rel_dev)
+        if l0 > allowed:
+            yield self.finding(
+                s0, f"The first loss {_fmt(l0)} is above {what} plus the largest L2 penalty reg*sum||W||^2 = "
+                    f"{_fmt(penalty)} by more than {self.t.max_rel_dev:.0%} (limit {_fmt(allowed)}): the initial "
+                    f"scores are far from uniform.",
+                value=l0, threshold=allowed)
 
 
 @dataclass(frozen=True)
