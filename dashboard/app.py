@@ -43,6 +43,7 @@ from core import LogDir
 from . import ids, pages, theme
 from .context import AppContext
 from .findings import FindingSource
+from .pages import _common as run_pages
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,7 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
     app.clientside_callback(_LIVE_JS, Output(ids.LIVE, "children"), Output(ids.LIVE, "className"),
                             Input(ids.TICK, "n_intervals"), Input(ids.VERSION, "data"))
 
+    run_pages.register(app, ctx)  # the header every page of one run shows
     for page in registered:
         if page.register is not None:
             page.register(app, ctx)

@@ -21,6 +21,8 @@ RUNS_TABLE = "runs-table"
 # Pages of one run.
 RUN_NAME = "run-name"        # dcc.Store holding the run's name for the page's callbacks
 RUN_HEADER = "run-header"
+RUN_STATUS = "run-status"    # status badge, alert counts, last step (redrawn on new data)
+RUN_AGE = "run-age"          # "last write N s ago" (counted in the browser)
 
 # Overview.
 FINDINGS = "overview-findings"

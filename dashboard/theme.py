@@ -68,6 +68,7 @@ a:hover {{ text-decoration: underline; }}
 .bs-grid2 {{ display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }}
 @media (max-width: 900px) {{ .bs-grid2 {{ grid-template-columns: 1fr; }} }}
 .bs-title {{ display: flex; align-items: baseline; gap: 12px; margin: 4px 0 12px; flex-wrap: wrap; }}
+.bs-title-live {{ display: contents; }}
 .bs-title h2 {{ margin: 0; font-size: 20px; word-break: break-all; }}
 .bs-tabs {{ display: flex; gap: 4px; margin-bottom: 16px; border-bottom: 1px solid {BORDER}; }}
 .bs-tabs a {{ padding: 8px 14px; color: {MUTED}; border-bottom: 2px solid transparent; }}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dash import dcc, html
+from dash import Input, Output, State, dcc, html, no_update
 
 from core import Finding, Run
 
@@ -63,20 +63,56 @@ def not_found(name: str | None) -> html.Div:
     ], className="bs-card")
 
 
+def header_status(ctx: AppContext, run: Run) -> list[Any]:
+    """The live part of a run's title: status, alert counts and the last step."""
+    last = f"step {run.last_step}" if run.last_step is not None else "no steps yet"
+    return [status_badge(run.status(stale_after=ctx.stale_after)), *severity_badges(ctx.findings(run)),
+            html.Span(last, className="bs-muted")]
+
+
 def run_header(ctx: AppContext, run: Run, active: str) -> html.Div:
-    """Title (name, status, alert counts) and the tabs of one run's pages."""
-    findings = ctx.findings(run)
+    """Title (name, status, alert counts, last step and write) and the tabs of one run's pages.
+
+    The status part is redrawn by ``register``'s callback whenever the run's version changes;
+    the age of the last write is counted in the browser (``_AGE_JS``) on every tick.
+    """
     tabs = [dcc.Link(label, href=run_href(run.name, page), className="active" if page == active else "")
             for page, label in RUN_TABS]
-    last = f"step {run.last_step}" if run.last_step is not None else "no steps yet"
     age = age_text(time.time() - run.last_time) if run.last_time else "-"
     return html.Div([
         dcc.Store(id=ids.RUN_NAME, data=run.name),
         html.Div([
             html.H2(run.name),
-            status_badge(run.status(stale_after=ctx.stale_after)),
-            *severity_badges(findings),
-            html.Span(f"{last} · last write {age} ago", className="bs-muted"),
+            html.Span(header_status(ctx, run), id=ids.RUN_STATUS, className="bs-title-live"),
+            html.Span(f"last write {age} ago", id=ids.RUN_AGE, className="bs-muted"),
         ], className="bs-title", id=ids.RUN_HEADER),
         html.Div(tabs, className="bs-tabs"),
     ])
+
+
+# Same units as ``age_text``; the server/browser clock offset comes from the shell's live indicator.
+_AGE_JS = """
+function(n, data) {
+    if (!data || !data.key || data.key[0] !== "run") { return dash_clientside.no_update; }
+    if (!data.t) { return "last write - ago"; }
+    var off = window.__bsOffset === undefined ? 0 : window.__bsOffset;
+    var s = Math.max(0, Date.now() / 1000 - off - data.t);
+    var units = [["d", 86400], ["h", 3600], ["min", 60]];
+    for (var i = 0; i < units.length; i++) {
+        if (s >= units[i][1]) { return "last write " + Math.floor(s / units[i][1]) + " " + units[i][0] + " ago"; }
+    }
+    return "last write " + Math.floor(s) + " s ago";
+}
+"""
+
+
+def register(app: Any, ctx: AppContext) -> None:
+    """The run header's callbacks, shared by every page of one run."""
+
+    @app.callback(Output(ids.RUN_STATUS, "children"), Input(ids.VERSION, "data"), State(ids.RUN_NAME, "data"))
+    def _status(_version: Any, name: str) -> Any:
+        run = ctx.run(name)
+        return no_update if run is None else header_status(ctx, run)
+
+    app.clientside_callback(_AGE_JS, Output(ids.RUN_AGE, "children"),
+                            Input(ids.TICK, "n_intervals"), Input(ids.VERSION, "data"))

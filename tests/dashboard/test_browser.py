@@ -184,6 +184,11 @@ def test_live_steps_appear_within_3s_and_latency(page, logdir):
             page.page.wait_for_function(f"() => {count} === {i + 1}", polling=20, timeout=3000)
             latencies.append(time.perf_counter() - t0)
         live = page.js("document.getElementById('app-live').textContent")
+        # The run header follows the data too (it was drawn once, with the first step only).
+        page.page.wait_for_function(
+            f"() => document.getElementById('run-status').innerText.includes('step {LATENCY_SAMPLES}')",
+            polling=50, timeout=3000)
+        header = page.page.inner_text("#run-header")
         page.shot("overview-live")
     p50, p95 = float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95))
     result = {"samples_s": [round(x, 3) for x in latencies], "p50_s": round(p50, 3), "p95_s": round(p95, 3),
@@ -193,6 +198,7 @@ def test_live_steps_appear_within_3s_and_latency(page, logdir):
     (ARTIFACTS / "latency.json").write_text(json.dumps(result, indent=2))
     print(f"\nwrite-to-browser latency over {len(latencies)} samples: p50 {p50:.3f} s, p95 {p95:.3f} s")
     assert live.startswith("live")
+    assert "no steps yet" not in header and "last write - ago" not in header
     assert max(latencies) < 3.0
 
 
@@ -211,6 +217,10 @@ def test_nan_loss_shows_the_finding(page, logdir):
             "() => Array.from(document.querySelector('#overview-loss .js-plotly-plot').data)"
             ".some(t => t.name === 'NaN/Inf loss')", polling=50, timeout=5000)
         text = page.page.inner_text("#overview-findings")
+        # The header shows the new last step and the error count without a reload.
+        page.page.wait_for_function(
+            "() => { const t = document.getElementById('run-status').innerText;"
+            " return t.includes('step 5') && t.includes('1 error'); }", polling=50, timeout=3000)
         page.shot("overview-nan")
     assert "Lower the learning rate" in text
     assert page.errors == []
