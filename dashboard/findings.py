@@ -2,10 +2,9 @@
 
 Findings come from two sources, merged: those the training process wrote itself
 (``Run.findings``, e.g. ``nan_loss``) and those of the diagnosis engine in
-``core.diagnose`` run over the run's data. The engine is used incrementally when it
-offers a ``Diagnoser`` (one per run, fed as the run grows), else through
-``diagnose(run)``; without either, only the written findings are shown. Results are
-cached per run version, so a page refresh without new data costs a dictionary lookup.
+``core.diagnose`` run over the run's data, incrementally: one ``Diagnoser`` per run,
+fed only the records added since the previous call. Results are cached per run
+version, so a page refresh without new data costs a dictionary lookup.
 """
 
 from __future__ import annotations
@@ -14,9 +13,10 @@ import contextlib
 import logging
 import threading
 import weakref
-from typing import Any
 
 from core import Finding, Run
+# The module, not ``core.diagnose``: the package re-exports the function of that name over it.
+from core.diagnose import Diagnoser
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class FindingSource:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cache: "weakref.WeakKeyDictionary[Run, tuple[int, list[Finding]]]" = weakref.WeakKeyDictionary()
-        self._engines: "weakref.WeakKeyDictionary[Run, Any]" = weakref.WeakKeyDictionary()
+        self._engines: "weakref.WeakKeyDictionary[Run, Diagnoser]" = weakref.WeakKeyDictionary()
 
     def __call__(self, run: Run) -> list[Finding]:
         """The run's findings, newest first."""
@@ -60,29 +60,23 @@ class FindingSource:
             version = run.version
             if hit is not None and hit[0] == version:
                 return hit[1]
+            # The engine includes the written findings (and drops those another finding makes moot);
+            # when it fails, the written findings are still shown.
             engine = self._engine_findings(run)
-            # The engine includes the written findings (and drops those another finding makes moot).
-            found = merge_findings(engine if self._engines.get(run) is not None else list(run.findings) + engine)
+            found = merge_findings(list(run.findings) if engine is None else engine)
             self._cache[run] = (version, found)
             return found
 
-    def _engine_findings(self, run: Run) -> list[Finding]:
+    def _engine_findings(self, run: Run) -> list[Finding] | None:
         try:
-            from core import diagnose as engine
-        except ImportError:  # pragma: no cover - core always ships the module
-            return []
-        try:
-            cls = getattr(engine, "Diagnoser", None)
-            if cls is not None:
-                d = self._engines.get(run)
-                if d is None:
-                    d = self._engines[run] = cls()
-                # Hold the run's lock so a refresh on another thread cannot append mid-read.
-                with getattr(run, "_lock", contextlib.nullcontext()):
-                    d.update(run)  # only the records added since the previous call
-                    return list(d.findings())
-            fn = getattr(engine, "diagnose", None)
-            return list(fn(run)) if fn is not None else []
+            d = self._engines.get(run)
+            if d is None:
+                d = self._engines[run] = Diagnoser()
+            # Hold the run's lock so a refresh on another thread cannot append mid-read.
+            with getattr(run, "_lock", contextlib.nullcontext()):
+                d.update(run)  # only the records added since the previous call
+                return list(d.findings())
         except Exception:  # a broken rule must not take the page down; the traceback goes to the log
             log.exception("diagnosis failed for run %s", run.name)
-            return []
+            self._engines.pop(run, None)  # start over on the next version
+            return None
