@@ -9,38 +9,21 @@ Screenshots and the measured write-to-browser latency go to ``test-artifacts/``.
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import pytest
-from playwright.sync_api import sync_playwright
 
 from monitor import Monitor
+from tests._server import ARTIFACTS, BrowserPage, chromium, dashboard_server
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HOSTILE = "<img src=x onerror=alert(1)>"
 LATENCY_SAMPLES = 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_static_run(logdir: Path, name: str, steps: int = 120) -> None:
@@ -70,85 +53,21 @@ def logdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(logdir):
-    port = free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "babysitter", "dashboard", str(logdir), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("dashboard did not start:\n" + proc.stdout.read().decode(errors="replace"))
-            time.sleep(0.1)
+    with dashboard_server(logdir) as base:
         yield base
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+    with chromium() as b:
         yield b
-        b.close()
-
-
-class Page:
-    """A browser page that records console errors, page errors and dialogs."""
-
-    def __init__(self, browser, base: str) -> None:
-        self.base = base
-        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("dialog", self._dialog)
-
-    def _dialog(self, d) -> None:
-        self.dialogs.append(d.message)
-        d.dismiss()
-
-    def goto(self, path: str, graph: str | None = None) -> None:
-        self.page.goto(self.base + path)
-        if graph:
-            self.wait_graph(graph)
-
-    def wait_graph(self, graph: str, timeout: float = 10_000) -> None:
-        self.page.wait_for_function(
-            f"() => {{ const g = document.querySelector('#{graph} .js-plotly-plot');"
-            " return g && g.data && g.data.length > 0; }", polling=50, timeout=timeout)
-
-    def js(self, expr: str):
-        return self.page.evaluate(expr)
-
-    def shot(self, name: str) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture
 def page(browser, server):
-    p = Page(browser, server)
+    p = BrowserPage(browser, server)
     yield p
-    p.page.close()
+    p.close()
 
 
 def test_pages_load_without_console_errors(page):
