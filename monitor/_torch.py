@@ -69,6 +69,10 @@ __all__ = ["TorchWatch", "HIST_SAMPLE", "layer_kind", "activation_vector", "deco
            "param_vector", "decode_param", "hist_sample_of"]
 
 HIST_SAMPLE = 16384  # values binned per layer for the histogram (first examples of the batch)
+# Weight copies taken before optimizer.step() (for the update) are kept between logged steps
+# when all of them together take at most this many bytes; above it they are made afresh on
+# each logged step, so a large model does not carry a second copy of its weights.
+KEEP_SNAPSHOT_BYTES = 256 * 2**20
 
 # Module classes and their layer kind (core.schema.LAYER_KINDS). Subclasses first.
 _KIND_TABLE: tuple[tuple[type, str], ...] = (
@@ -84,8 +88,9 @@ _KIND_TABLE: tuple[tuple[type, str], ...] = (
     (nn.Embedding, "embedding"),
 )
 
-_ACT_HEAD = 10  # mean, m2, min, max, nonzero, dead, sat, nan, inf, unit_std; then the histogram counts
-_PARAM_LEN = 9  # w_sq, w_m2, w_nan, w_inf, upd_sq, grad_sq, grad_nan, grad_inf, w_mean
+_ACT_HEAD = 10  # sum, m2, min, max, nonzero, dead, sat, nan, inf, unit_std; then the histogram counts
+_PARAM_LEN = 6  # w_sq, w_m2, w_nan, w_inf, upd_sq, w_sum
+_GRAD_LEN = 3  # grad_sq, grad_nan, grad_inf
 
 
 def layer_kind(module: nn.Module) -> str | None:
@@ -97,6 +102,10 @@ def layer_kind(module: nn.Module) -> str | None:
 
 
 # -- statistics on the device --------------------------------------------------------------
+#
+# Every statistic is a float reduction (sum, dot, aminmax, amax): on the CPU these run several
+# times faster than counting through boolean tensors (count_nonzero, (x > t).sum()). A count
+# of non-zero elements is dot(sign(x), sign(x)); of saturated ones, sum(sign(relu(|x| - thr))).
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:
@@ -105,6 +114,39 @@ def _as_float(x: torch.Tensor) -> torch.Tensor:
         # half/bfloat16 sums lose digits; integer and bool outputs have no float ops.
         x = x.float()
     return x
+
+
+def _zero_like(x: torch.Tensor) -> torch.Tensor:
+    return torch.zeros((), dtype=torch.float64, device=x.device)
+
+
+class Scratch:
+    """Reusable flat buffers, one per (device, dtype), grown to the largest size asked for.
+
+    The statistics need temporaries the size of a layer output (deviations from the mean,
+    signs). A fresh large allocation on the CPU costs page faults on every logged step (about
+    as much as the arithmetic); reusing one buffer does not. Kernels on one device run in
+    order, so a buffer is free again as soon as the next op is queued.
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def take(self, like: torch.Tensor, n: int | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A 1-D buffer of ``n`` elements (``like.numel()`` by default) on ``like``'s device."""
+        n = like.numel() if n is None else n
+        key = (like.device, dtype or like.dtype)
+        buf = self._bufs.get(key)
+        if buf is None or buf.numel() < n:
+            buf = self._bufs[key] = torch.empty(n, dtype=key[1], device=key[0])
+        return buf[:n]
+
+
+def _take(scratch: Scratch | None, like: torch.Tensor, n: int | None = None,
+          dtype: torch.dtype | None = None) -> torch.Tensor:
+    if scratch is None:
+        return torch.empty(like.numel() if n is None else n, dtype=dtype or like.dtype, device=like.device)
+    return scratch.take(like, n, dtype)
 
 
 def hist_sample_of(flat: torch.Tensor, batch: int, limit: int) -> torch.Tensor:
@@ -133,38 +175,60 @@ def _units_max(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).amax(2).amax(0)
 
 
-def _unit_std(x: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+def _dead_count(x: torch.Tensor) -> torch.Tensor:
+    # A NaN is not <= 0: a unit with a NaN output is never dead (as in core.stats).
+    return _units_max(x).le(0).sum()
+
+
+def _unit_std(x: torch.Tensor, zero: torch.Tensor | None) -> torch.Tensor:
     """Population std across units of each unit's mean over the batch (and positions)."""
     if x.ndim < 2 or x.shape[1] < 2 or x.shape[0] == 0:
-        return zero
+        return zero if zero is not None else _zero_like(x)
     m = x.mean(0) if x.ndim == 2 else x.flatten(2).mean(2).mean(0)
     return torch.std(m, correction=0)
 
 
-def _sat_count(v: torch.Tensor, kind: str) -> torch.Tensor:
-    # |v| - thr > 0 <=> |v| > thr exactly (Sterbenz); float ops avoid the slow bool path on CPU.
+def _m2(flat: torch.Tensor, mean: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+    torch.sub(flat, mean, out=buf)
+    return torch.dot(buf, buf)
+
+
+def _nonzero_count(flat: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+    torch.sign(flat, out=buf)
+    return torch.dot(buf, buf)
+
+
+def _sat_count(flat: torch.Tensor, kind: str, buf: torch.Tensor) -> torch.Tensor:
+    # |v| - thr > 0 <=> |v| > thr exactly (Sterbenz), so this is the reference's comparison.
     if kind in ("sigmoid", "hardsigmoid"):
-        t = (v - 0.5).abs_().sub_(0.5 - SAT_EPS)
+        torch.sub(flat, 0.5, out=buf).abs_().sub_(0.5 - SAT_EPS)
     else:
-        t = v.abs().sub_(1 - SAT_EPS)
-    return torch.count_nonzero(t.relu_())
+        torch.abs(flat, out=buf).sub_(1 - SAT_EPS)
+    return buf.relu_().sign_().sum()
 
 
 def _hist(sample: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bins: int,
-          weights: torch.Tensor | None = None) -> torch.Tensor:
-    # Bins over the whole batch's [lo, hi] without reading lo/hi on the host (torch.histc would).
+          weights: torch.Tensor | None = None, scratch: Scratch | None = None) -> torch.Tensor:
+    """Equal-width counts over [lo, hi] with lo/hi left on the device (torch.histc would read them)."""
     scale = bins / (hi - lo).clamp_min(1e-30)
-    idx = (sample - lo).mul_(scale).to(torch.int64).clamp_(0, bins - 1)
+    f = torch.sub(sample, lo, out=_take(scratch, sample)).mul_(scale)
+    idx = _take(scratch, sample, dtype=torch.int64)
+    idx.copy_(f).clamp_(0, bins - 1)  # float -> int64 truncates, like .to(torch.int64)
     return torch.bincount(idx, weights=weights, minlength=bins)
 
 
 def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample: int = HIST_SAMPLE,
-                      exact: bool | None = None, zero: torch.Tensor | None = None) -> torch.Tensor:
+                      exact: bool | None = None, zero: torch.Tensor | None = None,
+                      scratch: Scratch | None = None) -> torch.Tensor | list[float]:
     """The statistics of one layer output as one float64 vector on ``x``'s device.
 
-    Layout: ``[mean, m2, min, max, nonzero, dead_units, sat_count, nan, inf, unit_std, hist...]`` where
-    ``m2`` is the sum of squared deviations from the mean and every count is over the finite
-    elements. :func:`decode_activation` turns it into the fields of ``core.stats.activation_stats``.
+    On the CPU, with finite values, the vector is returned as a list (reading a CPU tensor is
+    a memory read, and host arithmetic saves the small ops that the device path needs).
+
+    Layout: ``[sum, m2, min, max, nonzero, dead_units, sat_count, nan, inf, unit_std, hist...]``
+    where ``sum`` and ``m2`` (the sum of squared deviations from the mean) and every count are
+    over the finite elements. :func:`decode_activation` turns it into the fields of
+    ``core.stats.activation_stats``.
 
     Args:
         x: the layer output, batch first.
@@ -174,148 +238,206 @@ def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample
         exact: ``True`` computes the NaN-excluding versions always; ``False`` assumes finite
             values; ``None`` (default) decides from the data on CPU and uses ``True`` elsewhere.
         zero: a cached float64 zero on the device (saves an allocation per call).
+        scratch: reusable temporaries (see :class:`Scratch`).
     """
     x = _as_float(x)
     if zero is None:
-        zero = torch.zeros((), dtype=torch.float64, device=x.device)
+        zero = _zero_like(x)
     flat = x.reshape(-1)
     n = flat.numel()
     if n == 0:
         return torch.cat([torch.stack([zero] * _ACT_HEAD), torch.zeros(bins, dtype=torch.float64, device=x.device)])
     s = flat.sum()
-    if exact is None:
-        # On CPU reading a value costs nothing; on an accelerator it would wait for the device.
-        exact = x.device.type != "cpu" or not math.isfinite(s.item())
     batch = x.shape[0] if x.ndim else 1
+    if exact is None:
+        # On the CPU reading a value costs nothing; on an accelerator it would wait for the device.
+        exact = x.device.type != "cpu"
+        if not exact:
+            total = s.item()
+            exact = not math.isfinite(total)
     if not exact:
-        mean = s / n
-        d = flat - mean
-        m2 = torch.dot(d, d)
+        if x.device.type == "cpu":
+            return _cpu_activation_list(x, flat, kind, float(s), bins, hist_sample, scratch)
+        buf = _take(scratch, flat)
         lo, hi = torch.aminmax(flat)
-        nonzero = torch.count_nonzero(flat)
-        dead = sat = zero
-        if kind in RELU_FAMILY:
-            dead = torch.count_nonzero(_units_max(x).le(0))
-        if kind in SATURATING:
-            sat = _sat_count(flat, kind)
-        hist = _hist(hist_sample_of(flat, batch, hist_sample), lo, hi, bins)
-        head = [mean, m2, lo, hi, nonzero, dead, sat, zero, zero, _unit_std(x, zero)]
-        return torch.cat([torch.stack(head).to(torch.float64), hist.to(torch.float64)])
+        m2 = _m2(flat, s / n, buf)
+        nonzero = _nonzero_count(flat, buf)
+        dead = _dead_count(x) if kind in RELU_FAMILY else zero
+        sat = _sat_count(flat, kind, buf) if kind in SATURATING else zero
+        hist = _hist(hist_sample_of(flat, batch, hist_sample), lo, hi, bins, scratch=scratch)
+        head = [s, m2, lo, hi, nonzero, dead, sat, zero, zero, _unit_std(x, zero)]
+        return torch.cat([torch.stack(head), hist])
     fin = torch.isfinite(flat)
-    n_fin = torch.count_nonzero(fin)
-    n_nan = torch.count_nonzero(torch.isnan(flat))
+    n_fin = fin.sum()
+    n_nan = torch.isnan(flat).sum()
     n_inf = n - n_fin - n_nan
     xz = torch.where(fin, flat, 0.0)
-    mean = xz.sum() / n_fin.clamp_min(1)
+    s = xz.sum()
+    mean = s / n_fin.clamp_min(1)
     d = torch.where(fin, flat - mean, 0.0)
-    m2 = torch.dot(d, d)
+    buf = torch.empty_like(flat)
     inf = torch.tensor(math.inf, dtype=flat.dtype, device=flat.device)
     lo = torch.where(fin, flat, inf).amin()
     hi = torch.where(fin, flat, -inf).amax()
-    nonzero = torch.count_nonzero(xz)
-    dead = sat = zero
-    if kind in RELU_FAMILY:
-        # A NaN is not <= 0: a unit with a NaN output is never dead.
-        dead = torch.count_nonzero(_units_max(x).le(0))
+    dead = _dead_count(x) if kind in RELU_FAMILY else zero
+    sat = zero
     if kind in SATURATING:
-        sat = _sat_count(xz if kind not in ("sigmoid", "hardsigmoid") else torch.where(fin, flat, 0.5), kind)
+        sat = _sat_count(torch.where(fin, flat, 0.5) if kind in ("sigmoid", "hardsigmoid") else xz, kind, buf)
     has = n_fin > 0
-    lo_h = torch.where(has, lo, 0.0)
-    hi_h = torch.where(has, hi, 0.0)
     sample = hist_sample_of(xz, batch, hist_sample)
     weights = hist_sample_of(fin, batch, hist_sample).to(torch.float64)
-    hist = _hist(sample, lo_h, hi_h, bins, weights=weights)
-    head = [mean, m2, lo, hi, nonzero, dead, sat, n_nan, n_inf, _unit_std(x, zero)]
-    return torch.cat([torch.stack([h.to(torch.float64) for h in head]), hist.to(torch.float64)])
+    hist = _hist(sample, torch.where(has, lo, 0.0), torch.where(has, hi, 0.0), bins, weights=weights)
+    head = [s, torch.dot(d, d), lo, hi, _nonzero_count(xz, buf), dead, sat, n_nan, n_inf, _unit_std(x, zero)]
+    return torch.cat([torch.stack([h.to(torch.float64) for h in head]), hist])
+
+
+def _one_pass_ok(sq: float, total: float, n: int) -> bool:
+    # m2 = sq - total^2 / n loses digits when the mean dominates the spread; within this bound
+    # its relative error stays below about twice that of the float32 sum of squares.
+    return total * total <= 0.5 * sq * n
+
+
+def _cpu_activation_list(x: torch.Tensor, flat: torch.Tensor, kind: str, total: float, bins: int,
+                         hist_sample: int, scratch: Scratch | None) -> list[float]:
+    """:func:`activation_vector` for finite CPU values, with host arithmetic between the passes."""
+    n = flat.numel()
+    buf = _take(scratch, flat)
+    lo_t, hi_t = torch.aminmax(flat)
+    lo, hi = lo_t.item(), hi_t.item()
+    sq = torch.dot(flat, flat).item()
+    if _one_pass_ok(sq, total, n):
+        m2 = sq - total * total / n
+    else:
+        m2 = _m2(flat, total / n, buf).item()
+    nonzero = _nonzero_count(flat, buf).item()
+    dead = _dead_count(x).item() if kind in RELU_FAMILY else 0
+    sat = _sat_count(flat, kind, buf).item() if kind in SATURATING else 0
+    sample = hist_sample_of(flat, x.shape[0] if x.ndim else 1, hist_sample)
+    f = torch.sub(sample, lo, out=_take(scratch, sample)).mul_(bins / max(hi - lo, 1e-30))
+    idx = _take(scratch, sample, dtype=torch.int64)
+    idx.copy_(f).clamp_(0, bins - 1)
+    hist = torch.bincount(idx, minlength=bins).tolist()
+    unit_std = _unit_std(x, None).item() if x.ndim >= 2 and x.shape[1] >= 2 and x.shape[0] else 0.0
+    return [total, m2, lo, hi, nonzero, dead, sat, 0, 0, unit_std, *hist]
 
 
 def decode_activation(vec: list[float], kind: str, numel: int, units: int) -> dict[str, Any]:
     """Turn one :func:`activation_vector` (as a list) into the fields of ``core.stats.activation_stats``."""
-    mean, m2, lo, hi, nonzero, dead, sat, n_nan, n_inf, unit_std = vec[:_ACT_HEAD]
+    total, m2, lo, hi, nonzero, dead, sat, n_nan, n_inf, unit_std = vec[:_ACT_HEAD]
     n_nan, n_inf = int(n_nan), int(n_inf)
     n_fin = numel - n_nan - n_inf
     out: dict[str, Any] = {"nan": n_nan, "inf": n_inf}
     if n_fin > 0:
-        out["mean"] = finite_or_none(mean)
+        out["mean"] = finite_or_none(total / n_fin)
         out["std"] = finite_or_none(math.sqrt(max(m2, 0.0) / n_fin)) if math.isfinite(m2) else None
         out["min"] = finite_or_none(lo)
         out["max"] = finite_or_none(hi)
-        out["zero_frac"] = (n_fin - int(nonzero)) / n_fin
+        out["zero_frac"] = (n_fin - round(nonzero)) / n_fin
     else:
         out.update(mean=None, std=None, min=None, max=None, zero_frac=None)
-    out["dead_frac"] = int(dead) / units if kind in RELU_FAMILY and numel and units else None
-    out["sat_frac"] = int(sat) / n_fin if kind in SATURATING and n_fin > 0 else None
+    out["dead_frac"] = round(dead) / units if kind in RELU_FAMILY and numel and units else None
+    out["sat_frac"] = round(sat) / n_fin if kind in SATURATING and n_fin > 0 else None
     # Like the reference: only when every value is finite and there are two units or more.
     out["unit_std"] = finite_or_none(unit_std) if units >= 2 and n_fin == numel and numel else None
     if n_fin > 0 and math.isfinite(lo) and math.isfinite(hi):
         out["hist_lo"], out["hist_hi"] = float(lo), float(hi)
     else:
         out["hist_lo"], out["hist_hi"] = 0.0, 0.0
-    out["hist"] = [int(round(c)) for c in vec[_ACT_HEAD:]]
+    out["hist"] = [round(c) for c in vec[_ACT_HEAD:]]
     return out
 
 
-def _sq_and_bad(t: torch.Tensor, exact: bool | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sum of squares of the finite elements, NaN count, Inf count (counts are None-free tensors)."""
-    flat = _as_float(t).reshape(-1)
+def _sq_and_bad(flat: torch.Tensor, exact: bool | None, zero: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``(sum of squares of the finite elements, NaN count, Inf count, exact used)``."""
     sq = torch.dot(flat, flat)
     if exact is None:
         exact = flat.device.type != "cpu" or not math.isfinite(sq.item())
     if not exact:
-        z = torch.zeros((), dtype=torch.int64, device=flat.device)
-        return sq, z, z
+        return sq, zero, zero, False
     fin = torch.isfinite(flat)
     fz = torch.where(fin, flat, 0.0)
-    n_nan = torch.count_nonzero(torch.isnan(flat))
-    return torch.dot(fz, fz), n_nan, flat.numel() - torch.count_nonzero(fin) - n_nan
+    n_nan = torch.isnan(flat).sum()
+    return torch.dot(fz, fz), n_nan, flat.numel() - fin.sum() - n_nan, True
 
 
-def param_vector(weight: torch.Tensor, before: torch.Tensor | None, grad: torch.Tensor | None, *,
-                 exact: bool | None = None, grad_part: torch.Tensor | None = None) -> torch.Tensor:
-    """The statistics of one parameter tensor as one float64 vector on its device.
+def param_vector(weight: torch.Tensor, before: torch.Tensor | None, *, exact: bool | None = None,
+                 zero: torch.Tensor | None = None, scratch: Scratch | None = None) -> torch.Tensor:
+    """The weight and update statistics of one parameter tensor as a float64 vector on its device.
 
-    Layout: ``[w_sq, w_m2, w_nan, w_inf, upd_sq, grad_sq, grad_nan, grad_inf, w_mean]``, squares
-    summed over finite elements. ``before`` is a copy of the weight taken before the update
-    (it is overwritten here); ``grad_part`` is :func:`grad_vector` computed before the step
-    (``grad`` is used when it is not given). :func:`decode_param` gives the ``param_stats`` fields.
+    Layout: ``[w_sq, w_m2, w_nan, w_inf, upd_sq, w_sum]``, over the finite elements. ``before``
+    is a copy of the weight taken before the update; it is overwritten here. Followed by
+    :func:`grad_vector` (taken before the step), :func:`decode_param` gives the
+    ``core.stats.param_stats`` fields.
     """
     w = _as_float(weight).reshape(-1)
-    w_sq, w_nan, w_inf = _sq_and_bad(w, exact)
-    n = w.numel()
-    if exact is None:
-        exact = w.device.type != "cpu" or not math.isfinite(w_sq.item()) or bool(w_nan) or bool(w_inf)
+    if zero is None:
+        zero = _zero_like(w)
+    w_sq, w_nan, w_inf, exact = _sq_and_bad(w, exact, zero)
     if exact:
         fin = torch.isfinite(w)
-        n_fin = torch.count_nonzero(fin).clamp_min(1)
-        mean = torch.where(fin, w, 0.0).sum() / n_fin
-        d = torch.where(fin, w - mean, 0.0)
+        s = torch.where(fin, w, 0.0).sum()
+        d = torch.where(fin, w - s / fin.sum().clamp_min(1), 0.0)
     else:
-        mean = w.sum() / max(n, 1)
-        d = w - mean
-    w_m2 = torch.dot(d, d)
-    zero = torch.zeros((), dtype=torch.float64, device=w.device)
+        s = w.sum()
+        d = torch.sub(w, s / max(w.numel(), 1), out=_take(scratch, w))
+    upd_sq = zero
     if before is not None:
-        upd = before.reshape(-1).sub_(w)  # before - after: same norm as the update, no new buffer
-        upd_sq, _, _ = _sq_and_bad(upd, exact)
-    else:
-        upd_sq = zero
-    if grad_part is None:
-        grad_part = grad_vector(grad, exact=exact) if grad is not None else torch.stack([zero] * 3)
-    head = torch.stack([t.to(torch.float64) for t in (w_sq, w_m2, w_nan, w_inf, upd_sq)])
-    return torch.cat([head, grad_part, mean.to(torch.float64).reshape(1)])
+        upd = _as_float(before).reshape(-1).sub_(w)  # before - after: the update's norm, no new buffer
+        upd_sq = _sq_and_bad(upd, exact, zero)[0]
+    return torch.stack([t.to(torch.float64) for t in (w_sq, torch.dot(d, d), w_nan, w_inf, upd_sq, s)])
 
 
-def grad_vector(grad: torch.Tensor, *, exact: bool | None = None) -> torch.Tensor:
-    """``[grad_sq, grad_nan, grad_inf]`` as float64 on the gradient's device."""
+def grad_vector(grad: torch.Tensor, *, exact: bool | None = None, zero: torch.Tensor | None = None) -> torch.Tensor:
+    """``[grad_sq, grad_nan, grad_inf]`` (float64, on the gradient's device), over the finite elements."""
     if grad.is_sparse:
         grad = grad.coalesce().values()
-    sq, n_nan, n_inf = _sq_and_bad(grad, exact)
-    return torch.stack([sq.to(torch.float64), n_nan.to(torch.float64), n_inf.to(torch.float64)])
+    g = _as_float(grad).reshape(-1)
+    sq, n_nan, n_inf, _ = _sq_and_bad(g, exact, _zero_like(g) if zero is None else zero)
+    return torch.stack([t.to(torch.float64) for t in (sq, n_nan, n_inf)])
+
+
+def cpu_param_lists(weights: list[torch.Tensor], befores: list[torch.Tensor | None],
+                    scratch: Scratch | None = None) -> list[list[float]]:
+    """:func:`param_vector` for many CPU tensors at once, as lists: one ``_foreach_norm`` per
+    quantity instead of a handful of small ops per tensor. Tensors with non-finite values take
+    the exact per-tensor path. ``befores`` are overwritten."""
+    flat = [_as_float(w).reshape(-1) for w in weights]
+    norms = torch.stack(torch._foreach_norm(flat)).tolist()
+    sums = torch.stack([f.sum() for f in flat]).tolist()
+    out: list[list[float] | None] = [None] * len(flat)
+    for i, f in enumerate(flat):
+        if not (math.isfinite(norms[i]) and math.isfinite(sums[i])):
+            out[i] = param_vector(f, befores[i], exact=True).tolist()
+    upd_idx = [i for i, b in enumerate(befores) if b is not None and out[i] is None]
+    upd_sq: dict[int, float] = {}
+    if upd_idx:
+        bs = [_as_float(befores[i]).reshape(-1) for i in upd_idx]  # type: ignore[union-attr]
+        torch._foreach_sub_(bs, [flat[i] for i in upd_idx])  # before - after, in place
+        upd_sq = {i: u * u for i, u in zip(upd_idx, torch.stack(torch._foreach_norm(bs)).tolist())}
+    for i, f in enumerate(flat):
+        if out[i] is not None:
+            continue
+        n = max(f.numel(), 1)
+        sq, total = norms[i] * norms[i], sums[i]
+        if _one_pass_ok(sq, total, n):
+            m2 = sq - total * total / n
+        else:
+            m2 = _m2(f, total / n, _take(scratch, f)).item()
+        out[i] = [sq, m2, 0, 0, upd_sq.get(i, 0.0), total]
+    return out  # type: ignore[return-value]
+
+
+def cpu_grad_lists(grads: list[torch.Tensor]) -> list[list[float]]:
+    """:func:`grad_vector` for many dense CPU gradients at once, as lists."""
+    flat = [_as_float(g).reshape(-1) for g in grads]
+    norms = torch.stack(torch._foreach_norm(flat)).tolist()
+    return [[nrm * nrm, 0, 0] if math.isfinite(nrm) else grad_vector(g, exact=True).tolist()
+            for g, nrm in zip(flat, norms)]
 
 
 def decode_param(vec: list[float], numel: int, has_update: bool, has_grad: bool) -> dict[str, Any]:
-    """Turn one :func:`param_vector` (as a list) into the fields of ``core.stats.param_stats``."""
-    w_sq, w_m2, w_nan, w_inf, upd_sq, g_sq, g_nan, g_inf = vec[:8]
+    """Turn :func:`param_vector` + :func:`grad_vector` (as one list) into the fields of ``core.stats.param_stats``."""
+    w_sq, w_m2, w_nan, w_inf, upd_sq, _w_sum, g_sq, g_nan, g_inf = vec[:_PARAM_LEN + _GRAD_LEN]
     n_fin = numel - int(w_nan) - int(w_inf)
     w_norm = finite_or_none(math.sqrt(w_sq)) if n_fin > 0 and math.isfinite(w_sq) else None
     w_std = finite_or_none(math.sqrt(max(w_m2, 0.0) / n_fin)) if n_fin > 0 and math.isfinite(w_m2) else None
@@ -330,6 +452,26 @@ def decode_param(vec: list[float], numel: int, has_update: bool, has_grad: bool)
 
 
 # -- the hooks -----------------------------------------------------------------------------
+
+
+def _gather(parts: list[torch.Tensor | list[float]]) -> list[float]:
+    """All parts as one list: device tensors go to the host in one transfer; lists are host values already."""
+    tensors = [t for t in parts if isinstance(t, torch.Tensor)]
+    host: list[float] = []
+    if tensors:
+        if len({t.device for t in tensors}) > 1:  # a model split over devices: one copy per device
+            tensors = [t.cpu() for t in tensors]
+        host = torch.cat(tensors).tolist()  # the one device-to-host transfer of this step
+    out: list[float] = []
+    pos = 0
+    for t in parts:
+        if isinstance(t, torch.Tensor):
+            k = t.numel()
+            out.extend(host[pos:pos + k])
+            pos += k
+        else:
+            out.extend(t)
+    return out
 
 
 class _Layer:
@@ -443,6 +585,10 @@ class TorchWatch:
         self._lr: tuple[int, dict[str, float]] | None = None
         self._pending: deque[_Pending] = deque()
         self._warned: set[str] = set()
+        self._scratch = Scratch()
+        self._snaps: dict[int, torch.Tensor] = {}
+        opt_bytes = sum(p.numel() * p.element_size() for g in optimizer.param_groups for p in g["params"])
+        self._keep_snaps = opt_bytes <= KEEP_SNAPSHOT_BYTES
 
         self.mon.set_meta(framework="torch", optimizer=type(optimizer).__name__)
         self._begin_step()
@@ -463,6 +609,7 @@ class TorchWatch:
         for h in self._opt_handles:
             h.remove()
         self._opt_handles = []
+        self._scratch, self._snaps = Scratch(), {}
         try:
             self.drain(block=True)
         finally:
@@ -516,6 +663,15 @@ class TorchWatch:
             log.warning("Babysitter: monitoring of %s stopped after an error: %s: %s",
                         what, type(err).__name__, err, exc_info=err)
 
+    def _snapshot(self, p: torch.Tensor) -> torch.Tensor:
+        """A copy of ``p`` before the update (into a kept buffer when the model is small enough)."""
+        if not self._keep_snaps:
+            return p.detach().clone()
+        buf = self._snaps.get(id(p))
+        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
+            buf = self._snaps[id(p)] = torch.empty(p.shape, dtype=p.dtype, device=p.device)
+        return buf.copy_(p.detach())
+
     def _zero(self, device: torch.device) -> torch.Tensor:
         z = self._zeros.get(device)
         if z is None:
@@ -560,7 +716,7 @@ class TorchWatch:
             try:
                 with torch.no_grad():
                     vec = activation_vector(out, lay.kind, bins=self.mon.bins, hist_sample=self.hist_sample,
-                                            zero=self._zero(out.device))
+                                            zero=self._zero(out.device), scratch=self._scratch)
                 units = out.shape[1] if out.ndim >= 2 else 1
                 self._acts.append((name, lay.kind, out.numel(), units, vec))
                 if name not in self._layer_info:
@@ -592,14 +748,24 @@ class TorchWatch:
             self._warn_once("the learning rate", err)
         if not self._due or self._params_failed:
             return
-        pre = []
+        pre: list[list[Any]] = []
         try:
             with torch.no_grad():
+                cpu_grads: list[int] = []
                 for name, p in self._params:
                     g = p.grad
-                    snap = p.detach().clone() if g is not None and id(p) in self._opt_ids else None
-                    gv = grad_vector(g) if g is not None else None
-                    pre.append((name, p, snap, gv))
+                    snap = self._snapshot(p) if g is not None and id(p) in self._opt_ids else None
+                    gv: Any = None
+                    if g is not None:
+                        if g.device.type == "cpu" and not g.is_sparse and g.dtype in (torch.float32, torch.float64):
+                            cpu_grads.append(len(pre))
+                            gv = g
+                        else:
+                            gv = grad_vector(g, zero=self._zero(g.device))
+                    pre.append([name, p, snap, gv])
+                if cpu_grads:
+                    for i, lst in zip(cpu_grads, cpu_grad_lists([pre[i][3] for i in cpu_grads])):
+                        pre[i][3] = lst
             self._pre = pre
         except Exception as err:
             self._params_failed = True
@@ -626,10 +792,16 @@ class TorchWatch:
         if not self._params_failed:
             try:
                 with torch.no_grad():
-                    for name, p, snap, gv in self._pre:
-                        zero = self._zero(p.device)
-                        gpart = gv if gv is not None else torch.stack([zero] * 3)
-                        parts.append(param_vector(p, snap, None, grad_part=gpart))
+                    on_cpu = [i for i, e in enumerate(self._pre)
+                              if e[1].device.type == "cpu" and e[1].dtype in (torch.float32, torch.float64)]
+                    cpu_vecs = dict(zip(on_cpu, cpu_param_lists([self._pre[i][1] for i in on_cpu],
+                                                                [self._pre[i][2] for i in on_cpu], self._scratch)))
+                    for i, (name, p, snap, gv) in enumerate(self._pre):
+                        vec = cpu_vecs.get(i)
+                        if vec is None:
+                            vec = param_vector(p, snap, zero=self._zero(p.device), scratch=self._scratch)
+                        parts.append(vec)
+                        parts.append(gv if gv is not None else [0.0] * _GRAD_LEN)
                         params.append((name, p.numel(), snap is not None, gv is not None))
             except Exception as err:
                 self._params_failed = True
@@ -639,22 +811,19 @@ class TorchWatch:
         parts = [a[4] for a in acts] + ([self._input[1]] if self._input is not None else []) + parts
         if not parts:
             return
-        devices = {t.device for t in parts}
-        if len(devices) > 1:  # a model split over devices: gather on the host first (still one copy each)
-            parts = [t.cpu() for t in parts]
-        values = torch.cat(parts).tolist()  # the one device-to-host transfer of this step
+        values = _gather(parts)
 
         pos = 0
         names = []
         decoded = []
         for name, kind, numel, units, vec in acts:
-            k = vec.numel()
+            k = len(vec)
             decoded.append(decode_activation(values[pos:pos + k], kind, numel, units))
             names.append(name)
             pos += k
         if self._input is not None:
             numel, vec = self._input
-            k = vec.numel()
+            k = len(vec)
             st = decode_activation(values[pos:pos + k], "input", numel, 1)
             pos += k
             self.mon.write_input(step, st)
@@ -666,8 +835,8 @@ class TorchWatch:
         if params:
             pstats = []
             for name, numel, has_upd, has_grad in params:
-                pstats.append(decode_param(values[pos:pos + _PARAM_LEN], numel, has_upd, has_grad))
-                pos += _PARAM_LEN
+                pstats.append(decode_param(values[pos:pos + _PARAM_LEN + _GRAD_LEN], numel, has_upd, has_grad))
+                pos += _PARAM_LEN + _GRAD_LEN
             self.mon.write_params(step, [p[0] for p in params], {f: [s[f] for s in pstats] for f in PARAM_FIELDS})
 
     def _update_meta(self) -> None:

@@ -127,6 +127,10 @@ def train(model, opt, mon, steps, capture=None, sched=None, data=batch):
     return seen
 
 
+def as_list(vec) -> list[float]:
+    return vec.tolist() if isinstance(vec, torch.Tensor) else list(vec)
+
+
 # -- statistics against the reference -------------------------------------------------------
 
 
@@ -267,8 +271,7 @@ def test_activation_vector_matches_reference_on_finite_values(kind, exact):
     x[0, 0, 0] = 0.0
     if kind == "sigmoid":
         x = torch.sigmoid(x)
-    vec = adapter.activation_vector(x, kind, exact=exact).tolist()
-    got = adapter.decode_activation(vec, kind, x.numel(), x.shape[1])
+    got = adapter.decode_activation(as_list(adapter.activation_vector(x, kind, exact=exact)), kind, x.numel(), x.shape[1])
     assert_acts_match(got, activation_stats(x.numpy(), kind), where=kind)
 
 
@@ -283,13 +286,12 @@ def test_activation_vector_excludes_nan_and_inf_like_the_reference(kind, exact):
     x[:, 4] = -2.0
     x[9, 4] = float("nan")  # a unit with a NaN output is never dead
     x[:, 6] = -1.0
-    vec = adapter.activation_vector(x, kind, exact=exact).tolist()
-    got = adapter.decode_activation(vec, kind, x.numel(), 9)
+    got = adapter.decode_activation(as_list(adapter.activation_vector(x, kind, exact=exact)), kind, x.numel(), 9)
     ref = activation_stats(x.numpy(), kind)
     assert (got["nan"], got["inf"]) == (2, 2)
     assert_acts_match(got, ref, where=kind)
     every_bad = torch.full((4, 3), float("nan"))
-    got = adapter.decode_activation(adapter.activation_vector(every_bad, kind, exact=exact).tolist(), kind, 12, 3)
+    got = adapter.decode_activation(as_list(adapter.activation_vector(every_bad, kind, exact=exact)), kind, 12, 3)
     ref = activation_stats(every_bad.numpy(), kind)
     assert {k: got[k] for k in ref} == ref
 
@@ -303,12 +305,45 @@ def test_param_vector_matches_reference_with_nan_and_inf():
         if case == "bad":
             w[0, 0], grad[1, 1], grad[2, 2] = float("inf"), float("nan"), float("-inf")
         for exact in (None, True):
-            vec = adapter.param_vector(w, before.clone(), None, exact=exact,
-                                       grad_part=adapter.grad_vector(grad, exact=exact)).tolist()
+            vec = (adapter.param_vector(w, before.clone(), exact=exact).tolist()
+                   + adapter.grad_vector(grad, exact=exact).tolist())
             got = adapter.decode_param(vec, w.numel(), True, True)
             ref = param_stats(w.numpy(), update=(w - before).numpy(), grad=grad.numpy())
             for k, v in ref.items():
                 assert close(got[k], v, rtol=1e-5), (case, exact, k, got[k], v)
+
+
+def test_cpu_parameter_path_matches_reference_for_many_tensors():
+    """The batched CPU path (_foreach kernels, host arithmetic) against param_stats, including a
+    tensor whose mean dominates its spread (BatchNorm's weight near 1: the two-pass branch) and
+    tensors with NaN/Inf (the exact per-tensor branch)."""
+    g = torch.Generator().manual_seed(18)
+    ws = [torch.randn(30, 20, generator=g), 1 + 1e-4 * torch.randn(64, generator=g),
+          torch.randn(10, generator=g), torch.randn(5, 5, generator=g), torch.zeros(7)]
+    ws[3][1, 1] = float("nan")
+    befores = [w + 0.01 * torch.randn(w.shape, generator=g) for w in ws]
+    befores[2] = None  # no update known (frozen)
+    updates = [None if b is None else (w - b).numpy() for w, b in zip(ws, befores)]
+    grads = [torch.randn(w.shape, generator=g) for w in ws]
+    grads[0][0, 0] = float("inf")
+    vecs = adapter.cpu_param_lists(ws, [None if b is None else b.clone() for b in befores])
+    gvecs = adapter.cpu_grad_lists(grads)
+    for i, (w, upd, gr) in enumerate(zip(ws, updates, grads)):
+        got = adapter.decode_param(vecs[i] + gvecs[i], w.numel(), upd is not None, True)
+        ref = param_stats(w.numpy(), update=upd, grad=gr.numpy())
+        for k, v in ref.items():
+            assert close(got[k], v, rtol=1e-5, atol=1e-9), (i, k, got[k], v)
+    assert param_stats(ws[1].numpy())["w_std"] == pytest.approx(1e-4, rel=0.3)
+
+
+def test_cpu_activation_path_keeps_precision_when_the_mean_dominates():
+    g = torch.Generator().manual_seed(19)
+    x = 100 + 0.01 * torch.randn(128, 16, generator=g)
+    got = adapter.decode_activation(as_list(adapter.activation_vector(x, "linear")), "linear", x.numel(), 16)
+    assert got["std"] == pytest.approx(activation_stats(x.numpy(), "linear")["std"], rel=1e-4)
+    const = torch.full((32, 4), 3.0)
+    got = adapter.decode_activation(as_list(adapter.activation_vector(const, "linear")), "linear", 128, 4)
+    assert got["std"] == 0.0 and got["unit_std"] == 0.0
 
 
 # -- parameters: frozen, shared, update ratios ----------------------------------------------
@@ -580,7 +615,7 @@ def test_deferred_loss_records_keep_their_steps(tmp_path):
     with Monitor(tmp_path, "r", every=3) as mon:
         mon.watch(model, opt, defer_scalars=True)
         for step in range(7):
-            losses.append(float(train_one(model, opt, mon, step)))
+            losses.append(train_one(model, opt, mon, step).item())
     scal = records(mon.run_dir, "scalars")
     assert [r["step"] for r in scal] == list(range(7))  # the last one written on close
     assert [r["values"]["loss"] for r in scal] == pytest.approx(losses)
