@@ -134,7 +134,8 @@ def accuracy_figure(train_steps: np.ndarray, train_acc: np.ndarray, val_steps: n
     vs, va = np.asarray(val_steps), np.asarray(val_acc, np.float64)
     if not len(ts) and not len(vs):
         return empty_figure("No accuracy recorded yet (log train_acc / val_acc).")
-    fig = go.Figure(layout=theme.base_layout(title=dict(text="Accuracy (gap shaded)", x=0.01, font=dict(size=14))))
+    fig = go.Figure(layout=theme.base_layout(title=dict(text="Accuracy (gap shaded)", x=0.01, font=dict(size=14)),
+                                             height=theme.SMALL_GRAPH_HEIGHT))
     tf = np.isfinite(ta)
     if len(vs) and tf.sum() >= 1:
         gx, gy = _thin(vs, va, max_points)
