@@ -703,6 +703,9 @@ class UpdateRatioThresholds(RuleThresholds):
     window: int = knob(5, 1, 10_000, "logged steps in the rolling median", integer=True)
     # A layer initialised small (often the last one) has large ratios for its first updates.
     skip_steps: int = knob(50, 0, 1e9, "training steps before judging", integer=True)
+    # A network that has fitted its data takes tiny steps by design: "too low" is judged only
+    # while the loss is above this fraction of its first value.
+    low_while_loss_above: float = knob(0.5, 0.0, 1.0, "fraction of the first loss")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -716,8 +719,8 @@ class UpdateRatio(Rule):
     id = "update_ratio"
     severity = "warning"
     summary = ("After skip_steps, the median update:weight ratio (||dW|| / ||W||) of a weight tensor over window "
-               "logged steps is above max_ratio (learning rate too high) or below min_ratio (too low); healthy is "
-               "~1e-3. Biases are skipped.")
+               "logged steps is above max_ratio (learning rate too high) or below min_ratio (too low, judged while the "
+               "loss is above low_while_loss_above of its first value); healthy is ~1e-3. Biases are skipped.")
     fix = "Scale that layer's learning rate toward an update:weight ratio of ~1e-3."
     Thresholds = UpdateRatioThresholds
 
@@ -725,8 +728,21 @@ class UpdateRatio(Rule):
         super().__init__(thresholds)
         self.reported = {"high": _NewLayers(), "low": _NewLayers()}
         self.first_row: int | None = None  # first row at or after skip_steps
+        self.loss0: float | None = None
+        self.loss_last: float | None = None
+
+    def _still_learning(self) -> bool:
+        if self.loss0 is None or self.loss_last is None or self.loss0 <= 0:
+            return True
+        return self.loss_last > self.t.low_while_loss_above * self.loss0
 
     def update(self, d: Delta) -> Iterator[Finding]:
+        _, lv = d.loss()
+        fin = lv[np.isfinite(lv)]
+        if len(fin):
+            if self.loss0 is None:
+                self.loss0 = float(fin[0])
+            self.loss_last = float(fin[-1])
         rows = d.params_rows
         if not len(rows):
             return
@@ -758,6 +774,8 @@ class UpdateRatio(Rule):
             row = first + k
             step = int(table.steps[row])
             for side in ("high", "low"):
+                if side == "low" and not self._still_learning():
+                    continue
                 m = med[k]
                 bad = m > self.t.max_ratio if side == "high" else m < self.t.min_ratio
                 hit = [names[cols[j]] for j in np.nonzero(bad)[0]]
@@ -766,6 +784,7 @@ class UpdateRatio(Rule):
                 layers = self.reported[side].new(d.layer_of(p) for p in hit)
                 if not layers:
                     continue
+                hit = [p for p in hit if d.layer_of(p) in layers]
                 vals = [float(m[cols.index(names.index(p))]) for p in hit]
                 v = max(vals) if side == "high" else min(vals)
                 th = self.t.max_ratio if side == "high" else self.t.min_ratio
