@@ -150,7 +150,7 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
     @app.callback(Output(ids.PAGE, "children"), Output(ids.CRUMBS, "children"),
                   Input(ids.URL, "pathname"), Input(ids.URL, "search"))
     def _route(pathname: str | None, search: str | None) -> Any:
-        ctx.refresh()  # a run created since the last tick is found at once
+        ctx.refresh(wait=True)  # a run created since the last tick is found at once
         return _render(pathname, search)
 
     @app.callback(Output(ids.PAGE, "children", allow_duplicate=True), Output(ids.CRUMBS, "children",

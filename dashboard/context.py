@@ -41,9 +41,14 @@ class AppContext:
     _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
     last_change: float = field(default_factory=time.time)
 
-    def refresh(self) -> None:
-        """Read what the watcher marked dirty. Concurrent callers skip instead of queueing."""
-        if not self._refresh_lock.acquire(blocking=False):
+    def refresh(self, wait: bool = False) -> None:
+        """Read what the watcher marked dirty.
+
+        Concurrent ticks skip instead of queueing (``wait=False``). A page render waits
+        (``wait=True``): rendering while another thread is half-way through a refresh could show
+        "run not found" for a run that refresh is discovering, with nothing left to redraw it.
+        """
+        if not self._refresh_lock.acquire(blocking=wait):
             return
         try:
             if self.logdir.refresh():
