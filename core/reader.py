@@ -182,10 +182,17 @@ class Table:
                 setattr(self, attr, new)
         self._cap_rows, self._cap_cols = nr, nc
 
-    def add(self, step: int, t: float, names: list[str], rec: dict[str, Any]) -> None:
-        """Append one record's columns. Raises ValueError/TypeError on a malformed record (nothing is added then)."""
+    def parse(self, names: list[str], rec: dict[str, Any]) -> tuple[dict[str, np.ndarray], tuple[Any, ...] | None]:
+        """Check and convert one record's columns without storing them.
+
+        Returns:
+            ``(fields, hist)``: each present field as a float array parallel to ``names``, and
+            ``(counts, lo, hi)`` when the record has histograms this table keeps.
+
+        Raises:
+            ValueError, TypeError: for a malformed record.
+        """
         k = len(names)
-        cols_new = [n for n in names if n not in self.index]
         if len(set(names)) != k:
             raise ValueError("names repeat")
         parsed: dict[str, np.ndarray] = {}
@@ -206,6 +213,14 @@ class Table:
                 raise ValueError("hist, hist_lo and hist_hi must have one entry per name")
             if self._bins and hist.shape[1] != self._bins:
                 raise ValueError(f"hist has {hist.shape[1]} bins; this run uses {self._bins}")
+            return parsed, (hist, lo, hi)
+        return parsed, None
+
+    def add(self, step: int, t: float, names: list[str], rec: dict[str, Any]) -> None:
+        """Append one record's columns. Raises ValueError/TypeError on a malformed record (nothing is added then)."""
+        parsed, h = self.parse(names, rec)
+        k = len(names)
+        cols_new = [n for n in names if n not in self.index]
         for n in cols_new:
             self.index[n] = len(self.names)
             self.names.append(n)
@@ -217,8 +232,8 @@ class Table:
         for f, arr in parsed.items():
             self.values[f][row, idx] = arr
         self.n += 1
-        if hist is not None:
-            self._add_hist(row, idx, hist, lo, hi)
+        if h is not None:
+            self._add_hist(row, idx, *h)
 
     def _add_hist(self, row: int, idx: np.ndarray, hist: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
         if row % self.hist_stride:
@@ -290,6 +305,14 @@ class Table:
             if a is not None:
                 total += a.nbytes
         return total
+
+
+def _number_or_nan(v: Any, field: str) -> float:
+    if v is None:
+        return _NAN
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{field!r} must be a number or null, got {type(v).__name__}")
+    return float(v)
 
 
 def _is_sorted(a: np.ndarray) -> bool:
@@ -523,6 +546,7 @@ class Run:
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise ValueError("'layers' must be a list of names")
             if rank != self.stats_rank:
+                self.acts.parse(names, rec)  # checked (and reported) on every rank, kept for one
                 return
             self.acts.add(step, t, names, rec)
         elif kind == KIND_PARAMS:
@@ -530,12 +554,13 @@ class Run:
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise ValueError("'params' must be a list of names")
             if rank != self.stats_rank:
+                self.params.parse(names, rec)
                 return
             self.params.add(step, t, names, rec)
         elif kind == KIND_INPUT:
+            vals = [_number_or_nan(rec.get(f), f) for f in INPUT_FIELDS]
             if rank != self.stats_rank:
                 return
-            vals = [np.float64(_NAN if rec.get(f) is None else float(rec[f])) for f in INPUT_FIELDS]
             self._input["step"].append(step)
             for f, v in zip(INPUT_FIELDS, vals):
                 self._input[f].append(v)
