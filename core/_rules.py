@@ -556,38 +556,51 @@ class SaturationThresholds(RuleThresholds):
     patience: int = knob(2, 1, 1000, "consecutive logged steps", integer=True)
 
 
-@register
-class Saturation(Rule):
-    id = "saturation"
-    severity = "warning"
-    summary = ("More than max_sat_frac of a tanh/sigmoid layer's outputs sit within 1% of the asymptotes for "
-               "patience logged steps: their gradient is ~0 (the lecture's 1.0*randn init).")
-    fix = "Use smaller initial weights (Xavier: randn/sqrt(fan_in)), batch norm, or ReLU."
-    Thresholds = SaturationThresholds
+class _FractionStreak(Rule):
+    """A per-layer fraction (an acts field) above a threshold for ``patience`` logged steps in a row."""
+
+    field = ""      # the acts field, e.g. "sat_frac"
+    limit = ""      # the threshold's name in Thresholds
 
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:
         super().__init__(thresholds)
         self.count = np.zeros(0, np.int64)
         self.reported = _NewLayers()
 
+    def describe(self, layers: str, worst: float, limit: float, step: int) -> str:
+        raise NotImplementedError
+
     def update(self, d: Delta) -> Iterator[Finding]:
         if not len(d.acts_rows):
             return
         names = d.run.acts.names
-        sat = d.acts("sat_frac")
+        frac = d.acts(self.field)
+        limit = getattr(self.t, self.limit)
         self.count = _grow(self.count, len(names))
-        counts, self.count = _streaks(np.nan_to_num(sat, nan=0.0) > self.t.max_sat_frac, self.count)
-        for i in range(len(sat)):
+        counts, self.count = _streaks(np.nan_to_num(frac, nan=0.0) > limit, self.count)
+        for i in range(len(frac)):
             hit = [names[j] for j in np.nonzero(counts[i] >= self.t.patience)[0]]
             new = self.reported.new(hit)
             if new:
                 r = d.acts_rows.start + i - (self.t.patience - 1)
                 step = int(d.run.acts.steps[max(r, 0)])
-                worst = float(np.nanmax(sat[i, [d.run.acts.index[n] for n in new]]))
-                yield self.finding(
-                    step, f"{', '.join(new)}: up to {worst:.0%} of outputs are saturated (threshold "
-                          f"{self.t.max_sat_frac:.0%}) since step {step}.",
-                    layers=new, value=worst, threshold=self.t.max_sat_frac)
+                worst = float(np.nanmax(frac[i, [d.run.acts.index[n] for n in new]]))
+                yield self.finding(step, self.describe(", ".join(new), worst, limit, step),
+                                   layers=new, value=worst, threshold=limit)
+
+
+@register
+class Saturation(_FractionStreak):
+    id = "saturation"
+    severity = "warning"
+    summary = ("More than max_sat_frac of a tanh/sigmoid layer's outputs sit within 1% of the asymptotes for "
+               "patience logged steps: their gradient is ~0 (the lecture's 1.0*randn init).")
+    fix = "Use smaller initial weights (Xavier: randn/sqrt(fan_in)), batch norm, or ReLU."
+    Thresholds = SaturationThresholds
+    field, limit = "sat_frac", "max_sat_frac"
+
+    def describe(self, layers: str, worst: float, limit: float, step: int) -> str:
+        return f"{layers}: up to {worst:.0%} of outputs are saturated (threshold {limit:.0%}) since step {step}."
 
 
 @dataclass(frozen=True)
@@ -599,7 +612,7 @@ class DeadReluThresholds(RuleThresholds):
 
 
 @register
-class DeadRelu(Rule):
+class DeadRelu(_FractionStreak):
     id = "dead_relu"
     severity = "warning"
     summary = ("More than max_dead_frac of a ReLU-family layer's units output <= 0 for every example of the "
@@ -607,30 +620,11 @@ class DeadRelu(Rule):
     fix = ("Lower the learning rate, use He initialisation, a small positive bias (e.g. 0.01), or Leaky ReLU; "
            "check the input scaling.")
     Thresholds = DeadReluThresholds
+    field, limit = "dead_frac", "max_dead_frac"
 
-    def __init__(self, thresholds: RuleThresholds | None = None) -> None:
-        super().__init__(thresholds)
-        self.count = np.zeros(0, np.int64)
-        self.reported = _NewLayers()
-
-    def update(self, d: Delta) -> Iterator[Finding]:
-        if not len(d.acts_rows):
-            return
-        names = d.run.acts.names
-        dead = d.acts("dead_frac")
-        self.count = _grow(self.count, len(names))
-        counts, self.count = _streaks(np.nan_to_num(dead, nan=0.0) > self.t.max_dead_frac, self.count)
-        for i in range(len(dead)):
-            hit = [names[j] for j in np.nonzero(counts[i] >= self.t.patience)[0]]
-            new = self.reported.new(hit)
-            if new:
-                r = d.acts_rows.start + i - (self.t.patience - 1)
-                step = int(d.run.acts.steps[max(r, 0)])
-                worst = float(np.nanmax(dead[i, [d.run.acts.index[n] for n in new]]))
-                yield self.finding(
-                    step, f"{', '.join(new)}: {worst:.0%} of units are dead (<= 0 for the whole batch; threshold "
-                          f"{self.t.max_dead_frac:.0%}) since step {step}.",
-                    layers=new, value=worst, threshold=self.t.max_dead_frac)
+    def describe(self, layers: str, worst: float, limit: float, step: int) -> str:
+        return (f"{layers}: {worst:.0%} of units are dead (<= 0 for the whole batch; threshold {limit:.0%}) "
+                f"since step {step}.")
 
 
 @dataclass(frozen=True)
