@@ -15,7 +15,9 @@ batch 256, plain SGD, on the CPU. Variants, each with its own copy of the model:
 The variants run interleaved: round-robin blocks of ``--block`` steps (the order rotates
 each repetition), ``--reps`` repetitions; a block's time per step is its wall time divided
 by its steps (so the logged steps of the default cadence are counted), and the reported
-figure is the median over repetitions. Ratios are to ``none`` from the same run.
+figure is the median over repetitions. Ratios are to ``none`` from the same run. Also
+printed, to judge the noise of a shared machine: the best block of each variant, and the
+process CPU time per step (not inflated by time spent waiting for a core).
 
 Usage::
 
@@ -69,7 +71,8 @@ class Variant:
 
     def __init__(self, name: str, step: Callable[[int], None], close: Callable[[], None] = lambda: None) -> None:
         self.name, self.step, self.close = name, step, close
-        self.blocks: list[float] = []  # seconds per step, one per measured block
+        self.blocks: list[float] = []  # wall seconds per step, one per measured block
+        self.cpu_blocks: list[float] = []  # process CPU seconds per step (all threads), same blocks
         self.steps = 0
 
 
@@ -157,13 +160,15 @@ def run_bench(reps: int = 7, block: int = 20, warmup_blocks: int = 1, *, use_tb:
             for r in range(warmup_blocks + reps):
                 shift = r % len(variants)
                 for v in variants[shift:] + variants[:shift]:
-                    t0 = time.perf_counter()
+                    c0, t0 = time.process_time(), time.perf_counter()
                     for _ in range(block):
                         v.step(v.steps)
                         v.steps += 1
                     dt = (time.perf_counter() - t0) / block
+                    dc = (time.process_time() - c0) / block
                     if r >= warmup_blocks:
                         v.blocks.append(dt)
+                        v.cpu_blocks.append(dc)
                 if r >= warmup_blocks:
                     log(f"rep {r - warmup_blocks + 1}/{reps}: " + "  ".join(
                         f"{v.name} {v.blocks[-1] * 1e3:.1f} ms" for v in variants))
@@ -172,6 +177,8 @@ def run_bench(reps: int = 7, block: int = 20, warmup_blocks: int = 1, *, use_tb:
                 with contextlib.suppress(Exception):
                     v.close()
     base = statistics.median(variants[0].blocks)
+    base_min = min(variants[0].blocks)
+    base_cpu = statistics.median(variants[0].cpu_blocks)
     result = {
         "model": f"{DEPTH}x{WIDTH} tanh MLP, batch {BATCH}, SGD, CPU",
         "reps": reps, "block_steps": block,
@@ -183,9 +190,12 @@ def run_bench(reps: int = 7, block: int = 20, warmup_blocks: int = 1, *, use_tb:
     for v in variants:
         med = statistics.median(v.blocks)
         q = statistics.quantiles(v.blocks, n=4) if len(v.blocks) >= 2 else [med, med, med]
+        cpu = statistics.median(v.cpu_blocks)
         result["variants"][v.name] = {
             "median_ms": med * 1e3, "ratio": med / base, "iqr_over_median": (q[2] - q[0]) / med,
-            "blocks_ms": [b * 1e3 for b in v.blocks],
+            "min_ms": min(v.blocks) * 1e3, "ratio_of_min": min(v.blocks) / base_min,
+            "cpu_median_ms": cpu * 1e3, "cpu_ratio": cpu / base_cpu,
+            "blocks_ms": [b * 1e3 for b in v.blocks], "cpu_blocks_ms": [b * 1e3 for b in v.cpu_blocks],
         }
     return result
 
@@ -203,9 +213,12 @@ def main(argv: list[str] | None = None) -> int:
                     use_wandb=False if args.no_wandb else None)
     print(f"\n{res['model']}; {res['reps']} reps of {res['block_steps']}-step blocks; "
           f"torch threads {res['machine']['torch_threads']}, load {res['machine']['loadavg_before'][0]:.2f}")
-    print(f"{'variant':22s} {'ms/step':>9s} {'ratio':>7s} {'IQR/med':>8s}")
+    print("wall time per step: median over blocks (ratio to none), best block (ratio); process CPU time (ratio)")
+    print(f"{'variant':22s} {'ms/step':>9s} {'ratio':>7s} {'IQR/med':>8s} {'best ms':>9s} {'ratio':>7s} "
+          f"{'cpu ms':>9s} {'ratio':>7s}")
     for name, v in res["variants"].items():
-        print(f"{name:22s} {v['median_ms']:9.2f} {v['ratio']:7.3f} {v['iqr_over_median']:8.3f}")
+        print(f"{name:22s} {v['median_ms']:9.2f} {v['ratio']:7.3f} {v['iqr_over_median']:8.3f} "
+              f"{v['min_ms']:9.2f} {v['ratio_of_min']:7.3f} {v['cpu_median_ms']:9.2f} {v['cpu_ratio']:7.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"written: {args.out}")

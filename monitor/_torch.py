@@ -73,6 +73,10 @@ HIST_SAMPLE = 16384  # values binned per layer for the histogram (first examples
 # when all of them together take at most this many bytes; above it they are made afresh on
 # each logged step, so a large model does not carry a second copy of its weights.
 KEEP_SNAPSHOT_BYTES = 256 * 2**20
+# CPU statistics of tensors up to this many elements run on one thread. Each of their ops is
+# too short to gain from a second thread, and a parallel op waits for every worker thread:
+# on a busy machine a worker that lost its core stalls the op for a scheduler time slice.
+ONE_THREAD_NUMEL = 2**21
 
 # Module classes and their layer kind (core.schema.LAYER_KINDS). Subclasses first.
 _KIND_TABLE: tuple[tuple[type, str], ...] = (
@@ -88,7 +92,7 @@ _KIND_TABLE: tuple[tuple[type, str], ...] = (
     (nn.Embedding, "embedding"),
 )
 
-_ACT_HEAD = 10  # sum, m2, min, max, nonzero, dead, sat, nan, inf, unit_std; then the histogram counts
+_ACT_HEAD = 11  # sum, m2, min, max, nonzero, dead, sat, nan, inf, unit_std, sample size; then the histogram
 _PARAM_LEN = 6  # w_sq, w_m2, w_nan, w_inf, upd_sq, w_sum
 _GRAD_LEN = 3  # grad_sq, grad_nan, grad_inf
 
@@ -118,6 +122,26 @@ def _as_float(x: torch.Tensor) -> torch.Tensor:
 
 def _zero_like(x: torch.Tensor) -> torch.Tensor:
     return torch.zeros((), dtype=torch.float64, device=x.device)
+
+
+class _OneThread:
+    """Run the CPU statistics of small tensors on one thread; restores the thread count after."""
+
+    __slots__ = ("active", "saved")
+
+    def __init__(self, device: torch.device, numel: int) -> None:
+        self.active = device.type == "cpu" and numel <= ONE_THREAD_NUMEL
+        self.saved = 1
+
+    def __enter__(self) -> None:
+        if self.active:
+            self.saved = torch.get_num_threads()
+            if self.saved > 1:
+                torch.set_num_threads(1)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.active and self.saved > 1:
+            torch.set_num_threads(self.saved)
 
 
 class Scratch:
@@ -180,15 +204,18 @@ def _dead_count(x: torch.Tensor) -> torch.Tensor:
     return _units_max(x).le(0).sum()
 
 
+def _unit_means(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(0) if x.ndim == 2 else x.flatten(2).mean(2).mean(0)
+
+
 def _unit_std(x: torch.Tensor, zero: torch.Tensor | None) -> torch.Tensor:
     """Population std across units of each unit's mean over the batch (and positions)."""
     if x.ndim < 2 or x.shape[1] < 2 or x.shape[0] == 0:
         return zero if zero is not None else _zero_like(x)
-    m = x.mean(0) if x.ndim == 2 else x.flatten(2).mean(2).mean(0)
-    return torch.std(m, correction=0)
+    return torch.std(_unit_means(x), correction=0)
 
 
-def _m2(flat: torch.Tensor, mean: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+def _m2(flat: torch.Tensor, mean: torch.Tensor | float, buf: torch.Tensor) -> torch.Tensor:
     torch.sub(flat, mean, out=buf)
     return torch.dot(buf, buf)
 
@@ -222,19 +249,20 @@ def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample
                       scratch: Scratch | None = None) -> torch.Tensor | list[float]:
     """The statistics of one layer output as one float64 vector on ``x``'s device.
 
-    On the CPU, with finite values, the vector is returned as a list (reading a CPU tensor is
-    a memory read, and host arithmetic saves the small ops that the device path needs).
-
-    Layout: ``[sum, m2, min, max, nonzero, dead_units, sat_count, nan, inf, unit_std, hist...]``
-    where ``sum`` and ``m2`` (the sum of squared deviations from the mean) and every count are
-    over the finite elements. :func:`decode_activation` turns it into the fields of
-    ``core.stats.activation_stats``.
+    Layout: ``[sum, m2, min, max, nonzero, dead_units, sat_count, nan, inf, unit_std, m,
+    hist...]``. ``sum``, ``m2`` (the sum of squared deviations from the mean), ``min`` and
+    ``max`` are over the finite elements of the whole batch, ``dead_units`` over every example;
+    ``nonzero``, ``sat_count`` and the histogram over the ``m`` finite values of the
+    subsample (:func:`hist_sample_of`). :func:`decode_activation` turns it into the fields
+    of ``core.stats.activation_stats``. On the CPU, with finite values, the vector is
+    returned as a list (reading a CPU tensor is a memory read, and host arithmetic saves the
+    small ops that the device path needs).
 
     Args:
         x: the layer output, batch first.
         kind: the layer kind (decides dead units and saturation).
         bins: histogram bins.
-        hist_sample: at most this many values are binned (see :func:`hist_sample_of`).
+        hist_sample: at most this many values are binned and counted (see :func:`hist_sample_of`).
         exact: ``True`` computes the NaN-excluding versions always; ``False`` assumes finite
             values; ``None`` (default) decides from the data on CPU and uses ``True`` elsewhere.
         zero: a cached float64 zero on the device (saves an allocation per call).
@@ -246,26 +274,27 @@ def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample
     flat = x.reshape(-1)
     n = flat.numel()
     if n == 0:
-        return torch.cat([torch.stack([zero] * _ACT_HEAD), torch.zeros(bins, dtype=torch.float64, device=x.device)])
+        return torch.zeros(_ACT_HEAD + bins, dtype=torch.float64, device=x.device)
     s = flat.sum()
     batch = x.shape[0] if x.ndim else 1
     if exact is None:
         # On the CPU reading a value costs nothing; on an accelerator it would wait for the device.
         exact = x.device.type != "cpu"
         if not exact:
-            total = s.item()
-            exact = not math.isfinite(total)
+            exact = not math.isfinite(s.item())
     if not exact:
         if x.device.type == "cpu":
             return _cpu_activation_list(x, flat, kind, float(s), bins, hist_sample, scratch)
-        buf = _take(scratch, flat)
         lo, hi = torch.aminmax(flat)
-        m2 = _m2(flat, s / n, buf)
-        nonzero = _nonzero_count(flat, buf)
+        m2 = _m2(flat, s / n, _take(scratch, flat))
+        sample = hist_sample_of(flat, batch, hist_sample)
+        sbuf = _take(scratch, sample)
+        nonzero = _nonzero_count(sample, sbuf)
+        sat = _sat_count(sample, kind, sbuf) if kind in SATURATING else zero
         dead = _dead_count(x) if kind in RELU_FAMILY else zero
-        sat = _sat_count(flat, kind, buf) if kind in SATURATING else zero
-        hist = _hist(hist_sample_of(flat, batch, hist_sample), lo, hi, bins, scratch=scratch)
-        head = [s, m2, lo, hi, nonzero, dead, sat, zero, zero, _unit_std(x, zero)]
+        hist = _hist(sample, lo, hi, bins, scratch=scratch)
+        m = torch.full((), sample.numel(), dtype=torch.float64, device=x.device)
+        head = [s, m2, lo, hi, nonzero, dead, sat, zero, zero, _unit_std(x, zero), m]
         return torch.cat([torch.stack(head), hist])
     fin = torch.isfinite(flat)
     n_fin = fin.sum()
@@ -275,19 +304,21 @@ def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample
     s = xz.sum()
     mean = s / n_fin.clamp_min(1)
     d = torch.where(fin, flat - mean, 0.0)
-    buf = torch.empty_like(flat)
     inf = torch.tensor(math.inf, dtype=flat.dtype, device=flat.device)
     lo = torch.where(fin, flat, inf).amin()
     hi = torch.where(fin, flat, -inf).amax()
     dead = _dead_count(x) if kind in RELU_FAMILY else zero
-    sat = zero
-    if kind in SATURATING:
-        sat = _sat_count(torch.where(fin, flat, 0.5) if kind in ("sigmoid", "hardsigmoid") else xz, kind, buf)
-    has = n_fin > 0
     sample = hist_sample_of(xz, batch, hist_sample)
-    weights = hist_sample_of(fin, batch, hist_sample).to(torch.float64)
-    hist = _hist(sample, torch.where(has, lo, 0.0), torch.where(has, hi, 0.0), bins, weights=weights)
-    head = [s, torch.dot(d, d), lo, hi, _nonzero_count(xz, buf), dead, sat, n_nan, n_inf, _unit_std(x, zero)]
+    sfin = hist_sample_of(fin, batch, hist_sample)
+    sbuf = torch.empty_like(sample)
+    sat = zero
+    if kind in SATURATING:  # a non-finite value is replaced by one that is not saturated
+        sat = _sat_count(torch.where(sfin, sample, 0.5) if kind in ("sigmoid", "hardsigmoid") else sample, kind, sbuf)
+    has = n_fin > 0
+    hist = _hist(sample, torch.where(has, lo, 0.0), torch.where(has, hi, 0.0), bins,
+                 weights=sfin.to(torch.float64))
+    head = [s, torch.dot(d, d), lo, hi, _nonzero_count(sample, sbuf), dead, sat, n_nan, n_inf,
+            _unit_std(x, zero), sfin.sum()]
     return torch.cat([torch.stack([h.to(torch.float64) for h in head]), hist])
 
 
@@ -301,30 +332,33 @@ def _cpu_activation_list(x: torch.Tensor, flat: torch.Tensor, kind: str, total: 
                          hist_sample: int, scratch: Scratch | None) -> list[float]:
     """:func:`activation_vector` for finite CPU values, with host arithmetic between the passes."""
     n = flat.numel()
-    buf = _take(scratch, flat)
     lo_t, hi_t = torch.aminmax(flat)
     lo, hi = lo_t.item(), hi_t.item()
     sq = torch.dot(flat, flat).item()
     if _one_pass_ok(sq, total, n):
         m2 = sq - total * total / n
     else:
-        m2 = _m2(flat, total / n, buf).item()
-    nonzero = _nonzero_count(flat, buf).item()
+        m2 = _m2(flat, total / n, _take(scratch, flat)).item()
     dead = _dead_count(x).item() if kind in RELU_FAMILY else 0
-    sat = _sat_count(flat, kind, buf).item() if kind in SATURATING else 0
     sample = hist_sample_of(flat, x.shape[0] if x.ndim else 1, hist_sample)
-    f = torch.sub(sample, lo, out=_take(scratch, sample)).mul_(bins / max(hi - lo, 1e-30))
+    sbuf = _take(scratch, sample)
+    nonzero = _nonzero_count(sample, sbuf).item()
+    sat = _sat_count(sample, kind, sbuf).item() if kind in SATURATING else 0
+    # The scale is shrunk by 2**-20 so that the maximum lands in the last bin without a clamp.
+    torch.sub(sample, lo, out=sbuf).mul_(bins * (1 - 2.0 ** -20) / max(hi - lo, 1e-30))
     idx = _take(scratch, sample, dtype=torch.int64)
-    idx.copy_(f).clamp_(0, bins - 1)
+    idx.copy_(sbuf)
     hist = torch.bincount(idx, minlength=bins).tolist()
-    unit_std = _unit_std(x, None).item() if x.ndim >= 2 and x.shape[1] >= 2 and x.shape[0] else 0.0
-    return [total, m2, lo, hi, nonzero, dead, sat, 0, 0, unit_std, *hist]
+    unit_std = 0.0
+    if x.ndim >= 2 and x.shape[1] >= 2 and x.shape[0]:
+        unit_std = math.sqrt(max(torch.var(_unit_means(x), correction=0).item(), 0.0))
+    return [total, m2, lo, hi, nonzero, dead, sat, 0, 0, unit_std, sample.numel(), *hist]
 
 
 def decode_activation(vec: list[float], kind: str, numel: int, units: int) -> dict[str, Any]:
     """Turn one :func:`activation_vector` (as a list) into the fields of ``core.stats.activation_stats``."""
-    total, m2, lo, hi, nonzero, dead, sat, n_nan, n_inf, unit_std = vec[:_ACT_HEAD]
-    n_nan, n_inf = int(n_nan), int(n_inf)
+    total, m2, lo, hi, nonzero, dead, sat, n_nan, n_inf, unit_std, m = vec[:_ACT_HEAD]
+    n_nan, n_inf, m = int(n_nan), int(n_inf), round(m)
     n_fin = numel - n_nan - n_inf
     out: dict[str, Any] = {"nan": n_nan, "inf": n_inf}
     if n_fin > 0:
@@ -332,11 +366,11 @@ def decode_activation(vec: list[float], kind: str, numel: int, units: int) -> di
         out["std"] = finite_or_none(math.sqrt(max(m2, 0.0) / n_fin)) if math.isfinite(m2) else None
         out["min"] = finite_or_none(lo)
         out["max"] = finite_or_none(hi)
-        out["zero_frac"] = (n_fin - round(nonzero)) / n_fin
+        out["zero_frac"] = (m - round(nonzero)) / m if m > 0 else None
     else:
         out.update(mean=None, std=None, min=None, max=None, zero_frac=None)
     out["dead_frac"] = round(dead) / units if kind in RELU_FAMILY and numel and units else None
-    out["sat_frac"] = round(sat) / n_fin if kind in SATURATING and n_fin > 0 else None
+    out["sat_frac"] = round(sat) / m if kind in SATURATING and n_fin > 0 and m > 0 else None
     # Like the reference: only when every value is finite and there are two units or more.
     out["unit_std"] = finite_or_none(unit_std) if units >= 2 and n_fin == numel and numel else None
     if n_fin > 0 and math.isfinite(lo) and math.isfinite(hi):
@@ -398,41 +432,43 @@ def grad_vector(grad: torch.Tensor, *, exact: bool | None = None, zero: torch.Te
 
 def cpu_param_lists(weights: list[torch.Tensor], befores: list[torch.Tensor | None],
                     scratch: Scratch | None = None) -> list[list[float]]:
-    """:func:`param_vector` for many CPU tensors at once, as lists: one ``_foreach_norm`` per
-    quantity instead of a handful of small ops per tensor. Tensors with non-finite values take
-    the exact per-tensor path. ``befores`` are overwritten."""
+    """:func:`param_vector` for many CPU tensors, as lists: one dot product per norm (the
+    cheapest reduction on the CPU) and host arithmetic instead of small ops. Tensors with
+    non-finite values take the exact per-tensor path. ``befores`` are overwritten."""
     flat = [_as_float(w).reshape(-1) for w in weights]
-    norms = torch.stack(torch._foreach_norm(flat)).tolist()
-    sums = torch.stack([f.sum() for f in flat]).tolist()
+    firsts = torch.stack([t for f in flat for t in (torch.dot(f, f), f.sum())]).tolist()
     out: list[list[float] | None] = [None] * len(flat)
+    upd_idx = []
     for i, f in enumerate(flat):
-        if not (math.isfinite(norms[i]) and math.isfinite(sums[i])):
+        if not (math.isfinite(firsts[2 * i]) and math.isfinite(firsts[2 * i + 1])):
             out[i] = param_vector(f, befores[i], exact=True).tolist()
-    upd_idx = [i for i, b in enumerate(befores) if b is not None and out[i] is None]
+        elif befores[i] is not None:
+            upd_idx.append(i)
     upd_sq: dict[int, float] = {}
     if upd_idx:
-        bs = [_as_float(befores[i]).reshape(-1) for i in upd_idx]  # type: ignore[union-attr]
-        torch._foreach_sub_(bs, [flat[i] for i in upd_idx])  # before - after, in place
-        upd_sq = {i: u * u for i, u in zip(upd_idx, torch.stack(torch._foreach_norm(bs)).tolist())}
+        sq = []
+        for i in upd_idx:
+            u = _as_float(befores[i]).reshape(-1).sub_(flat[i])  # type: ignore[union-attr]  # before - after
+            sq.append(torch.dot(u, u))
+        upd_sq = dict(zip(upd_idx, torch.stack(sq).tolist()))
     for i, f in enumerate(flat):
         if out[i] is not None:
             continue
         n = max(f.numel(), 1)
-        sq, total = norms[i] * norms[i], sums[i]
-        if _one_pass_ok(sq, total, n):
-            m2 = sq - total * total / n
+        sq_w, total = firsts[2 * i], firsts[2 * i + 1]
+        if _one_pass_ok(sq_w, total, n):
+            m2 = sq_w - total * total / n
         else:
             m2 = _m2(f, total / n, _take(scratch, f)).item()
-        out[i] = [sq, m2, 0, 0, upd_sq.get(i, 0.0), total]
+        out[i] = [sq_w, m2, 0, 0, upd_sq.get(i, 0.0), total]
     return out  # type: ignore[return-value]
 
 
 def cpu_grad_lists(grads: list[torch.Tensor]) -> list[list[float]]:
-    """:func:`grad_vector` for many dense CPU gradients at once, as lists."""
+    """:func:`grad_vector` for many dense CPU gradients, as lists."""
     flat = [_as_float(g).reshape(-1) for g in grads]
-    norms = torch.stack(torch._foreach_norm(flat)).tolist()
-    return [[nrm * nrm, 0, 0] if math.isfinite(nrm) else grad_vector(g, exact=True).tolist()
-            for g, nrm in zip(flat, norms)]
+    sqs = torch.stack([torch.dot(f, f) for f in flat]).tolist() if flat else []
+    return [[sq, 0, 0] if math.isfinite(sq) else grad_vector(g, exact=True).tolist() for g, sq in zip(flat, sqs)]
 
 
 def decode_param(vec: list[float], numel: int, has_update: bool, has_grad: bool) -> dict[str, Any]:
@@ -690,7 +726,7 @@ class TorchWatch:
         if self.log_input and args and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
             try:
                 x = args[0]
-                with torch.no_grad():
+                with torch.no_grad(), _OneThread(x.device, x.numel()):
                     self._input = (x.numel(), activation_vector(x, "input", bins=2, hist_sample=1,
                                                                 zero=self._zero(x.device)))
             except Exception as err:  # monitoring never stops training
@@ -714,7 +750,7 @@ class TorchWatch:
             self._calls[lay.name] = k
             name = lay.name if k == 1 else f"{lay.name}#{k}"
             try:
-                with torch.no_grad():
+                with torch.no_grad(), _OneThread(out.device, out.numel()):
                     vec = activation_vector(out, lay.kind, bins=self.mon.bins, hist_sample=self.hist_sample,
                                             zero=self._zero(out.device), scratch=self._scratch)
                 units = out.shape[1] if out.ndim >= 2 else 1
@@ -750,7 +786,7 @@ class TorchWatch:
             return
         pre: list[list[Any]] = []
         try:
-            with torch.no_grad():
+            with torch.no_grad():  # large memory-bound passes: all threads
                 cpu_grads: list[int] = []
                 for name, p in self._params:
                     g = p.grad
@@ -791,7 +827,7 @@ class TorchWatch:
         params: list[tuple[str, int, bool, bool]] = []
         if not self._params_failed:
             try:
-                with torch.no_grad():
+                with torch.no_grad():  # large memory-bound passes: all threads
                     on_cpu = [i for i, e in enumerate(self._pre)
                               if e[1].device.type == "cpu" and e[1].dtype in (torch.float32, torch.float64)]
                     cpu_vecs = dict(zip(on_cpu, cpu_param_lists([self._pre[i][1] for i in on_cpu],

@@ -56,18 +56,30 @@ def close(a, b, rtol=1e-4, atol=1e-6) -> bool:
     return math.isclose(a, b, rel_tol=rtol, abs_tol=atol)
 
 
-def assert_acts_match(got: dict, ref: dict, *, sampled: np.ndarray | None = None, where: str = "") -> None:
-    """Recorded statistics equal the reference: floats to 1e-4 relative, counts exactly, histogram to a few edge cases."""
+SAMPLED_KEYS = ("zero_frac", "sat_frac")  # over the histogram's subsample (documented)
+
+
+def assert_acts_match(got: dict, ref: dict, *, sampled: np.ndarray | None = None, kind: str = "linear",
+                      where: str = "") -> None:
+    """Recorded statistics equal the reference: floats to 1e-4 relative, counts exactly, histogram to a few edge cases.
+
+    With ``sampled`` (the values of the documented subsample), the zero and saturation
+    fractions and the histogram counts are compared with the reference on those values.
+    """
+    ref_s = activation_stats(sampled, kind) if sampled is not None else ref
     for k in ACT_KEYS:
         if k not in ref:
             continue
-        assert close(got.get(k), ref[k], rtol=1e-4, atol=1e-5 if k == "unit_std" else 1e-6), \
-            f"{where} {k}: recorded {got.get(k)} reference {ref[k]}"
+        want = ref_s[k] if k in SAMPLED_KEYS else ref[k]
+        assert close(got.get(k), want, rtol=1e-4, atol=1e-5 if k == "unit_std" else 1e-6), \
+            f"{where} {k}: recorded {got.get(k)} reference {want}"
     assert close(got["hist_lo"], ref["hist_lo"]) and close(got["hist_hi"], ref["hist_hi"]), where
     want = ref["hist"]
-    if sampled is not None:  # the histogram is over the documented subsample, on the whole batch's range
+    if sampled is not None:  # the histogram is over the subsample, on the whole batch's range
         if ref["hist_hi"] > ref["hist_lo"]:
             want = np.histogram(sampled, bins=len(want), range=(ref["hist_lo"], ref["hist_hi"]))[0].tolist()
+        else:
+            want = [len(sampled)] + [0] * (len(want) - 1)
     got_h = np.asarray(got["hist"])
     assert got_h.sum() == sum(want), f"{where}: histogram total {got_h.sum()} != {sum(want)}"
     # float32 binning may put a value lying on a bin edge in the neighbouring bin
@@ -257,8 +269,8 @@ def test_histogram_uses_the_first_examples_when_the_output_is_large(tmp_path):
     got = acts_by_layer(records(mon.run_dir, "acts")[0])
     for name in ("0", "1"):
         full = seen[0][name].numpy()
-        ref = activation_stats(full, "tanh" if name == "1" else "linear")
-        assert_acts_match(got[name], ref, sampled=full[:7].reshape(-1), where=name)
+        kind = "tanh" if name == "1" else "linear"
+        assert_acts_match(got[name], activation_stats(full, kind), sampled=full[:7].reshape(-1), kind=kind, where=name)
         assert sum(got[name]["hist"]) == 7 * 40
 
 
