@@ -58,6 +58,7 @@ from collections import deque
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from core.schema import PARAM_FIELDS, RELU_FAMILY, SATURATING, LayerInfo, finite_or_none
@@ -163,7 +164,7 @@ class Scratch:
         buf = self._bufs.get(key)
         if buf is None or buf.numel() < n:
             buf = self._bufs[key] = torch.empty(n, dtype=key[1], device=key[0])
-        return buf[:n]
+        return buf if buf.numel() == n else buf[:n]
 
 
 def _take(scratch: Scratch | None, like: torch.Tensor, n: int | None = None,
@@ -275,16 +276,21 @@ def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample
     n = flat.numel()
     if n == 0:
         return torch.zeros(_ACT_HEAD + bins, dtype=torch.float64, device=x.device)
-    s = flat.sum()
     batch = x.shape[0] if x.ndim else 1
+    if x.device.type == "cpu" and exact is not True:
+        # On the CPU reading a value costs nothing (on an accelerator it would wait for the
+        # device): the unit means, needed anyway, give the total, and a non-finite total
+        # sends the layer to the NaN-excluding path.
+        means = _unit_means(x) if x.ndim >= 2 and x.shape[1] >= 2 and x.shape[0] else None
+        total = means.sum().item() * (n / means.numel()) if means is not None else flat.sum().item()
+        if exact is False or math.isfinite(total):
+            return _cpu_activation_list(x, flat, kind, total, bins, hist_sample,
+                                        scratch, means)
+        exact = True
+    s = flat.sum()
     if exact is None:
-        # On the CPU reading a value costs nothing; on an accelerator it would wait for the device.
-        exact = x.device.type != "cpu"
-        if not exact:
-            exact = not math.isfinite(s.item())
+        exact = True
     if not exact:
-        if x.device.type == "cpu":
-            return _cpu_activation_list(x, flat, kind, float(s), bins, hist_sample, scratch)
         lo, hi = torch.aminmax(flat)
         m2 = _m2(flat, s / n, _take(scratch, flat))
         sample = hist_sample_of(flat, batch, hist_sample)
@@ -322,19 +328,53 @@ def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample
     return torch.cat([torch.stack([h.to(torch.float64) for h in head]), hist])
 
 
+def input_vector(x: torch.Tensor) -> torch.Tensor:
+    """``[sum, m2, min, max, nan, inf]`` of the model input (over its finite values), float64 on its device."""
+    flat = _as_float(x).reshape(-1)
+    n = flat.numel()
+    if flat.device.type == "cpu" and n:
+        total = flat.sum().item()
+        if math.isfinite(total):  # the common case, without the NaN-excluding temporaries
+            lo, hi = torch.aminmax(flat)
+            sq = torch.dot(flat, flat).item()
+            m2 = sq - total * total / n if _one_pass_ok(sq, total, n) else _m2(flat, total / n, torch.empty_like(flat)).item()
+            return torch.tensor([total, m2, lo.item(), hi.item(), 0.0, 0.0], dtype=torch.float64)
+    fin = torch.isfinite(flat)
+    n_fin = fin.sum()
+    xz = torch.where(fin, flat, 0.0)
+    s = xz.sum()
+    d = torch.where(fin, flat - s / n_fin.clamp_min(1), 0.0)
+    inf = torch.tensor(math.inf, dtype=flat.dtype, device=flat.device)
+    lo, hi = torch.where(fin, flat, inf).amin(), torch.where(fin, flat, -inf).amax()
+    n_nan = torch.isnan(flat).sum()
+    return torch.stack([t.to(torch.float64) for t in (s, torch.dot(d, d), lo, hi, n_nan, flat.numel() - n_fin - n_nan)])
+
+
+def decode_input(vec: list[float], numel: int) -> dict[str, Any]:
+    """The fields of ``core.stats.input_stats`` from :func:`input_vector`."""
+    total, m2, lo, hi, n_nan, n_inf = vec
+    n_fin = numel - int(n_nan) - int(n_inf)
+    if n_fin <= 0:
+        return {"mean": None, "std": None, "min": None, "max": None, "nan": int(n_nan), "inf": int(n_inf)}
+    return {"mean": finite_or_none(total / n_fin), "std": finite_or_none(math.sqrt(max(m2, 0.0) / n_fin)),
+            "min": finite_or_none(lo), "max": finite_or_none(hi), "nan": int(n_nan), "inf": int(n_inf)}
+
+
 def _one_pass_ok(sq: float, total: float, n: int) -> bool:
     # m2 = sq - total^2 / n loses digits when the mean dominates the spread; within this bound
     # its relative error stays below about twice that of the float32 sum of squares.
     return total * total <= 0.5 * sq * n
 
 
-def _cpu_activation_list(x: torch.Tensor, flat: torch.Tensor, kind: str, total: float, bins: int,
-                         hist_sample: int, scratch: Scratch | None) -> list[float]:
+def _cpu_activation_list(x: torch.Tensor, flat: torch.Tensor, kind: str, total: float | None, bins: int,
+                         hist_sample: int, scratch: Scratch | None, means: torch.Tensor | None) -> list[float]:
     """:func:`activation_vector` for finite CPU values, with host arithmetic between the passes."""
     n = flat.numel()
     lo_t, hi_t = torch.aminmax(flat)
     lo, hi = lo_t.item(), hi_t.item()
     sq = torch.dot(flat, flat).item()
+    if total is None:
+        total = flat.sum().item()
     if _one_pass_ok(sq, total, n):
         m2 = sq - total * total / n
     else:
@@ -342,16 +382,19 @@ def _cpu_activation_list(x: torch.Tensor, flat: torch.Tensor, kind: str, total: 
     dead = _dead_count(x).item() if kind in RELU_FAMILY else 0
     sample = hist_sample_of(flat, x.shape[0] if x.ndim else 1, hist_sample)
     sbuf = _take(scratch, sample)
-    nonzero = _nonzero_count(sample, sbuf).item()
-    sat = _sat_count(sample, kind, sbuf).item() if kind in SATURATING else 0
+    nonzero = torch.count_nonzero(sample).item()
+    sat = 0
+    if kind in SATURATING:  # hardshrink keeps exactly the values with |v| > thr (the reference's test)
+        centred = sample if kind not in ("sigmoid", "hardsigmoid") else torch.sub(sample, 0.5, out=sbuf)
+        sat = torch.count_nonzero(F.hardshrink(centred, 0.5 - SAT_EPS if centred is sbuf else 1 - SAT_EPS)).item()
     # The scale is shrunk by 2**-20 so that the maximum lands in the last bin without a clamp.
     torch.sub(sample, lo, out=sbuf).mul_(bins * (1 - 2.0 ** -20) / max(hi - lo, 1e-30))
     idx = _take(scratch, sample, dtype=torch.int64)
     idx.copy_(sbuf)
     hist = torch.bincount(idx, minlength=bins).tolist()
     unit_std = 0.0
-    if x.ndim >= 2 and x.shape[1] >= 2 and x.shape[0]:
-        unit_std = math.sqrt(max(torch.var(_unit_means(x), correction=0).item(), 0.0))
+    if means is not None and means.numel() >= 2:
+        unit_std = math.sqrt(max(torch.var(means, correction=0).item(), 0.0))
     return [total, m2, lo, hi, nonzero, dead, sat, 0, 0, unit_std, sample.numel(), *hist]
 
 
@@ -377,7 +420,7 @@ def decode_activation(vec: list[float], kind: str, numel: int, units: int) -> di
         out["hist_lo"], out["hist_hi"] = float(lo), float(hi)
     else:
         out["hist_lo"], out["hist_hi"] = 0.0, 0.0
-    out["hist"] = [round(c) for c in vec[_ACT_HEAD:]]
+    out["hist"] = list(map(round, vec[_ACT_HEAD:]))
     return out
 
 
@@ -727,8 +770,7 @@ class TorchWatch:
             try:
                 x = args[0]
                 with torch.no_grad(), _OneThread(x.device, x.numel()):
-                    self._input = (x.numel(), activation_vector(x, "input", bins=2, hist_sample=1,
-                                                                zero=self._zero(x.device)))
+                    self._input = (x.numel(), input_vector(x))
             except Exception as err:  # monitoring never stops training
                 self.log_input = False
                 self._warn_once("the model input", err)
@@ -860,7 +902,7 @@ class TorchWatch:
         if self._input is not None:
             numel, vec = self._input
             k = len(vec)
-            st = decode_activation(values[pos:pos + k], "input", numel, 1)
+            st = decode_input(values[pos:pos + k], numel)
             pos += k
             self.mon.write_input(step, st)
         self._update_meta()

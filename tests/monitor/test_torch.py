@@ -20,7 +20,7 @@ from torch import nn
 
 import monitor
 from core.errors import ConfigError
-from core.stats import activation_stats, param_stats
+from core.stats import activation_stats, input_stats, param_stats
 from monitor import Monitor, TrainingDivergedError
 from monitor import _torch as adapter
 
@@ -565,8 +565,21 @@ def test_eval_forwards_and_extra_forwards_are_not_recorded(tmp_path):
     got = acts_by_layer(records(mon.run_dir, "acts")[0])
     assert_acts_match(got["1"], activation_stats(first.numpy(), "tanh"))
     inp = records(mon.run_dir, "input")[0]
-    assert inp["mean"] == pytest.approx(float(x.mean()), abs=1e-6)
-    assert inp["std"] == pytest.approx(float(x.std(unbiased=False)), rel=1e-5)
+    ref = input_stats(x.numpy())
+    for k, v in ref.items():
+        assert close(inp[k], v, rtol=1e-5), k
+
+
+@pytest.mark.parametrize("bad", [False, True])
+def test_input_statistics_match_reference(bad):
+    g = torch.Generator().manual_seed(20)
+    x = 3 + torch.randn(64, 5, 4, generator=g)
+    if bad:
+        x[0, 0, 0], x[1, 1, 1] = float("nan"), float("-inf")
+    got = adapter.decode_input(adapter.input_vector(x).tolist(), x.numel())
+    ref = input_stats(x.numpy())
+    for k, v in ref.items():
+        assert close(got[k], v, rtol=1e-5), (k, got[k], v)
 
 
 # -- the loss ------------------------------------------------------------------------------
