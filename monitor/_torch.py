@@ -33,17 +33,24 @@ Cost. Forward hooks are attached only for logged steps and removed after them, s
 unlogged step runs the model with no hook at all; the optimizer hooks then do one flag
 check. On a logged step every statistic is computed with torch ops on the tensor's own
 device, stacked into one vector per layer, and all vectors go to the host in one transfer
-(``torch.cat(...).tolist()``) when ``optimizer.step()`` returns. The definitions are those
-of ``core.stats`` (the numpy reference), with one sampling choice: the histogram counts
-come from the first examples of the batch, at most ``hist_sample`` values (16384 by
-default), because a histogram drawn on a screen does not change with more, while binning
-is the costliest pass. Its range [lo, hi] is still the whole batch's min and max. Every
-other statistic uses the whole batch: dead units need every example, and mean, std, min,
-max, zero and saturation fractions are single cheap passes.
+(``torch.cat(...).tolist()``) when ``optimizer.step()`` returns. On the CPU, where reading a
+value is a memory read, host arithmetic replaces the small ops between the passes.
+
+The definitions are those of ``core.stats`` (the numpy reference), with one sampling choice.
+The whole batch gives mean, std, min, max, NaN/Inf counts, the unit-mean spread and dead
+units (a unit is dead only if it is <= 0 for every example, so it needs every example; the
+moments and extremes are cheap full passes and define the histogram's range). A subsample
+gives the histogram counts and the zero and saturation fractions: the first examples of the
+batch, at most ``hist_sample`` values (16384 by default; a layer with fewer values uses them
+all). A histogram drawn on a screen and a fraction compared with a 10% threshold do not
+change with more values (the standard error of a fraction from 16384 values is under 0.4%),
+while these passes are a large share of the cost.
 
 On a CPU tensor a non-finite value is detected from a sum already computed and only then
 are the NaN-excluding versions of the statistics computed; on other devices they are always
-computed that way, because branching on a device value would force a synchronisation.
+computed that way, because branching on a device value would force a synchronisation. The
+CPU statistics of each layer run on one thread: each op is too short to gain from a second,
+and a parallel op on a busy machine waits for a worker that lost its core.
 
 A failure inside a hook never stops training: it is logged once and monitoring of that
 layer (or of the parameters) stops. Hooks never modify a tensor and use no random numbers:
