@@ -272,7 +272,8 @@ def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample
         bins: histogram bins.
         hist_sample: at most this many values are binned and counted (see :func:`hist_sample_of`).
         exact: ``True`` computes the NaN-excluding versions always; ``False`` assumes finite
-            values; ``None`` (default) decides from the data on CPU and uses ``True`` elsewhere.
+            values (CPU only); ``None`` (default) decides from the data on the CPU. Other
+            devices always take the NaN-excluding path: deciding would read a device value.
         zero: a cached float64 zero on the device (saves an allocation per call).
         scratch: reusable temporaries (see :class:`Scratch`).
     """
@@ -291,24 +292,8 @@ def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample
         means = _unit_means(x) if x.ndim >= 2 and x.shape[1] >= 2 and x.shape[0] else None
         total = means.sum().item() * (n / means.numel()) if means is not None else flat.sum().item()
         if exact is False or math.isfinite(total):
-            return _cpu_activation_list(x, flat, kind, total, bins, hist_sample,
-                                        scratch, means)
-        exact = True
-    s = flat.sum()
-    if exact is None:
-        exact = True
-    if not exact:
-        lo, hi = torch.aminmax(flat)
-        m2 = _m2(flat, s / n, _take(scratch, flat))
-        sample = hist_sample_of(flat, batch, hist_sample)
-        sbuf = _take(scratch, sample)
-        nonzero = _nonzero_count(sample, sbuf)
-        sat = _sat_count(sample, kind, sbuf) if kind in SATURATING else zero
-        dead = _dead_count(x) if kind in RELU_FAMILY else zero
-        hist = _hist(sample, lo, hi, bins, scratch=scratch)
-        m = torch.full((), sample.numel(), dtype=torch.float64, device=x.device)
-        head = [s, m2, lo, hi, nonzero, dead, sat, zero, zero, _unit_std(x, zero), m]
-        return torch.cat([torch.stack(head), hist])
+            return _cpu_activation_list(x, flat, kind, total, bins, hist_sample, scratch, means)
+    # Elsewhere, and for a CPU tensor holding NaN/Inf: the NaN-excluding versions, branch-free.
     fin = torch.isfinite(flat)
     n_fin = fin.sum()
     n_nan = torch.isnan(flat).sum()
