@@ -73,8 +73,9 @@ from core.stats import SAT_EPS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TorchWatch", "HIST_SAMPLE", "layer_kind", "activation_vector", "decode_activation",
-           "param_vector", "decode_param", "hist_sample_of"]
+__all__ = ["TorchWatch", "HIST_SAMPLE", "Scratch", "layer_kind", "activation_vector", "decode_activation",
+           "input_vector", "decode_input", "param_vector", "grad_vector", "cpu_param_lists", "cpu_grad_lists",
+           "decode_param", "hist_sample_of", "watch_model"]
 
 HIST_SAMPLE = 16384  # values binned per layer for the histogram (first examples of the batch)
 # Weight copies taken before optimizer.step() (for the update) are kept between logged steps
@@ -249,7 +250,9 @@ def _hist(sample: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bins: int,
     f = torch.sub(sample, lo, out=_take(scratch, sample)).mul_(scale)
     idx = _take(scratch, sample, dtype=torch.int64)
     idx.copy_(f).clamp_(0, bins - 1)  # float -> int64 truncates, like .to(torch.int64)
-    return torch.bincount(idx, weights=weights, minlength=bins)
+    # index_add_, not bincount: CUDA's bincount reads the largest index on the host (a sync).
+    counts = torch.zeros(bins, dtype=torch.float64, device=sample.device)
+    return counts.index_add_(0, idx, weights if weights is not None else torch.ones_like(idx, dtype=torch.float64))
 
 
 def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample: int = HIST_SAMPLE,
@@ -302,9 +305,9 @@ def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample
     s = xz.sum()
     mean = s / n_fin.clamp_min(1)
     d = torch.where(fin, flat - mean, 0.0)
-    inf = torch.tensor(math.inf, dtype=flat.dtype, device=flat.device)
-    lo = torch.where(fin, flat, inf).amin()
-    hi = torch.where(fin, flat, -inf).amax()
+    # Python scalars, not torch.tensor(inf, device=...): a copy from host memory would wait for the device.
+    lo = torch.where(fin, flat, math.inf).amin()
+    hi = torch.where(fin, flat, -math.inf).amax()
     dead = _dead_count(x) if kind in RELU_FAMILY else zero
     sample = hist_sample_of(xz, batch, hist_sample)
     sfin = hist_sample_of(fin, batch, hist_sample)
@@ -336,8 +339,7 @@ def input_vector(x: torch.Tensor) -> torch.Tensor:
     xz = torch.where(fin, flat, 0.0)
     s = xz.sum()
     d = torch.where(fin, flat - s / n_fin.clamp_min(1), 0.0)
-    inf = torch.tensor(math.inf, dtype=flat.dtype, device=flat.device)
-    lo, hi = torch.where(fin, flat, inf).amin(), torch.where(fin, flat, -inf).amax()
+    lo, hi = torch.where(fin, flat, math.inf).amin(), torch.where(fin, flat, -math.inf).amax()
     n_nan = torch.isnan(flat).sum()
     return torch.stack([t.to(torch.float64) for t in (s, torch.dot(d, d), lo, hi, n_nan, flat.numel() - n_fin - n_nan)])
 
