@@ -22,7 +22,8 @@ What is recorded, on logged steps only (the first step and every ``every`` steps
 * the first positional input of the model (the ``input`` record).
 * per parameter tensor: weight norm/std and NaN/Inf counts after ``optimizer.step()``, the
   update (the real difference of the weights across ``step()``, so momentum and Adam are
-  right) and its ratio to the weight norm, the gradient norm and NaN/Inf counts before
+  right; for plain SGD, exactly ``-lr * grad``, its norm is ``lr * ||grad||`` without a copy)
+  and its ratio to the weight norm, the gradient norm and NaN/Inf counts before
   ``step()``. A parameter that got no gradient at that step (frozen with
   ``requires_grad=False``, or unused) has ``upd_norm``, ``upd_ratio`` and ``grad_norm``
   ``null``. A Parameter shared by several layers is recorded once, under its first name.
@@ -501,6 +502,25 @@ def cpu_param_lists(weights: list[torch.Tensor], befores: list[torch.Tensor | No
     return out  # type: ignore[return-value]
 
 
+def _plain_sgd_lrs(optimizer: torch.optim.Optimizer) -> dict[int, float]:
+    """``id(param) -> lr`` for parameters that ``torch.optim.SGD`` updates by exactly ``-lr * grad``.
+
+    With no momentum, weight decay or ``maximize`` the update needs no copy of the weights
+    before ``step()``: its norm is ``lr * ||grad||``. Every other optimizer (and SGD with
+    momentum or weight decay) is measured as the real difference across ``step()``.
+    """
+    if type(optimizer) is not torch.optim.SGD:
+        return {}
+    out: dict[int, float] = {}
+    for group in optimizer.param_groups:
+        lr = group.get("lr")
+        if (isinstance(lr, (int, float)) and not isinstance(lr, bool) and not group.get("momentum")
+                and not group.get("weight_decay") and not group.get("maximize")):
+            for p in group["params"]:
+                out[id(p)] = float(lr)
+    return out
+
+
 def cpu_grad_lists(grads: list[torch.Tensor]) -> list[list[float]]:
     """:func:`grad_vector` for many dense CPU gradients, as lists."""
     flat = [_as_float(g).reshape(-1) for g in grads]
@@ -649,7 +669,7 @@ class TorchWatch:
         self._calls: dict[str, int] = {}
         self._acts: list[tuple[str, str, int, int, torch.Tensor]] = []
         self._input: tuple[int, torch.Tensor] | None = None
-        self._pre: list[tuple[str, nn.Parameter, torch.Tensor | None, torch.Tensor | None]] = []
+        self._pre: list[list[Any]] = []  # [name, param, weight copy, grad stats, plain-SGD lr] per parameter
         self._layer_info: dict[str, LayerInfo] = {}
         self._meta_layers_written = 0
         self._params_failed = False
@@ -822,11 +842,14 @@ class TorchWatch:
             return
         pre: list[list[Any]] = []
         try:
+            plain = _plain_sgd_lrs(optimizer)
             with torch.no_grad():  # large memory-bound passes: all threads
                 cpu_grads: list[int] = []
                 for name, p in self._params:
                     g = p.grad
-                    snap = self._snapshot(p) if g is not None and id(p) in self._opt_ids else None
+                    lr_plain = plain.get(id(p)) if g is not None and not g.is_sparse else None
+                    snap = (self._snapshot(p) if g is not None and id(p) in self._opt_ids and lr_plain is None
+                            else None)
                     gv: Any = None
                     if g is not None:
                         if g.device.type == "cpu" and not g.is_sparse and g.dtype in (torch.float32, torch.float64):
@@ -834,7 +857,7 @@ class TorchWatch:
                             gv = g
                         else:
                             gv = grad_vector(g, zero=self._zero(g.device))
-                    pre.append([name, p, snap, gv])
+                    pre.append([name, p, snap, gv, lr_plain])
                 if cpu_grads:
                     for i, lst in zip(cpu_grads, cpu_grad_lists([pre[i][3] for i in cpu_grads])):
                         pre[i][3] = lst
@@ -868,13 +891,22 @@ class TorchWatch:
                               if e[1].device.type == "cpu" and e[1].dtype in (torch.float32, torch.float64)]
                     cpu_vecs = dict(zip(on_cpu, cpu_param_lists([self._pre[i][1] for i in on_cpu],
                                                                 [self._pre[i][2] for i in on_cpu], self._scratch)))
-                    for i, (name, p, snap, gv) in enumerate(self._pre):
+                    for i, (name, p, snap, gv, lr_plain) in enumerate(self._pre):
                         vec = cpu_vecs.get(i)
                         if vec is None:
                             vec = param_vector(p, snap, zero=self._zero(p.device), scratch=self._scratch)
+                        if lr_plain is not None and gv is not None:
+                            # Plain SGD moved the weight by exactly -lr * grad: ||update||^2 = lr^2 ||grad||^2.
+                            if isinstance(vec, list):
+                                vec = list(vec)
+                                vec[4] = lr_plain * lr_plain * gv[0]
+                            else:
+                                vec = vec.clone()
+                                vec[4] = lr_plain * lr_plain * gv[0]
                         parts.append(vec)
                         parts.append(gv if gv is not None else [0.0] * _GRAD_LEN)
-                        params.append((name, p.numel(), snap is not None, gv is not None))
+                        params.append((name, p.numel(), snap is not None or (lr_plain is not None and gv is not None),
+                                       gv is not None))
             except Exception as err:
                 self._params_failed = True
                 parts, params = [], []

@@ -402,15 +402,18 @@ def test_frozen_layer_has_weights_but_no_update_and_shared_weight_is_recorded_on
     assert by["b"]["params"] == ["a.weight", "b.bias"]
 
 
-def hand_updates(opt_name: str, grads: list[np.ndarray], lr: float) -> list[np.ndarray]:
+def hand_updates(opt_name: str, grads: list[np.ndarray], lr: float,
+                 befores: list[np.ndarray] | None = None) -> list[np.ndarray]:
     """The update (w_after - w_before) that each optimizer applies, from its published formula."""
-    b1, b2, eps, mu = 0.9, 0.999, 1e-8, 0.9
+    b1, b2, eps, mu, wd = 0.9, 0.999, 1e-8, 0.9, 0.5
     m = v = buf = None
     out = []
     for t, g in enumerate(grads, start=1):
         g = g.astype(np.float64)
         if opt_name == "sgd":
             out.append(-lr * g)
+        elif opt_name == "sgd_weight_decay":
+            out.append(-lr * (g + wd * befores[t - 1].astype(np.float64)))
         elif opt_name == "momentum":
             buf = g if buf is None else mu * buf + g
             out.append(-lr * buf)
@@ -422,23 +425,32 @@ def hand_updates(opt_name: str, grads: list[np.ndarray], lr: float) -> list[np.n
     return out
 
 
-@pytest.mark.parametrize("opt_name", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("opt_name", ["sgd", "sgd_weight_decay", "momentum", "adam"])
 def test_update_ratio_matches_hand_computation(tmp_path, opt_name):
+    """Plain SGD is measured as lr * ||grad|| (no weight copy); the others as the real difference."""
     torch.manual_seed(8)
     model = mlp(nn.ReLU, width=16, depth=2)
     lr = 0.01
-    opt = {"sgd": lambda p: torch.optim.SGD(p, lr=lr), "momentum": lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
+    opt = {"sgd": lambda p: torch.optim.SGD(p, lr=lr),
+           "sgd_weight_decay": lambda p: torch.optim.SGD(p, lr=lr, weight_decay=0.5),
+           "momentum": lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
            "adam": lambda p: torch.optim.Adam(p, lr=lr)}[opt_name](model.parameters())
     grads: list[np.ndarray] = []
+    befores: list[np.ndarray] = []
     after: list[np.ndarray] = []
     target = model[2].weight
-    h1 = opt.register_step_pre_hook(lambda o, a, k: grads.append(target.grad.detach().numpy().copy()))
+
+    def pre(o, a, k):
+        grads.append(target.grad.detach().numpy().copy())
+        befores.append(target.detach().numpy().copy())
+
+    h1 = opt.register_step_pre_hook(pre)
     h2 = opt.register_step_post_hook(lambda o, a, k: after.append(target.detach().numpy().copy()))
     with Monitor(tmp_path, "r", every=1) as mon:
         mon.watch(model, opt)
         train(model, opt, mon, 4)
     h1.remove(), h2.remove()
-    upds = hand_updates(opt_name, grads, lr)
+    upds = hand_updates(opt_name, grads, lr, befores)
     recs = records(mon.run_dir, "params")
     assert len(recs) == 4
     for rec, upd, w_after, g in zip(recs, upds, after, grads):
