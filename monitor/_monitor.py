@@ -190,6 +190,7 @@ class Monitor:
         self._pending_params: dict[str, dict[str, Any]] = {}
         self._layer_names: set[str] = set()
         self._nan_reported = False
+        self._warned_nan = False
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
         self._lock = threading.RLock()
@@ -561,11 +562,10 @@ class Monitor:
                 raise TrainingDivergedError(
                     f"loss is {bad_loss} at step {step}: training diverged. Lower the learning rate "
                     f"(often 10x). Run: {self.run_dir}")
-            if self.on_nan == "warn" and self._nan_reported and self._warned_nan is False:
+            if self.on_nan == "warn" and not self._warned_nan:
                 self._warned_nan = True
                 log.warning("Babysitter: loss is %s at step %d; training diverged (run %s)", bad_loss, step, self.run_dir)
 
-    _warned_nan = False
 
     # -- frameworks ------------------------------------------------------------------------
 
