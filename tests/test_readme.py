@@ -14,15 +14,16 @@ from core import Run
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _section(name: str) -> str:
+def _section(heading: str) -> str:
+    """The README's text from the ``## heading`` line to the next ``## `` heading."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    start = text.index(f"<!-- section: {name} -->")
-    end = text.find("<!-- section:", start + 1)
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
     return text[start:end if end > 0 else None]
 
 
 def test_numpy_example_runs(tmp_path):
-    section = _section("numpy example")
+    section = _section("Record a run from numpy")
     blocks = re.findall(r"^```python\n(.*?)^```", section, re.M | re.S)
     assert len(blocks) == 1
     code = blocks[0]
@@ -46,6 +47,6 @@ def test_numpy_example_runs(tmp_path):
 
 
 def test_example_commands_exist():
-    section = _section("numpy example")
+    section = _section("Record a run from numpy")
     for script in re.findall(r"python (examples/\S+\.py)", section):
         assert (REPO / script).is_file(), script
