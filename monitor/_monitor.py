@@ -33,7 +33,7 @@ import numpy as np
 from core.diagnose import nan_loss_finding
 from core.errors import ConfigError, RunExistsError
 from core.schema import (
-    ACT_FIELDS, DATA_SUFFIX, DEFAULT_BINS, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING, KIND_INPUT, KIND_PARAMS,
+    ACT_FIELDS, ACT_HIST_FIELDS, DATA_SUFFIX, DEFAULT_BINS, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING, KIND_INPUT, KIND_PARAMS,
     KIND_SCALARS, LAYER_KINDS, META_FILE, PARAM_FIELDS, Finding, LayerInfo, Meta, finite_or_none, nonfinite_tag,
 )
 from core.stats import activation_stats, input_stats, param_stats
@@ -493,7 +493,7 @@ class Monitor:
         self._pending_acts, self._pending_params, self._pending_step = {}, {}, None
         if acts:
             names = list(acts)
-            cols = {f: [acts[n][f] for n in names] for f in (*ACT_FIELDS, "hist_lo", "hist_hi", "hist")}
+            cols = {f: [acts[n][f] for n in names] for f in (*ACT_FIELDS, *ACT_HIST_FIELDS)}
             self.write_acts(step, names, cols)
         if params:
             names = list(params)
