@@ -732,7 +732,7 @@ class TorchWatch:
         self._forward_done = False
         if self._due:
             self._attach_forward()
-        else:
+        elif self._fwd_handles:
             self._detach_forward()
 
     def _attach_forward(self) -> None:
@@ -875,7 +875,8 @@ class TorchWatch:
             self._failed = True
             self._warn_once("this model", err)
         finally:
-            self._acts, self._pre, self._input = [], [], None
+            if self._due:  # only a logged step filled these
+                self._acts, self._pre, self._input = [], [], None
             self.step += 1
             self._begin_step()
 
@@ -897,12 +898,7 @@ class TorchWatch:
                             vec = param_vector(p, snap, zero=self._zero(p.device), scratch=self._scratch)
                         if lr_plain is not None and gv is not None:
                             # Plain SGD moved the weight by exactly -lr * grad: ||update||^2 = lr^2 ||grad||^2.
-                            if isinstance(vec, list):
-                                vec = list(vec)
-                                vec[4] = lr_plain * lr_plain * gv[0]
-                            else:
-                                vec = vec.clone()
-                                vec[4] = lr_plain * lr_plain * gv[0]
+                            vec[4] = lr_plain * lr_plain * gv[0]  # vec is this parameter's own list/tensor
                         parts.append(vec)
                         parts.append(gv if gv is not None else [0.0] * _GRAD_LEN)
                         params.append((name, p.numel(), snap is not None or (lr_plain is not None and gv is not None),
