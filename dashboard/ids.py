@@ -45,3 +45,16 @@ DEADSAT_GRAPH = "layers-deadsat"
 RATIO_GRAPH = "updates-ratio"
 GRAD_GRAPH = "updates-grad"
 PARAM_PICK = "updates-param"
+
+# Compare.
+COMPARE_TABLE = "compare-table"
+COMPARE_EDGES = "compare-edges"
+COMPARE_COUNT = "compare-count"
+COMPARE_LOSS_GRAPH = "compare-loss"
+COMPARE_ACC_GRAPH = "compare-acc"
+COMPARE_SCATTER_GRAPH = "compare-scatter"
+COMPARE_SCATTER_X = "compare-x"
+COMPARE_SCATTER_COLOR = "compare-color"
+COMPARE_METRIC = "compare-metric"
+COMPARE_PARALLEL_GRAPH = "compare-parallel"
+COMPARE_SEEN = "compare-seen"  # dcc.Store: signature of the table the browser shows

@@ -20,24 +20,11 @@ from core.compare import (
     HP_PREFIX, SummaryCache, hparam_specs, search_findings, sort_frame, summaries_frame,
 )
 
-from .. import theme
+from .. import ids, theme
 from ..compare_figures import overlay_figure, parallel_figure, scatter_figure
 from ..context import AppContext
 from . import Page
 from ._common import card, graph
-
-# Component ids of this page (prefix "compare-", as in ids.py).
-TABLE = "compare-table"
-EDGES = "compare-edges"
-COUNT = "compare-count"
-LOSS_GRAPH = "compare-loss"
-ACC_GRAPH = "compare-acc"
-SCATTER_GRAPH = "compare-scatter"
-SCATTER_X = "compare-x"
-SCATTER_COLOR = "compare-color"
-METRIC = "compare-metric"
-PARALLEL_GRAPH = "compare-parallel"
-SEEN = "compare-seen"            # dcc.Store: signature of the table the browser shows
 
 METRICS = (("best_val_acc", "best val accuracy"), ("final_val_acc", "final val accuracy"),
            ("final_train_acc", "final train accuracy"), ("gap", "train - val gap"), ("final_loss", "final loss"))
@@ -161,17 +148,17 @@ def layout(ctx: AppContext, query: dict[str, str] | None = None) -> Any:
     by_param = {e.param: e for e in edges}
     opts = [{"label": p + (" (log)" if specs[p]["log"] else ""), "value": p} for p in params]
     return html.Div([
-        dcc.Store(id=SEEN, data=_signature(df)),
-        html.Div([html.H2("Compare runs"), html.Span(f"{len(df)} runs", id=COUNT, className="bs-muted")],
-                 className="bs-title"),
-        card("Search findings", html.Div(edges_view(edges), id=EDGES)),
+        dcc.Store(id=ids.COMPARE_SEEN, data=_signature(df)),
+        html.Div([html.H2("Compare runs"),
+                  html.Span(f"{len(df)} runs", id=ids.COMPARE_COUNT, className="bs-muted")], className="bs-title"),
+        card("Search findings", html.Div(edges_view(edges), id=ids.COMPARE_EDGES)),
         card(None,
              html.P("Sort by clicking a heading; filter with the row under it (e.g. > 0.9, or text). "
                     "Tick runs to overlay their curves below.", className="bs-muted"),
              dash_table.DataTable(
-                 id=TABLE, data=table_data(df), columns=table_columns(df, specs), row_selectable="multi",
-                 selected_row_ids=[], sort_action="native", filter_action="native", page_size=20,
-                 page_action="native", style_table={"overflowX": "auto"},
+                 id=ids.COMPARE_TABLE, data=table_data(df), columns=table_columns(df, specs),
+                 row_selectable="multi", selected_row_ids=[], sort_action="native", filter_action="native",
+                 page_size=20, page_action="native", style_table={"overflowX": "auto"},
                  style_cell={"fontFamily": theme.FONT, "fontSize": "13px", "padding": "4px 8px",
                              "maxWidth": "260px", "overflow": "hidden", "textOverflow": "ellipsis"},
                  style_header={"fontWeight": 600, "background": "#f0f4f8"},
@@ -182,31 +169,36 @@ def layout(ctx: AppContext, query: dict[str, str] | None = None) -> Any:
                       "color": theme.STATUS_COLORS["live"], "fontWeight": 600},
                  ],
                  tooltip_duration=None)),
-        html.Div([card(None, graph(LOSS_GRAPH)), card(None, graph(ACC_GRAPH))], className="bs-grid2"),
+        html.Div([card(None, graph(ids.COMPARE_LOSS_GRAPH)), card(None, graph(ids.COMPARE_ACC_GRAPH))],
+                 className="bs-grid2"),
         card(None,
              html.Div([
-                 html.Label("x"), html.Div(dcc.Dropdown(id=SCATTER_X, options=opts, value=x0, clearable=False),
-                                           style={"minWidth": "200px"}),
-                 html.Label("colour"), html.Div(dcc.Dropdown(id=SCATTER_COLOR, options=opts, value=c0),
-                                                style={"minWidth": "200px"}),
-                 html.Label("metric"), html.Div(dcc.Dropdown(id=METRIC, value="best_val_acc", clearable=False,
-                                                             options=[{"label": b, "value": a} for a, b in METRICS]),
-                                                style={"minWidth": "200px"}),
+                 html.Label("x"),
+                 html.Div(dcc.Dropdown(id=ids.COMPARE_SCATTER_X, options=opts, value=x0, clearable=False),
+                          style={"minWidth": "200px"}),
+                 html.Label("colour"),
+                 html.Div(dcc.Dropdown(id=ids.COMPARE_SCATTER_COLOR, options=opts, value=c0),
+                          style={"minWidth": "200px"}),
+                 html.Label("metric"),
+                 html.Div(dcc.Dropdown(id=ids.COMPARE_METRIC, value="best_val_acc", clearable=False,
+                                       options=[{"label": b, "value": a} for a, b in METRICS]),
+                          style={"minWidth": "200px"}),
              ], className="bs-controls"),
-             dcc.Graph(id=SCATTER_GRAPH, figure=scatter_figure(df, x0, color=c0, specs=specs, edge=by_param.get(x0))
+             dcc.Graph(id=ids.COMPARE_SCATTER_GRAPH,
+                       figure=scatter_figure(df, x0, color=c0, specs=specs, edge=by_param.get(x0))
                        if x0 else scatter_figure(None, ""), config={"displaylogo": False},
                        style={"height": f"{theme.GRAPH_HEIGHT + 60}px"})),
-        card(None, dcc.Graph(id=PARALLEL_GRAPH, figure=parallel_figure(df, params, specs=specs),
+        card(None, dcc.Graph(id=ids.COMPARE_PARALLEL_GRAPH, figure=parallel_figure(df, params, specs=specs),
                              config={"displaylogo": False}, style={"height": "380px"})),
     ])
 
 
 def register(app: Any, ctx: AppContext) -> None:
-    from .. import ids
-
-    @app.callback(Output(TABLE, "data"), Output(TABLE, "columns"), Output(EDGES, "children"), Output(COUNT, "children"),
-                  Output(SEEN, "data"), Output(SCATTER_X, "options"), Output(SCATTER_COLOR, "options"),
-                  Input(ids.VERSION, "data"), State(SEEN, "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.COMPARE_TABLE, "data"), Output(ids.COMPARE_TABLE, "columns"),
+                  Output(ids.COMPARE_EDGES, "children"), Output(ids.COMPARE_COUNT, "children"),
+                  Output(ids.COMPARE_SEEN, "data"), Output(ids.COMPARE_SCATTER_X, "options"),
+                  Output(ids.COMPARE_SCATTER_COLOR, "options"),
+                  Input(ids.VERSION, "data"), State(ids.COMPARE_SEEN, "data"), prevent_initial_call=True)
     def _refresh(_version: Any, seen: Any) -> Any:
         _, df, specs, edges = _snapshot(ctx)
         sig = _signature(df)
@@ -216,8 +208,8 @@ def register(app: Any, ctx: AppContext) -> None:
         opts = [{"label": p + (" (log)" if specs[p]["log"] else ""), "value": p} for p in params]
         return (table_data(df), table_columns(df, specs), edges_view(edges), f"{len(df)} runs", sig, opts, opts)
 
-    @app.callback(Output(LOSS_GRAPH, "figure"), Output(ACC_GRAPH, "figure"),
-                  Input(TABLE, "selected_row_ids"), Input(SEEN, "data"))
+    @app.callback(Output(ids.COMPARE_LOSS_GRAPH, "figure"), Output(ids.COMPARE_ACC_GRAPH, "figure"),
+                  Input(ids.COMPARE_TABLE, "selected_row_ids"), Input(ids.COMPARE_SEEN, "data"))
     def _overlay(selected: list[str] | None, _seen: Any) -> Any:
         names = [n for n in (selected or []) if isinstance(n, str)]
         loss = _curves(ctx, names, "loss", "train_loss")
@@ -227,9 +219,10 @@ def register(app: Any, ctx: AppContext) -> None:
                 overlay_figure(acc, title="Validation accuracy of the selected runs", y_title="val accuracy",
                                max_points=ctx.max_points, markers=True))
 
-    @app.callback(Output(SCATTER_GRAPH, "figure"), Output(PARALLEL_GRAPH, "figure"),
-                  Input(SCATTER_X, "value"), Input(SCATTER_COLOR, "value"), Input(METRIC, "value"),
-                  Input(SEEN, "data"), prevent_initial_call=True)
+    @app.callback(Output(ids.COMPARE_SCATTER_GRAPH, "figure"), Output(ids.COMPARE_PARALLEL_GRAPH, "figure"),
+                  Input(ids.COMPARE_SCATTER_X, "value"), Input(ids.COMPARE_SCATTER_COLOR, "value"),
+                  Input(ids.COMPARE_METRIC, "value"),
+                  Input(ids.COMPARE_SEEN, "data"), prevent_initial_call=True)
     def _scatter(x: str | None, color: str | None, metric: str | None, _seen: Any) -> Any:
         summaries, df, specs, edges = _snapshot(ctx)
         metric = metric if metric in dict(METRICS) else "best_val_acc"
