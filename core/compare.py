@@ -35,7 +35,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ._rules import Delta, Rule, RuleThresholds, knob, register
+from ._rules import LOSS_KEYS, Delta, Rule, RuleThresholds, knob, register
+from .diagnose import Diagnoser
 from .reader import LogDir, Run
 from .schema import SEVERITIES, Finding
 
@@ -79,7 +80,6 @@ class EdgeOfRangeRule(Rule):
 DEFAULT_OUTER = EdgeOfRangeThresholds().outer  # fraction of the (log-)range at each end counted as "the edge"
 VAL_ACC_KEYS = ("val_acc", "val_accuracy", "valid_acc")
 TRAIN_ACC_KEYS = ("train_acc", "train_accuracy", "acc")
-LOSS_KEYS = ("loss", "train_loss")
 SUMMARY_COLUMNS = (
     "run", "status", "steps", "final_val_acc", "best_val_acc", "best_val_step", "final_train_acc", "gap",
     "final_loss", "diverged", "errors", "warnings", "infos", "findings",
@@ -161,38 +161,30 @@ def _first_series(run: Run, keys: Sequence[str]):
     return None
 
 
-def _last_finite(values: np.ndarray) -> float:
-    fin = np.flatnonzero(np.isfinite(values))
-    return float(values[fin[-1]]) if len(fin) else math.nan
+def run_findings(run: Run, diagnoser: Diagnoser | None = None) -> list[Finding]:
+    """The run's findings: the diagnosis engine's, merged with those written by training.
 
-
-def run_findings(run: Run) -> list[Finding]:
-    """The run's findings: the diagnosis engine's when it is there, plus those written by training."""
-    found: list[Finding] = list(run.findings)
+    Args:
+        run: the run, as read so far (call ``run.update()`` first).
+        diagnoser: this run's ``Diagnoser`` from an earlier call; given, only the records
+            added since that call are examined.
+    """
     try:
-        from . import diagnose as _diag
-
-        fn = getattr(_diag, "diagnose", None)
-        if callable(fn):
-            found = list(fn(run)) + found
+        dx = diagnoser if diagnoser is not None else Diagnoser()
+        dx.update(run)
+        return dx.findings()
     except Exception:  # a failing rule must not hide the whole comparison; it is logged
         log.exception("diagnosis of run %s failed; showing the findings written by training only", run.name)
-    seen: set[tuple[str, tuple[str, ...]]] = set()
-    out = []
-    for f in found:
-        key = (f.rule, tuple(f.layers))
-        if key not in seen:
-            seen.add(key)
-            out.append(f)
-    return out
+        return list(run.findings)
 
 
-def summarize(run: Run, *, status: str | None = None) -> RunSummary:
+def summarize(run: Run, *, status: str | None = None, diagnoser: Diagnoser | None = None) -> RunSummary:
     """Summarise ``run`` as read so far (call ``run.update()`` first).
 
     Args:
         run: the run.
         status: the status to record (default ``run.status()``).
+        diagnoser: passed on to ``run_findings``.
 
     Returns:
         The ``RunSummary``.
@@ -223,7 +215,7 @@ def summarize(run: Run, *, status: str | None = None) -> RunSummary:
     if loss is not None and len(loss):
         final_loss = float(loss.values[-1])
         diverged = bool((~np.isfinite(loss.values)).any())
-    findings = run_findings(run)
+    findings = run_findings(run, diagnoser)
     sev = {s: 0 for s in SEVERITIES}
     for f in findings:
         sev[f.severity] = sev.get(f.severity, 0) + 1
@@ -253,6 +245,8 @@ class SummaryCache:
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[int, int, RunSummary]] = {}
+        # One Diagnoser per run object: a live run's new version costs its new records only.
+        self._dx: dict[str, tuple[int, Diagnoser, threading.Lock]] = {}
         self._lock = threading.Lock()
         self.computed = 0  # summaries computed so far (the rest were served from the cache)
 
@@ -268,7 +262,12 @@ class SummaryCache:
                 with self._lock:
                     self._cache[run.name] = (id(run), run.version, s)
             return s
-        s = summarize(run, status=status)
+        with self._lock:
+            dx = self._dx.get(run.name)
+            if dx is None or dx[0] != id(run):
+                dx = self._dx[run.name] = (id(run), Diagnoser(), threading.Lock())
+        with dx[2]:  # a Diagnoser follows one run from one thread at a time
+            s = summarize(run, status=status, diagnoser=dx[1])
         with self._lock:
             self._cache[run.name] = (id(run), s.version, s)
             self.computed += 1
@@ -282,6 +281,8 @@ class SummaryCache:
         with self._lock:
             for gone in set(self._cache) - names:
                 del self._cache[gone]
+            for gone in set(self._dx) - names:
+                del self._dx[gone]
         return out
 
 
