@@ -34,25 +34,21 @@ _HIDDEN = ("diverged", "infos", "best_val_step")
 _FMT = Format(precision=4, scheme=Scheme.decimal_or_exponent, trim=Trim.yes)
 
 
-class _State:
-    """Per-app state: the summary cache."""
-
-    def __init__(self) -> None:
-        self.cache = SummaryCache()
-
-
-def _state(ctx: AppContext) -> _State:
-    st = getattr(ctx, "_compare_state", None)
-    if st is None:
-        st = _State()
-        setattr(ctx, "_compare_state", st)
-    return st
+def _cache(ctx: AppContext) -> SummaryCache:
+    """This app's summary cache (kept on the context, so each app has its own)."""
+    cache = getattr(ctx, "_compare_cache", None)
+    if cache is None:
+        cache = SummaryCache()
+        setattr(ctx, "_compare_cache", cache)
+    return cache
 
 
 def _snapshot(ctx: AppContext):
-    """(summaries, DataFrame sorted by best val accuracy, hyperparameter specs, edge findings)."""
-    ctx.refresh()
-    summaries = _state(ctx).cache.summaries(ctx.logdir.runs())
+    """(summaries, DataFrame sorted by best val accuracy, hyperparameter specs, edge findings).
+
+    No refresh here: the route and the tick callbacks have read new data before any caller runs.
+    """
+    summaries = _cache(ctx).summaries(ctx.logdir.runs())
     df = sort_frame(summaries_frame(summaries), "best_val_acc")
     return summaries, df, hparam_specs(summaries), search_findings(summaries)
 
@@ -121,6 +117,12 @@ def _numeric_params(specs: dict[str, dict[str, Any]]) -> list[str]:
     return sorted(nums, key=lambda k: (not specs[k].get("sampled"), not specs[k]["log"], k))
 
 
+def _param_options(specs: dict[str, dict[str, Any]]) -> tuple[list[str], list[dict[str, str]]]:
+    """The numeric hyperparameters and the dropdown options that offer them."""
+    params = _numeric_params(specs)
+    return params, [{"label": p + (" (log)" if specs[p]["log"] else ""), "value": p} for p in params]
+
+
 def _signature(df) -> list[Any]:
     return [df["run"].tolist(), df["status"].tolist(), df["steps"].astype("float64").fillna(-1).tolist(),
             df["best_val_acc"].fillna(-1).tolist()]
@@ -142,11 +144,10 @@ def _curves(ctx: AppContext, names: list[str], *keys: str):
 
 def layout(ctx: AppContext, query: dict[str, str] | None = None) -> Any:
     summaries, df, specs, edges = _snapshot(ctx)
-    params = _numeric_params(specs)
+    params, opts = _param_options(specs)
     x0 = params[0] if params else None
     c0 = params[1] if len(params) > 1 else None
     by_param = {e.param: e for e in edges}
-    opts = [{"label": p + (" (log)" if specs[p]["log"] else ""), "value": p} for p in params]
     return html.Div([
         dcc.Store(id=ids.COMPARE_SEEN, data=_signature(df)),
         html.Div([html.H2("Compare runs"),
@@ -204,8 +205,7 @@ def register(app: Any, ctx: AppContext) -> None:
         sig = _signature(df)
         if sig == seen:
             return (no_update,) * 7
-        params = _numeric_params(specs)
-        opts = [{"label": p + (" (log)" if specs[p]["log"] else ""), "value": p} for p in params]
+        _, opts = _param_options(specs)
         return (table_data(df), table_columns(df, specs), edges_view(edges), f"{len(df)} runs", sig, opts, opts)
 
     @app.callback(Output(ids.COMPARE_LOSS_GRAPH, "figure"), Output(ids.COMPARE_ACC_GRAPH, "figure"),
