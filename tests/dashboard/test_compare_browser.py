@@ -7,13 +7,6 @@ log directory written by a real ``random_search`` (tiny trainings, so the test s
 from __future__ import annotations
 
 import math
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,12 +14,10 @@ from playwright.sync_api import sync_playwright
 
 from monitor import Monitor
 from monitor.search import LogUniform, Uniform, random_search
+from tests._server import CHROMIUM, FLAGS, dashboard_server
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HOSTILE = "<b>bold<b><img src=x onerror=alert(1)>"
 
 
@@ -52,35 +43,15 @@ def logdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(logdir):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "babysitter", "dashboard", str(logdir), "--port", str(port)],
-                            cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("dashboard server did not start")
-                time.sleep(0.2)
+    with dashboard_server(logdir, timeout=60) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
 def page(server, tmp_path_factory):
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("profile")), executable_path="/usr/bin/chromium", args=FLAGS,
+            str(tmp_path_factory.mktemp("profile")), executable_path=CHROMIUM, args=FLAGS,
             headless=True, viewport={"width": 1280, "height": 900})
         pg = ctx.pages[0]
         dialogs: list[str] = []
