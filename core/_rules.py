@@ -26,14 +26,13 @@ from typing import Any, ClassVar, Iterable, Iterator
 import numpy as np
 
 from .errors import ConfigError
-from .schema import RELU_FAMILY, SATURATING, Finding, Meta
+from .schema import LOSS_KEYS, RELU_FAMILY, SATURATING, Finding, Meta
 
 __all__ = [
     "Rule", "RuleThresholds", "NoThresholds", "Delta", "knob", "register", "RULES",
     "is_bias", "regularization_of", "LOSS_KEYS",
 ]
 
-LOSS_KEYS = ("loss", "train_loss")
 # Hyperparameter names read as the L2 regularization strength, in this order.
 REG_KEYS = ("reg", "weight_decay", "l2", "lambda", "wd")
 _BIAS_RE = re.compile(r"(^|[._/])(bias|b\d*|beta|.*_bias)$", re.IGNORECASE)

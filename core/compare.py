@@ -35,10 +35,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ._rules import LOSS_KEYS, Delta, Rule, RuleThresholds, knob, register
+from ._rules import Delta, Rule, RuleThresholds, knob, register
 from .diagnose import Diagnoser
 from .reader import LogDir, Run
-from .schema import SEVERITIES, Finding
+from .schema import LOSS_KEYS, SEVERITIES, Finding
 
 log = logging.getLogger(__name__)
 

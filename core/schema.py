@@ -41,6 +41,8 @@ PARAM_FIELDS = (
 INPUT_FIELDS = ("mean", "std", "min", "max", "nan", "inf")
 
 DEFAULT_BINS = 64
+# Scalar names that hold the training loss, in order of preference.
+LOSS_KEYS = ("loss", "train_loss")
 SEVERITIES = ("error", "warning", "info")
 
 # Activation kinds. The ReLU family has dead units; tanh/sigmoid saturate.

@@ -33,8 +33,9 @@ import numpy as np
 from core.diagnose import nan_loss_finding
 from core.errors import ConfigError, RunExistsError
 from core.schema import (
-    ACT_FIELDS, ACT_HIST_FIELDS, DATA_SUFFIX, DEFAULT_BINS, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING, KIND_INPUT, KIND_PARAMS,
-    KIND_SCALARS, LAYER_KINDS, META_FILE, PARAM_FIELDS, Finding, LayerInfo, Meta, finite_or_none, nonfinite_tag,
+    ACT_FIELDS, ACT_HIST_FIELDS, DATA_SUFFIX, DEFAULT_BINS, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING,
+    KIND_INPUT, KIND_PARAMS, KIND_SCALARS, LAYER_KINDS, LOSS_KEYS, META_FILE, PARAM_FIELDS, Finding, LayerInfo, Meta,
+    finite_or_none, nonfinite_tag,
 )
 from core.stats import activation_stats, input_stats, param_stats
 
@@ -46,7 +47,6 @@ __all__ = ["Monitor", "TrainingDivergedError", "validate_run_name"]
 
 _ON_NAN = ("warn", "raise", "ignore")
 _ON_EXISTS = ("suffix", "error")
-_LOSS_KEYS = ("loss", "train_loss")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -547,7 +547,7 @@ class Monitor:
                 values[key] = finite_or_none(f)
                 if tag:
                     nonfinite[key] = tag
-                    if key in _LOSS_KEYS and bad_loss is None:
+                    if key in LOSS_KEYS and bad_loss is None:
                         bad_loss = tag
             rec: dict[str, Any] = {"kind": KIND_SCALARS, "step": int(step), "time": time.time(), "values": values}
             if nonfinite:

@@ -7,13 +7,13 @@ from typing import Any
 from dash import Input, Output, State, dcc, html, no_update
 
 from core import Finding, Run
+from core.schema import LOSS_KEYS
 
 from .. import figures, ids, theme
 from ..context import AppContext, run_href
 from . import Page
 from ._common import badge, card, graph, not_found, run_header
 
-_LOSS_KEYS = ("loss", "train_loss")
 
 
 def finding_item(run: Run, f: Finding) -> html.Div:
@@ -54,7 +54,7 @@ def problems_list(run: Run) -> Any:
 
 
 def _loss(run: Run):
-    for key in _LOSS_KEYS:
+    for key in LOSS_KEYS:
         s = run.scalar(key)
         if len(s):
             return s
