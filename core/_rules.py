@@ -26,11 +26,11 @@ from typing import Any, ClassVar, Iterable, Iterator
 import numpy as np
 
 from .errors import ConfigError
-from .schema import LOSS_KEYS, RELU_FAMILY, SATURATING, Finding, Meta
+from .schema import RELU_FAMILY, SATURATING, Finding, Meta, metric_key
 
 __all__ = [
     "Rule", "RuleThresholds", "NoThresholds", "Delta", "knob", "register", "RULES",
-    "is_bias", "regularization_of", "LOSS_KEYS",
+    "is_bias", "regularization_of",
 ]
 
 # Hyperparameter names read as the L2 regularization strength, in this order.
@@ -127,18 +127,21 @@ class Delta:
         self._param_layer = {p: li.name for li in run.meta.layers for p in li.params}
 
     def scalar(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """New ``(steps, values)`` of scalar ``name`` (empty arrays when none)."""
-        got = self._scalars.get(name)
+        """New ``(steps, values)`` of scalar or metric ``name`` (empty arrays when none).
+
+        A canonical metric (``"val_acc"``, ``"loss"``...) is read under whichever alias the run
+        logged it (``schema.METRIC_ALIASES``), chosen from every name the run has so that the
+        choice does not change between calls.
+        """
+        key = metric_key(self.run.scalar_names(self.run.stats_rank or 0), name)
+        got = self._scalars.get(key) if key is not None else None
         if got is None:
             return np.empty(0, np.int64), np.empty(0)
         return got
 
     def loss(self) -> tuple[np.ndarray, np.ndarray]:
         """New points of the training loss (``loss``, else ``train_loss``)."""
-        for k in LOSS_KEYS:
-            if k in self._scalars:
-                return self._scalars[k]
-        return np.empty(0, np.int64), np.empty(0)
+        return self.scalar("loss")
 
     def acts(self, name: str) -> np.ndarray:
         """``[new row, layer]`` values of an activation field."""

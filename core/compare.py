@@ -38,7 +38,7 @@ import numpy as np
 from ._rules import Delta, Rule, RuleThresholds, knob, register
 from .diagnose import Diagnoser
 from .reader import LogDir, Run
-from .schema import LOSS_KEYS, SEVERITIES, Finding
+from .schema import SEVERITIES, Finding
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,6 @@ class EdgeOfRangeRule(Rule):
 
 
 DEFAULT_OUTER = EdgeOfRangeThresholds().outer  # fraction of the (log-)range at each end counted as "the edge"
-VAL_ACC_KEYS = ("val_acc", "val_accuracy", "valid_acc")
-TRAIN_ACC_KEYS = ("train_acc", "train_accuracy", "acc")
 SUMMARY_COLUMNS = (
     "run", "status", "steps", "final_val_acc", "best_val_acc", "best_val_step", "final_train_acc", "gap",
     "final_loss", "diverged", "errors", "warnings", "infos", "findings",
@@ -153,14 +151,6 @@ class RunSummary:
         return d
 
 
-def _first_series(run: Run, keys: Sequence[str]):
-    names = set(run.scalar_names())
-    for k in keys:
-        if k in names:
-            return run.scalar(k)
-    return None
-
-
 def run_findings(run: Run, diagnoser: Diagnoser | None = None) -> list[Finding]:
     """The run's findings: the diagnosis engine's, merged with those written by training.
 
@@ -189,13 +179,11 @@ def summarize(run: Run, *, status: str | None = None, diagnoser: Diagnoser | Non
     Returns:
         The ``RunSummary``.
     """
-    val = _first_series(run, VAL_ACC_KEYS)
-    train = _first_series(run, TRAIN_ACC_KEYS)
-    loss = _first_series(run, LOSS_KEYS)
+    val, train, loss = run.metric("val_acc"), run.metric("train_acc"), run.metric("loss")
     final_val = best_val = math.nan
     best_step = None
     last_val_step = None
-    if val is not None and len(val):
+    if len(val):
         final_val = float(val.values[-1])
         last_val_step = int(val.steps[-1])
         fin = np.isfinite(val.values)
@@ -203,7 +191,7 @@ def summarize(run: Run, *, status: str | None = None, diagnoser: Diagnoser | Non
             i = int(np.flatnonzero(fin)[np.argmax(val.values[fin])])
             best_val, best_step = float(val.values[i]), int(val.steps[i])
     final_train = math.nan
-    if train is not None and len(train):
+    if len(train):
         vals = train.values
         if last_val_step is not None:
             upto = int(np.searchsorted(train.steps, last_val_step, side="right"))
@@ -212,7 +200,7 @@ def summarize(run: Run, *, status: str | None = None, diagnoser: Diagnoser | Non
         final_train = float(vals[-1])
     final_loss = math.nan
     diverged = False
-    if loss is not None and len(loss):
+    if len(loss):
         final_loss = float(loss.values[-1])
         diverged = bool((~np.isfinite(loss.values)).any())
     findings = run_findings(run, diagnoser)

@@ -39,7 +39,7 @@ from ._tail import MAX_LINE, FileTail
 from .errors import RunNotFoundError
 from .schema import (
     ACT_FIELDS, DATA_SUFFIX, FORMAT_VERSION, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING, KIND_INPUT,
-    KIND_PARAMS, KIND_SCALARS, META_FILE, PARAM_FIELDS, Finding, Meta, Problem,
+    KIND_PARAMS, KIND_SCALARS, META_FILE, PARAM_FIELDS, Finding, Meta, Problem, metric_key,
 )
 
 log = logging.getLogger(__name__)
@@ -593,6 +593,15 @@ class Run:
                 e = np.empty(0)
                 return Series(name, e.astype(np.int64), e, e)
             return col.series(name)
+
+    def metric(self, metric: str, rank: int = 0) -> Series:
+        """The series of ``metric`` under whichever alias the run logged it (``schema.METRIC_ALIASES``).
+
+        ``run.metric("val_acc")`` finds ``val_acc``, ``val_accuracy``, ``eval_accuracy``...; the
+        returned series carries the logged name. Empty when the run logged none of them.
+        """
+        key = metric_key(self.scalar_names(rank), metric)
+        return self.scalar(key if key is not None else metric, rank)
 
     def scalar_since(self, name: str, start: int, rank: int = 0) -> Series:
         """The points of ``name`` from position ``start`` on, in the order read (not re-sorted).

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 FORMAT_NAME = "babysitter"
 FORMAT_VERSION = 1
@@ -41,8 +41,35 @@ PARAM_FIELDS = (
 INPUT_FIELDS = ("mean", "std", "min", "max", "nan", "inf")
 
 DEFAULT_BINS = 64
-# Scalar names that hold the training loss, in order of preference.
-LOSS_KEYS = ("loss", "train_loss")
+# The metrics that rules, charts, summaries, reports and searches read, each with the scalar
+# names training code logs it under, in order of preference (Lightning's ``val_accuracy``,
+# Hugging Face's ``eval_loss``...). ``metric_key`` is the one lookup every reader uses.
+METRIC_ALIASES: dict[str, tuple[str, ...]] = {
+    "loss": ("loss", "train_loss"),
+    "val_loss": ("val_loss", "valid_loss", "validation_loss", "eval_loss"),
+    "train_acc": ("train_acc", "train_accuracy", "acc", "accuracy"),
+    "val_acc": ("val_acc", "val_accuracy", "valid_acc", "valid_accuracy", "validation_accuracy",
+                "eval_acc", "eval_accuracy"),
+}
+LOSS_KEYS = METRIC_ALIASES["loss"]
+
+
+def metric_key(names: Iterable[str], metric: str) -> str | None:
+    """The scalar name under which a run logged ``metric``, or ``None`` when it did not.
+
+    Args:
+        names: the scalar names the run recorded.
+        metric: a canonical metric (a key of ``METRIC_ALIASES``) or any other scalar name,
+            which then only matches itself.
+
+    Returns:
+        The first alias of ``metric`` present in ``names`` (in ``METRIC_ALIASES`` order).
+    """
+    present = names if isinstance(names, (set, frozenset, dict)) else set(names)
+    for key in METRIC_ALIASES.get(metric, (metric,)):
+        if key in present:
+            return key
+    return None
 SEVERITIES = ("error", "warning", "info")
 
 # Activation kinds. The ReLU family has dead units; tanh/sigmoid saturate.

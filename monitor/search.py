@@ -419,7 +419,7 @@ def _value_from_run(run_dir: Path, metric: str, mode: str) -> float | None:
     except OSError:
         return None
     run.update()
-    v = run.scalar(metric).values
+    v = run.metric(metric).values
     v = v[np.isfinite(v)]
     if not len(v):
         return None

@@ -119,10 +119,7 @@ def run_report(run) -> str:
     dx = Diagnoser()  # shared: the findings below reuse the summary's diagnosis
     s = summarize(run, diagnoser=dx)
     figs = _Figures()
-    loss = run.scalar("loss")
-    if not len(loss):
-        loss = run.scalar("train_loss")
-    vloss = run.scalar("val_loss")
+    loss, vloss = run.metric("loss"), run.metric("val_loss")
     parts = [f"<h1>{esc(run.name)}</h1>",
              f'<p class="muted">status {esc(s.status)} · last step {_num(s.steps)} · '
              f"best val acc {_num(s.best_val_acc)} · final loss {_num(s.final_loss)}</p>"]
@@ -134,7 +131,7 @@ def run_report(run) -> str:
     parts.append(figs.div(F.loss_figure(loss.steps, loss.values, val_steps=vloss.steps, val_loss=vloss.values,
                                         log_y=bool(len(loss) and np.nanmin(np.where(np.isfinite(loss.values),
                                                                                    loss.values, np.nan)) > 0))))
-    tr, va = run.scalar("train_acc"), run.scalar("val_acc")
+    tr, va = run.metric("train_acc"), run.metric("val_acc")
     parts.append(figs.div(F.accuracy_figure(tr.steps, tr.values, va.steps, va.values)))
     parts.append("</div>")
     acts = run.acts
@@ -211,11 +208,9 @@ def comparison_report(logdir, *, max_runs: int = 20) -> str:
     loss_curves, acc_curves = [], []
     for n in top:
         r = runs[n]
-        s = r.scalar("loss")
-        if not len(s):
-            s = r.scalar("train_loss")
+        s = r.metric("loss")
         loss_curves.append((n, s.steps, s.values))
-        v = r.scalar("val_acc")
+        v = r.metric("val_acc")
         acc_curves.append((n, v.steps, v.values))
     parts.append(f'<h2>Curves of the {len(top)} best runs</h2><div class="grid">')
     parts.append(figs.div(overlay_figure(loss_curves, title="Training loss", y_title="loss", log_y=True)))

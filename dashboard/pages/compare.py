@@ -128,17 +128,15 @@ def _signature(df) -> list[Any]:
             df["best_val_acc"].fillna(-1).tolist()]
 
 
-def _curves(ctx: AppContext, names: list[str], *keys: str):
+def _curves(ctx: AppContext, names: list[str], metric: str):
     out = []
     for n in names:
         run = ctx.run(n)
         if run is None:
             continue
-        for k in keys:
-            s = run.scalar(k)
-            if len(s):
-                out.append((n, s.steps, s.values))
-                break
+        s = run.metric(metric)
+        if len(s):
+            out.append((n, s.steps, s.values))
     return out
 
 
@@ -212,8 +210,8 @@ def register(app: Any, ctx: AppContext) -> None:
                   Input(ids.COMPARE_TABLE, "selected_row_ids"), Input(ids.COMPARE_SEEN, "data"))
     def _overlay(selected: list[str] | None, _seen: Any) -> Any:
         names = [n for n in (selected or []) if isinstance(n, str)]
-        loss = _curves(ctx, names, "loss", "train_loss")
-        acc = _curves(ctx, names, "val_acc", "val_accuracy")
+        loss = _curves(ctx, names, "loss")
+        acc = _curves(ctx, names, "val_acc")
         return (overlay_figure(loss, title="Training loss of the selected runs", y_title="loss", log_y=True,
                                max_points=ctx.max_points),
                 overlay_figure(acc, title="Validation accuracy of the selected runs", y_title="val accuracy",

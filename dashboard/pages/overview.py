@@ -7,7 +7,6 @@ from typing import Any
 from dash import Input, Output, State, dcc, html, no_update
 
 from core import Finding, Run
-from core.schema import LOSS_KEYS
 
 from .. import figures, ids, theme
 from ..context import AppContext, run_href
@@ -53,14 +52,6 @@ def problems_list(run: Run) -> Any:
     return html.Details([html.Summary(f"{total} reading problem(s) (lines skipped)"), html.Ul(items)])
 
 
-def _loss(run: Run):
-    for key in LOSS_KEYS:
-        s = run.scalar(key)
-        if len(s):
-            return s
-    return run.scalar("loss")
-
-
 def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) -> Any:
     r = ctx.run(run)
     if r is None:
@@ -90,7 +81,7 @@ def register(app: Any, ctx: AppContext) -> None:
         run = ctx.run(name)
         if run is None:
             return (no_update,) * 4
-        ta, va, lr = run.scalar("train_acc"), run.scalar("val_acc"), run.scalar("lr")
+        ta, va, lr = run.metric("train_acc"), run.metric("val_acc"), run.scalar("lr")
         return (findings_list(run, ctx.findings(run)), problems_list(run),
                 figures.accuracy_figure(ta.steps, ta.values, va.steps, va.values, max_points=ctx.max_points),
                 figures.lr_figure(lr.steps, lr.values, max_points=ctx.max_points))
@@ -101,7 +92,7 @@ def register(app: Any, ctx: AppContext) -> None:
         run = ctx.run(name)
         if run is None:
             return no_update
-        loss, val = _loss(run), run.scalar("val_loss")
+        loss, val = run.metric("loss"), run.metric("val_loss")
         return figures.loss_figure(loss.steps, loss.values, val_steps=val.steps, val_loss=val.values,
                                    log_y=scale == "log", max_points=ctx.max_points)
 
