@@ -1,0 +1,64 @@
+"""The import rules of the packages, checked statically over every module.
+
+- ``core`` is framework-free: it imports none of ``monitor``, ``dashboard``, ``babysitter``,
+  and no deep-learning or web framework.
+- ``monitor`` (what training code imports) and ``dashboard`` never import each other, nor
+  the command line on top of them.
+- Only ``monitor`` talks to torch and the training frameworks; ``import monitor`` loads none
+  of them (nor the reader or the web stack): the adapters load on use.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMEWORKS = {"torch", "lightning", "pytorch_lightning", "transformers", "optuna", "tensorflow", "jax"}
+WEB = {"dash", "plotly", "flask", "werkzeug", "watchdog"}
+FORBIDDEN = {
+    "core": {"monitor", "dashboard", "babysitter", "run_dashboard"} | FRAMEWORKS | WEB,
+    "monitor": {"dashboard", "babysitter", "run_dashboard"} | WEB,
+    "dashboard": {"monitor", "babysitter", "run_dashboard"} | FRAMEWORKS,
+    "babysitter": FRAMEWORKS - {"optuna"},
+}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """``(line, top-level package)`` of every import in ``path``, at any depth (lazy ones too)."""
+    tree = ast.parse(path.read_text(), str(path))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name.split(".")[0]) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.append((node.lineno, node.module.split(".")[0]))
+    return out
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_module_imports_across_the_layers(package):
+    assert _modules(package), package
+    bad = [f"{p.relative_to(ROOT)}:{line} imports {name}"
+           for p in _modules(package) for line, name in _imports(p) if name in FORBIDDEN[package]]
+    assert not bad, "\n".join(bad)
+
+
+def test_import_monitor_loads_no_framework_reader_or_web_stack():
+    code = ("import sys, monitor\n"
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[1:]))))\n"
+            "print(' '.join(m for m in ('core.reader', 'core.compare') if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, "-c", code, *sorted(FRAMEWORKS | WEB | {"pandas", "dashboard"})],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split("\n")[:2] == ["", ""], res.stdout
