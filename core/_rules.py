@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Iterable, Iterator
 import numpy as np
 
 from .errors import ConfigError
-from .schema import RELU_FAMILY, SATURATING, Finding, Meta, metric_key
+from .schema import NORM_KINDS, RELU_FAMILY, SATURATING, Finding, Meta, metric_key
 
 __all__ = [
     "Rule", "RuleThresholds", "NoThresholds", "Delta", "knob", "register", "RULES",
@@ -652,17 +652,20 @@ class SymmetricWeights(Rule):
         if len(d.acts_rows):
             names = d.run.acts.names
             unit, std = d.acts("unit_std"), d.acts("std")
+            # A normalisation layer's output has the same (zero) mean in every unit by construction.
+            judged = np.array([d.layer_kinds.get(n) not in NORM_KINDS for n in names], bool)
             with np.errstate(invalid="ignore", divide="ignore"):
-                flag = (std > 0) & np.isfinite(unit) & (unit <= self.t.max_unit_spread * std)
+                spread = unit / std
+                flag = (std > 0) & np.isfinite(unit) & (unit <= self.t.max_unit_spread * std) & judged[None, :]
             for i in np.nonzero(flag.any(axis=1))[0]:
                 new = self.reported.new(names[j] for j in np.nonzero(flag[i])[0])
                 if new:
                     step = int(d.run.acts.steps[d.acts_rows.start + i])
+                    value = float(max(spread[i, d.run.acts.index[n]] for n in new))  # the flagged layers' own
                     yield self.finding(
                         step, f"{', '.join(new)}: every unit computes the same output at step {step} (spread across "
-                              f"units {_fmt(float(np.nanmax(unit[i] / std[i])))} of the std, threshold "
-                              f"{self.t.max_unit_spread:g}).",
-                        layers=new, value=float(np.nanmax(unit[i] / std[i])), threshold=self.t.max_unit_spread)
+                              f"units {_fmt(value)} of the std, threshold {self.t.max_unit_spread:g}).",
+                        layers=new, value=value, threshold=self.t.max_unit_spread)
         if len(d.params_rows):
             names = d.run.params.names
             wstd, wnorm = d.params("w_std"), d.params("w_norm")
@@ -683,7 +686,7 @@ def _looks_like_matrix(d: Delta, param: str) -> bool:
         return False
     layer = d._param_layer.get(param)
     if layer is not None:  # a norm layer's gain or a PReLU slope may be constant by design
-        return d.layer_kinds.get(layer) not in ("batchnorm", "layernorm", "prelu")
+        return d.layer_kinds.get(layer) not in NORM_KINDS | {"prelu"}
     return bool(_WEIGHT_RE.search(param))
 
 

@@ -77,7 +77,10 @@ RELU_FAMILY = frozenset({"relu", "relu6", "leaky_relu", "prelu", "rrelu", "elu",
                          "mish", "softplus", "hardswish"})
 SATURATING = frozenset({"tanh", "sigmoid", "hardtanh", "hardsigmoid", "softsign"})
 ACTIVATION_KINDS = RELU_FAMILY | SATURATING | frozenset({"linear", "identity"})
-LAYER_KINDS = ACTIVATION_KINDS | frozenset({"conv", "batchnorm", "layernorm", "embedding", "input", "other"})
+# Normalisation layers (BatchNorm/InstanceNorm as "batchnorm"; LayerNorm, GroupNorm, RMSNorm as "layernorm").
+# Their outputs are centred per unit by construction, and their gains start constant by design.
+NORM_KINDS = frozenset({"batchnorm", "layernorm"})
+LAYER_KINDS = ACTIVATION_KINDS | NORM_KINDS | frozenset({"conv", "embedding", "input", "other"})
 
 
 @dataclass(frozen=True, slots=True)

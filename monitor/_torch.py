@@ -98,7 +98,7 @@ _KIND_TABLE: tuple[tuple[type, str], ...] = (
     (nn.Linear, "linear"), (nn.Bilinear, "linear"),
     (nn.modules.conv._ConvNd, "conv"),
     (nn.modules.batchnorm._NormBase, "batchnorm"),
-    (nn.LayerNorm, "layernorm"), (nn.GroupNorm, "layernorm"),
+    (nn.LayerNorm, "layernorm"), (nn.GroupNorm, "layernorm"), (nn.RMSNorm, "layernorm"),
     (nn.Embedding, "embedding"),
 )
 
