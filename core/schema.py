@@ -71,6 +71,15 @@ def metric_key(names: Iterable[str], metric: str) -> str | None:
             return key
     return None
 SEVERITIES = ("error", "warning", "info")
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # most severe first
+
+
+def severity_counts(findings: Iterable["Finding"]) -> dict[str, int]:
+    """``{"error": n, "warning": n, "info": n}``."""
+    out = dict.fromkeys(SEVERITIES, 0)
+    for f in findings:
+        out[f.severity] = out.get(f.severity, 0) + 1
+    return out
 
 # Activation kinds. The ReLU family has dead units; tanh/sigmoid saturate.
 RELU_FAMILY = frozenset({"relu", "relu6", "leaky_relu", "prelu", "rrelu", "elu", "selu", "celu", "gelu", "silu",

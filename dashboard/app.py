@@ -42,7 +42,6 @@ from core import LogDir
 
 from . import ids, pages, theme
 from .context import AppContext
-from .findings import FindingSource
 from .pages import _common as run_pages
 
 log = logging.getLogger(__name__)
@@ -123,7 +122,7 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
         The Dash app; serve it with ``app.run(host="127.0.0.1", port=..., debug=False)``
         or through WSGI (``app.server``).
     """
-    ctx = AppContext(logdir=logdir, max_points=max_points, stale_after=stale_after, findings=FindingSource())
+    ctx = AppContext(logdir=logdir, max_points=max_points, stale_after=stale_after)
     registered = pages.load_pages()
     app = dash.Dash(__name__, title=title, update_title=None, suppress_callback_exceptions=True,
                     serve_locally=True, assets_folder="_no_assets")

@@ -10,6 +10,8 @@ from urllib.parse import quote, urlencode
 
 from core import LogDir, Run
 
+from core.summary import SummaryCache
+
 from .findings import FindingSource
 
 __all__ = ["AppContext", "run_href"]
@@ -32,14 +34,21 @@ class AppContext:
         logdir: the log directory being shown.
         max_points: most points per trace sent to the browser (longer series are decimated).
         stale_after: seconds without writes before a running run is shown as crashed.
+        summaries: each run's diagnosis, findings and summary, shared by every page.
+        findings: the findings of a run in the order the pages show them.
     """
 
     logdir: LogDir
     max_points: int = 2000
     stale_after: float = 60.0
-    findings: FindingSource = field(default_factory=FindingSource)
+    summaries: SummaryCache = field(default_factory=SummaryCache)
+    findings: FindingSource = None  # type: ignore[assignment]  # built over ``summaries``
     _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
     last_change: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.findings is None:
+            self.findings = FindingSource(self.summaries)
 
     def refresh(self, wait: bool = False) -> None:
         """Read what the watcher marked dirty.

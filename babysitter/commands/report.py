@@ -111,13 +111,12 @@ def run_report(run) -> str:
     """The HTML of a one-run report: summary, findings, loss, accuracy, layer and update statistics."""
     import numpy as np
 
-    from core.compare import run_findings, summarize
-    from core.diagnose import Diagnoser
+    from core.summary import SummaryCache
     from dashboard import figures as F
     from dashboard.compare_figures import plot_text
 
-    dx = Diagnoser()  # shared: the findings below reuse the summary's diagnosis
-    s = summarize(run, diagnoser=dx)
+    cache = SummaryCache()  # one diagnosis gives both the summary and the findings list
+    s = cache.get(run)
     figs = _Figures()
     loss, vloss = run.metric("loss"), run.metric("val_loss")
     parts = [f"<h1>{esc(run.name)}</h1>",
@@ -125,7 +124,7 @@ def run_report(run) -> str:
              f"best val acc {_num(s.best_val_acc)} · final loss {_num(s.final_loss)}</p>"]
     if s.error:
         parts.append(f'<div class="card"><b>Error:</b> {esc(s.error)}</div>')
-    parts.append('<h2>Findings</h2><div class="card">' + _findings_html(run_findings(run, dx)) + "</div>")
+    parts.append('<h2>Findings</h2><div class="card">' + _findings_html(cache.findings(run)) + "</div>")
     parts.append('<h2>Hyperparameters</h2><div class="card">' + _kv_table(s.hparams) + "</div>")
     parts.append('<h2>Loss and accuracy</h2><div class="grid">')
     parts.append(figs.div(F.loss_figure(loss.steps, loss.values, val_steps=vloss.steps, val_loss=vloss.values,

@@ -17,7 +17,7 @@ from dash import Input, Output, State, dash_table, dcc, html, no_update
 from dash.dash_table.Format import Format, Scheme, Trim
 
 from core.compare import (
-    HP_PREFIX, SummaryCache, hparam_specs, search_findings, sort_frame, summaries_frame,
+    HP_PREFIX, hparam_specs, search_findings, sort_frame, summaries_frame,
 )
 
 from .. import ids, theme
@@ -34,21 +34,12 @@ _HIDDEN = ("diverged", "infos", "best_val_step")
 _FMT = Format(precision=4, scheme=Scheme.decimal_or_exponent, trim=Trim.yes)
 
 
-def _cache(ctx: AppContext) -> SummaryCache:
-    """This app's summary cache (kept on the context, so each app has its own)."""
-    cache = getattr(ctx, "_compare_cache", None)
-    if cache is None:
-        cache = SummaryCache()
-        setattr(ctx, "_compare_cache", cache)
-    return cache
-
-
 def _snapshot(ctx: AppContext):
     """(summaries, DataFrame sorted by best val accuracy, hyperparameter specs, edge findings).
 
     No refresh here: the route and the tick callbacks have read new data before any caller runs.
     """
-    summaries = _cache(ctx).summaries(ctx.logdir.runs())
+    summaries = ctx.summaries.summaries(ctx.logdir.runs())
     df = sort_frame(summaries_frame(summaries), "best_val_acc")
     return summaries, df, hparam_specs(summaries), search_findings(summaries)
 

@@ -34,3 +34,31 @@ def test_engine_findings_reach_the_dashboard_and_follow_the_run(tmp_path):
         later = {f.rule for f in source(run)}
     assert "nan_loss" in later and "saturation" in later
     assert source(run) is source(run)  # cached per version
+
+
+def test_run_pages_and_compare_page_share_one_diagnosis_per_run(tmp_path, monkeypatch):
+    import core.summary
+    from dashboard.app import create_app
+    from tests.reliability._dashclient import PageDriver, flask_transport
+
+    made: list[str] = []
+
+    class CountingDiagnoser(core.summary.Diagnoser):
+        def update(self, run):
+            made.append(run.name) if self.calls == 0 else None
+            return super().update(run)
+
+    monkeypatch.setattr(core.summary, "Diagnoser", CountingDiagnoser)
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        with Monitor(tmp_path, name=name, num_classes=3, every=1, heartbeat=0) as mon:
+            for step in range(3):
+                mon.activation(step, "fc1", np.tanh(rng.standard_normal((16, 8)) * 4), kind="tanh")
+                mon.log(step, loss=1.0, val_acc=0.5)
+    logdir = LogDir(tmp_path)
+    logdir.refresh()
+    driver = PageDriver(*flask_transport(create_app(logdir)))
+    for path in ("/", "/run/a", "/run/b", "/run/a/layers", "/compare"):
+        driver.visit(path)
+    assert not driver.errors
+    assert sorted(made) == ["a", "b"]  # one engine per run, whichever page asked first

@@ -1,0 +1,120 @@
+"""Queries on the summary table, one implementation for the command line and the dashboard:
+column lookup, filtering (``lr<1e-3``, free text), sorting with missing values last, and the
+hyperparameter specs (numeric or categorical, sampled range, log scale) the figures need."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Sequence
+
+from .edge import _finite, _range_of
+from .summary import HP_PREFIX, SUMMARY_COLUMNS, RunSummary
+
+__all__ = ["column_for", "filter_frame", "sort_frame", "hparam_specs"]
+
+_FILTER_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|!=|=|>|<)\s*(.*?)\s*$", re.S)
+
+
+def column_for(df, name: str) -> str:
+    """The DataFrame column ``name`` refers to: itself, or ``hp.<name>`` for a hyperparameter.
+
+    Raises:
+        ConfigError: for an unknown column, listing the ones there are.
+    """
+    from .errors import ConfigError
+
+    if name in df.columns:
+        return name
+    if HP_PREFIX + name in df.columns:
+        return HP_PREFIX + name
+    raise ConfigError(f"no column {name!r}; columns: {', '.join(map(str, df.columns))}")
+
+
+def filter_frame(df, text: str | None):
+    """Rows of a summary DataFrame that match ``text``.
+
+    ``COLUMN OP VALUE`` (``OP`` one of ``= != > < >= <=``; ``COLUMN`` a summary column or a
+    hyperparameter name) compares numerically when ``VALUE`` is a number, else as text;
+    anything else keeps the rows whose run name, status or findings contain ``text``
+    (case-insensitive). Nothing is evaluated.
+
+    Raises:
+        ConfigError: for an unknown column.
+    """
+    import pandas as pd
+
+    if not text or not text.strip():
+        return df
+    m = _FILTER_RE.match(text)
+    if m is None or (m.group(1) not in df.columns and HP_PREFIX + m.group(1) not in df.columns
+                     and m.group(1) not in SUMMARY_COLUMNS):
+        needle = text.strip().lower()
+        hay = (df["run"].astype(str) + "\n" + df["status"].astype(str) + "\n" + df["findings"].astype(str)).str.lower()
+        return df[hay.str.contains(needle, regex=False)]
+    col, op, raw = column_for(df, m.group(1)), m.group(2), m.group(3)
+    try:
+        val: Any = float(raw)
+        series = pd.to_numeric(df[col], errors="coerce")
+    except ValueError:
+        val, series = raw, df[col].astype(str)
+    ops = {"=": series.eq, "!=": series.ne, ">": series.gt, "<": series.lt, ">=": series.ge, "<=": series.le}
+    mask = ops[op](val)
+    return df[mask.fillna(False).astype(bool)]
+
+
+def sort_frame(df, column: str | None = None, *, descending: bool | None = None):
+    """Sort a summary DataFrame by ``column`` (default ``best_val_acc``), missing values last.
+
+    Accuracies sort high to low and everything else low to high unless ``descending`` says otherwise.
+    A leading ``-`` on ``column`` also asks for descending order.
+
+    Raises:
+        ConfigError: for an unknown column.
+    """
+    column = column or "best_val_acc"
+    if column.startswith("-"):
+        column, descending = column[1:], True
+    col = column_for(df, column)
+    if descending is None:
+        descending = "acc" in col and col != "best_val_step"
+    try:
+        return df.sort_values(col, ascending=not descending, na_position="last", kind="stable")
+    except TypeError:  # a hyperparameter holding numbers in some runs and text in others
+        return df.sort_values(col, ascending=not descending, na_position="last", kind="stable",
+                              key=lambda s: s.astype(str))
+
+
+def hparam_specs(summaries: Sequence[RunSummary]) -> dict[str, dict[str, Any]]:
+    """Each hyperparameter seen in ``summaries``: ``{"log", "numeric", "varying", "sampled", "low", "high"}``.
+
+    ``log`` is taken from the search spaces when a run sampled the parameter, else guessed:
+    positive numbers spanning more than a factor of 100 are drawn on a log axis.
+    ``low``/``high`` are the widest sampled range (None outside a search); ``varying`` is
+    False when every run has the same value (nothing to compare).
+    """
+    specs: dict[str, dict[str, Any]] = {}
+    values: dict[str, list[Any]] = {}
+    for s in summaries:
+        for k, v in s.hparams.items():
+            values.setdefault(k, []).append(v)
+        for k, spec in s.search_space.items():
+            rng = _range_of(spec)
+            if rng is None:
+                continue
+            lo, hi, is_log = rng
+            d = specs.setdefault(k, {"log": is_log, "low": lo, "high": hi, "sampled": True})
+            d["log"] = d["log"] or is_log
+            d["low"], d["high"] = min(d["low"], lo), max(d["high"], hi)
+    out: dict[str, dict[str, Any]] = {}
+    for k, vals in values.items():
+        nums = [float(v) for v in vals if _finite(v)]
+        numeric = len(nums) == len(vals) and bool(nums)
+        d = specs.get(k)
+        if d is None:
+            guess = numeric and min(nums) > 0 and max(nums) / min(nums) > 100
+            d = {"log": bool(guess), "low": None, "high": None, "sampled": False}
+        distinct = {json.dumps(v, sort_keys=True, default=str) for v in vals}
+        varying = len(distinct) > 1 or len(vals) < len(summaries)
+        out[k] = {**d, "numeric": numeric, "log": bool(d["log"] and numeric), "varying": varying}
+    return out
