@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 # public name -> the submodule that defines it
 _EXPORTS = {
     "DiagnosisConfig": "diagnose", "Diagnoser": "diagnose", "diagnose": "diagnose",
-    "BabysitterError": "errors", "ConfigError": "errors", "FormatError": "errors", "RunExistsError": "errors",
-    "RunNotFoundError": "errors",
+    "BabysitterError": "errors", "ConfigError": "errors", "RunExistsError": "errors", "RunNotFoundError": "errors",
     "STALE_AFTER": "reader", "LogDir": "reader", "Run": "reader", "Series": "reader", "Table": "reader",
     "is_run_dir": "reader",
     "FORMAT_VERSION": "schema", "Finding": "schema", "LayerInfo": "schema", "Meta": "schema", "Problem": "schema",
@@ -27,7 +26,7 @@ __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
     from .diagnose import DiagnosisConfig, Diagnoser, diagnose
-    from .errors import BabysitterError, ConfigError, FormatError, RunExistsError, RunNotFoundError
+    from .errors import BabysitterError, ConfigError, RunExistsError, RunNotFoundError
     from .reader import STALE_AFTER, LogDir, Run, Series, Table, is_run_dir
     from .schema import FORMAT_VERSION, Finding, LayerInfo, Meta, Problem
     from .stats import activation_stats, histogram, input_stats, param_stats

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from ._rules import RULES, Delta, Rule, RuleThresholds, register
 from .errors import ConfigError
-from .schema import SEVERITIES, Finding
+from .schema import SEVERITY_RANK, Finding
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ __all__ = [
     "Rule", "RuleThresholds", "register", "RULES", "rule_ids",
 ]
 
-_SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 
 def nan_loss_finding(step: int, tag: str) -> Finding:
@@ -140,12 +139,6 @@ class DiagnosisConfig:
             return built[rule_id]
         return RULES[rule_id].Thresholds()
 
-    def with_overrides(self, **overrides: float) -> "DiagnosisConfig":
-        """A copy with more overrides (keys as ``rule__field`` or a unique field name)."""
-        merged = dict(self.overrides)
-        merged.update({k.replace("__", "."): v for k, v in overrides.items()})
-        return replace(self, overrides=merged)
-
     def make_rules(self) -> list[Rule]:
         """Fresh rule objects (with empty state) for the enabled rules, in registry order."""
         return [cls(self.thresholds(rid)) for rid, cls in RULES.items() if rid not in self.disable]
@@ -157,8 +150,8 @@ def _better(new: tuple[Finding, int], old: tuple[Finding, int]) -> bool:
     # text: independent of the order in which records arrived.
     fa, sa = new
     fb, sb = old
-    return (fa.step, sa, _SEVERITY_RANK.get(fa.severity, 9), fa.message) < \
-        (fb.step, sb, _SEVERITY_RANK.get(fb.severity, 9), fb.message)
+    return (fa.step, sa, SEVERITY_RANK.get(fa.severity, 9), fa.message) < \
+        (fb.step, sb, SEVERITY_RANK.get(fb.severity, 9), fb.message)
 
 
 class Diagnoser:
@@ -272,7 +265,7 @@ class Diagnoser:
             if any(r in first and first[r] <= f.step for r in sup):
                 continue
             out.append(f)
-        return sorted(out, key=lambda f: (f.step, _SEVERITY_RANK.get(f.severity, 9), f.rule, f.layers))
+        return sorted(out, key=lambda f: (f.step, SEVERITY_RANK.get(f.severity, 9), f.rule, f.layers))
 
 
 def diagnose(run_or_path: Any, config: DiagnosisConfig | None = None) -> list[Finding]:

@@ -3,16 +3,17 @@
     BabysitterError                  base of everything below
     ├── ConfigError (ValueError)     an option or threshold has a value it cannot take
     ├── RunExistsError               a run folder with that name already exists
-    ├── RunNotFoundError             a path given as a run is not a run folder
-    └── FormatError                  a file is not in the run format (used in reports, not raised
-                                     out of the reader: the reader records problems instead)
+    └── RunNotFoundError             a path given as a run is not a run folder
+
+A file that does not follow the run format raises nothing: the reader records a
+``core.schema.Problem`` for it and goes on.
 
 Each message says what was expected, what arrived, and what to do next.
 """
 
 from __future__ import annotations
 
-__all__ = ["BabysitterError", "ConfigError", "RunExistsError", "RunNotFoundError", "FormatError"]
+__all__ = ["BabysitterError", "ConfigError", "RunExistsError", "RunNotFoundError"]
 
 
 class BabysitterError(Exception):
@@ -30,6 +31,3 @@ class RunExistsError(BabysitterError, FileExistsError):
 class RunNotFoundError(BabysitterError, FileNotFoundError):
     """Raised when a path given as a run folder holds neither meta.json nor *.jsonl files."""
 
-
-class FormatError(BabysitterError):
-    """Describes a line or file that does not follow docs/format.md."""

@@ -391,7 +391,6 @@ class Run:
         self.last_step: int | None = None
         self.first_time: float | None = None
         self.last_time: float | None = None
-        self.last_write: float = 0.0
         self.bytes_read = 0
 
     # -- reading ---------------------------------------------------------------------------

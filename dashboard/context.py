@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -44,7 +43,6 @@ class AppContext:
     summaries: SummaryCache = field(default_factory=SummaryCache)
     findings: FindingSource = None  # type: ignore[assignment]  # built over ``summaries``
     _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
-    last_change: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
         if self.findings is None:
@@ -60,8 +58,7 @@ class AppContext:
         if not self._refresh_lock.acquire(blocking=wait):
             return
         try:
-            if self.logdir.refresh():
-                self.last_change = time.time()
+            self.logdir.refresh()
         finally:
             self._refresh_lock.release()
 

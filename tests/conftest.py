@@ -1,4 +1,4 @@
-"""Tiny shared fixtures: a seeded random generator, a run-folder writer and a few-parameter numpy MLP."""
+"""Tiny shared fixtures: a seeded random generator and a run-folder writer."""
 
 from __future__ import annotations
 
@@ -64,28 +64,3 @@ def write_run(tmp_path: Path) -> Callable[..., Path]:
         return run
 
     return _write
-
-
-class TinyMLP:
-    """A 2-layer ReLU network in numpy with a few parameters: ``__call__`` returns (hidden, scores)."""
-
-    def __init__(self, d_in: int = 4, hidden: int = 6, d_out: int = 3, seed: int = 0) -> None:
-        g = np.random.default_rng(seed)
-        self.W1 = g.standard_normal((d_in, hidden)) / np.sqrt(d_in)
-        self.W2 = g.standard_normal((hidden, d_out)) / np.sqrt(hidden)
-
-    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        h = np.maximum(0.0, x @ self.W1)
-        return h, h @ self.W2
-
-    def parameters(self) -> dict[str, np.ndarray]:
-        return {"W1": self.W1, "W2": self.W2}
-
-    def __repr__(self) -> str:
-        return f"TinyMLP({self.W1.shape[0]}-{self.W1.shape[1]}-{self.W2.shape[1]}, relu)"
-
-
-@pytest.fixture
-def tiny_mlp() -> TinyMLP:
-    """A seeded few-parameter numpy MLP (4-6-3, ReLU)."""
-    return TinyMLP()

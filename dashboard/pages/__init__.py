@@ -11,23 +11,20 @@ A page module defines::
     )
 
 and is listed in ``PAGE_MODULES`` below; ``dashboard.app.create_app`` imports the listed
-modules in order (a missing module is skipped, so a page can be added in its own
-commit) and routes the URL to the first page whose ``path`` matches.
+modules in order and routes the URL to the first page whose ``path`` matches.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import unquote
 
-log = logging.getLogger(__name__)
 
 __all__ = ["Page", "PAGE_MODULES", "load_pages", "match"]
 
-# Import order is routing order; "compare" plugs in when dashboard/pages/compare.py exists.
+# Import order is routing order.
 PAGE_MODULES = ("runs", "overview", "layers", "updates", "compare")
 
 
@@ -51,18 +48,8 @@ class Page:
 
 
 def load_pages(modules: tuple[str, ...] = PAGE_MODULES) -> list[Page]:
-    """Import the page modules that exist and return their ``PAGE`` objects, in order."""
-    pages = []
-    for name in modules:
-        try:
-            mod = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"{__name__}.{name}":
-                log.debug("page module %s not present; skipped", name)
-                continue
-            raise
-        pages.append(mod.PAGE)
-    return pages
+    """Import the page modules and return their ``PAGE`` objects, in order."""
+    return [importlib.import_module(f"{__name__}.{name}").PAGE for name in modules]
 
 
 def match(pattern: str, pathname: str) -> dict[str, str] | None:
