@@ -26,15 +26,13 @@ from typing import Any, ClassVar, Iterable, Iterator
 import numpy as np
 
 from .errors import ConfigError
-from .schema import NORM_KINDS, RELU_FAMILY, SATURATING, Finding, Meta, metric_key
+from .schema import NORM_KINDS, REG_KEYS, RELU_FAMILY, SANITY_OVERFIT, SATURATING, Finding, Meta, metric_key
 
 __all__ = [
     "Rule", "RuleThresholds", "NoThresholds", "Delta", "knob", "register", "RULES",
     "is_bias", "regularization_of",
 ]
 
-# Hyperparameter names read as the L2 regularization strength, in this order.
-REG_KEYS = ("reg", "weight_decay", "l2", "lambda", "wd")
 _BIAS_RE = re.compile(r"(^|[._/])(bias|b\d*|beta|.*_bias)$", re.IGNORECASE)
 _WEIGHT_RE = re.compile(r"(^|[._/])(weight|kernel|w\d*)$", re.IGNORECASE)
 
@@ -1019,7 +1017,7 @@ class CannotOverfit(Rule):
         self.done = False
 
     def update(self, d: Delta) -> Iterator[Finding]:
-        if self.done or d.meta.sanity != "overfit_small":
+        if self.done or d.meta.sanity != SANITY_OVERFIT:
             return
         ts, tv = d.scalar("train_acc")
         fin = np.isfinite(tv)

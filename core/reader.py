@@ -39,7 +39,7 @@ from ._tail import MAX_LINE, FileTail
 from .errors import RunNotFoundError
 from .schema import (
     ACT_FIELDS, DATA_SUFFIX, FORMAT_VERSION, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING, KIND_INPUT,
-    KIND_PARAMS, KIND_SCALARS, META_FILE, PARAM_FIELDS, Finding, Meta, Problem, metric_key,
+    KIND_PARAMS, KIND_SCALARS, META_FILE, PARAM_FIELDS, Finding, Meta, Problem, metric_key, rank_of,
 )
 
 log = logging.getLogger(__name__)
@@ -49,21 +49,7 @@ __all__ = ["Run", "LogDir", "Series", "Table", "STALE_AFTER", "is_run_dir"]
 STALE_AFTER = 60.0  # seconds without a heartbeat or write before a "running" run is shown as crashed
 MAX_PROBLEMS = 1000  # problems kept per run (the count goes on)
 _NAN = float("nan")
-# meta.json fields and the JSON types they must have; others are ignored and reported.
-_META_TYPES: dict[str, Any] = {
-    "format_version": int, "run": str, "status": str, "hparams": dict, "search_space": dict, "layers": list,
-    "num_classes": int, "every": int, "pid": int, "host": str, "created": (int, float), "ended": (int, float),
-}
 _TAGS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
-
-
-def _rank_of(filename: str) -> int:
-    # "<stream>.r<rank>.jsonl"; any other *.jsonl counts as rank 0.
-    stem = filename[: -len(DATA_SUFFIX)]
-    _, _, last = stem.rpartition(".")
-    if len(last) > 1 and last[0] == "r" and last[1:].isdigit():
-        return int(last[1:])
-    return 0
 
 
 class _Grow:
@@ -455,10 +441,8 @@ class Run:
         if not meta.run:
             meta.run = self.name
         self._meta_problem = None
-        wrong = [k for k, t in _META_TYPES.items()
-                 if obj.get(k) is not None and (not isinstance(obj[k], t) or isinstance(obj[k], bool))]
-        if wrong:
-            self._meta_problem = Problem(META_FILE, 0, "fields of the wrong type ignored: " + ", ".join(wrong))
+        if meta.ignored:
+            self._meta_problem = Problem(META_FILE, 0, "fields of the wrong type ignored: " + ", ".join(meta.ignored))
         if meta.format_version > FORMAT_VERSION:
             self._meta_problem = Problem(
                 META_FILE, 0, f"format_version {meta.format_version} is newer than this reader's {FORMAT_VERSION}; "
@@ -478,12 +462,12 @@ class Run:
         total = 0
         files = self._data_files()
         if self.stats_rank is None and files:
-            self.stats_rank = min(_rank_of(f) for f in files)
+            self.stats_rank = min(rank_of(f) for f in files)
         for fname in files:
             tail = self._tails.get(fname)
             if tail is None:
                 tail = self._tails[fname] = FileTail(self.path / fname, fname, self.max_line)
-            rank = _rank_of(fname)
+            rank = rank_of(fname)
             got = [0]
 
             def sink(records: list[dict[str, Any]], problems: list[Problem], fname: str = fname, rank: int = rank,

@@ -19,6 +19,32 @@ FORMAT_VERSION = 1
 META_FILE = "meta.json"
 HEARTBEAT_FILE = "heartbeat"
 DATA_SUFFIX = ".jsonl"
+# Streams: one append-only file each per rank, "<stream>.r<rank>.jsonl".
+STREAM_SCALARS = "scalars"  # scalars and findings: small lines, every logged step
+STREAM_LAYERS = "layers"    # acts, params and input statistics: large lines, every `every` steps
+# The Monitor's ``sanity=`` value (meta.json "sanity") for the overfit-a-tiny-subset check.
+SANITY_OVERFIT = "overfit_small"
+# Hyperparameter names read as the L2 regularization strength, in this order.
+REG_KEYS = ("reg", "weight_decay", "l2", "lambda", "wd")
+# meta.json fields and the JSON types they must have; a field of another type is ignored (and reported).
+META_TYPES: dict[str, Any] = {
+    "format_version": int, "run": str, "status": str, "hparams": dict, "search_space": dict, "layers": list,
+    "num_classes": int, "every": int, "pid": int, "host": str, "created": (int, float), "ended": (int, float),
+}
+
+
+def data_file(stream: str, rank: int = 0) -> str:
+    """The file name of ``stream`` written by ``rank``: ``"scalars.r0.jsonl"``."""
+    return f"{stream}.r{rank}{DATA_SUFFIX}"
+
+
+def rank_of(filename: str) -> int:
+    """The rank that wrote data file ``filename`` (``"layers.r3.jsonl"`` -> 3); other ``*.jsonl`` files are rank 0."""
+    stem = filename[: -len(DATA_SUFFIX)] if filename.endswith(DATA_SUFFIX) else filename
+    _, _, last = stem.rpartition(".")
+    if len(last) > 1 and last[0] == "r" and last[1:].isdigit():
+        return int(last[1:])
+    return 0
 
 # Record kinds.
 KIND_SCALARS = "scalars"
@@ -240,6 +266,7 @@ class Meta:
     host: str | None = None
     sanity: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    ignored: tuple[str, ...] = ()  # fields read from the file with a type other than META_TYPES says (not written)
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -278,4 +305,6 @@ class Meta:
         m.host = str(obj["host"]) if isinstance(obj.get("host"), str) else None
         m.sanity = str(obj["sanity"]) if isinstance(obj.get("sanity"), str) else None
         m.extra = {k: v for k, v in obj.items() if k not in known and k != "format"}
+        m.ignored = tuple(k for k, t in META_TYPES.items()
+                          if obj.get(k) is not None and (not isinstance(obj[k], t) or isinstance(obj[k], bool)))
         return m

@@ -34,8 +34,8 @@ from core.diagnose import nan_loss_finding
 from core.errors import ConfigError, RunExistsError
 from core.schema import (
     ACT_FIELDS, ACT_HIST_FIELDS, DATA_SUFFIX, DEFAULT_BINS, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING,
-    KIND_INPUT, KIND_PARAMS, KIND_SCALARS, LAYER_KINDS, LOSS_KEYS, META_FILE, PARAM_FIELDS, Finding, LayerInfo, Meta,
-    finite_or_none, nonfinite_tag,
+    KIND_INPUT, KIND_PARAMS, KIND_SCALARS, LAYER_KINDS, LOSS_KEYS, META_FILE, PARAM_FIELDS, STREAM_LAYERS,
+    STREAM_SCALARS, Finding, LayerInfo, Meta, data_file, finite_or_none, nonfinite_tag,
 )
 from core.stats import activation_stats, input_stats, param_stats
 
@@ -271,7 +271,8 @@ class Monitor:
             run_dir.mkdir(exist_ok=True)
             # Claim the folder for this data-parallel run at once, so that a rank 0 starting
             # later joins it instead of taking it for someone else's run.
-            os.close(os.open(run_dir / f"scalars.r{self.rank}{DATA_SUFFIX}", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+            os.close(os.open(run_dir / data_file(STREAM_SCALARS, self.rank), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                             0o644))
             return run_dir
         base = self.name or _generated_name()
         for i in range(1, 10_000):
@@ -463,19 +464,19 @@ class Monitor:
         """Append one ``acts`` record: ``columns`` maps each field of ACT_FIELDS and hist fields to a list parallel to ``names``."""
         rec: dict[str, Any] = {"kind": KIND_ACTS, "step": int(step), "time": time.time(), "layers": list(names)}
         rec.update(columns)
-        self._writer_for_event().append("layers", rec)
+        self._writer_for_event().append(STREAM_LAYERS, rec)
 
     def write_params(self, step: int, names: list[str], columns: Mapping[str, list[Any]]) -> None:
         """Append one ``params`` record: ``columns`` maps each field of PARAM_FIELDS to a list parallel to ``names``."""
         rec: dict[str, Any] = {"kind": KIND_PARAMS, "step": int(step), "time": time.time(), "params": list(names)}
         rec.update(columns)
-        self._writer_for_event().append("layers", rec)
+        self._writer_for_event().append(STREAM_LAYERS, rec)
 
     def write_input(self, step: int, stats: Mapping[str, Any]) -> None:
         """Append one ``input`` record with the fields of INPUT_FIELDS."""
         rec = {"kind": KIND_INPUT, "step": int(step), "time": time.time()}
         rec.update({k: stats.get(k) for k in INPUT_FIELDS})
-        self._writer_for_event().append("layers", rec)
+        self._writer_for_event().append(STREAM_LAYERS, rec)
 
     def finding(self, finding: Finding) -> None:
         """Write a finding into the run at once (the dashboard shows it without recomputing)."""
@@ -483,7 +484,7 @@ class Monitor:
         rec.update(finding.to_json())
         with self._lock:
             if not self._closed:
-                self._writer_for_event().append("scalars", rec)
+                self._writer_for_event().append(STREAM_SCALARS, rec)
 
     def _flush_pending(self) -> None:
         step = self._pending_step
@@ -552,7 +553,7 @@ class Monitor:
             rec: dict[str, Any] = {"kind": KIND_SCALARS, "step": int(step), "time": time.time(), "values": values}
             if nonfinite:
                 rec["nonfinite"] = nonfinite
-            writer.append("scalars", rec)
+            writer.append(STREAM_SCALARS, rec)
             self.last_step = int(step)
             if bad_loss is not None and not self._nan_reported:
                 self._nan_reported = True

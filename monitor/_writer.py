@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from core.schema import META_FILE
+from core.schema import META_FILE, data_file
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class RunWriter:
     def _fd(self, stream: str) -> int:
         fd = self._fds.get(stream)
         if fd is None:
-            path = self.run_dir / f"{stream}.r{self.rank}.jsonl"
+            path = self.run_dir / data_file(stream, self.rank)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self._fds[stream] = fd
         return fd

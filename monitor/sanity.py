@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from core.errors import ConfigError
+from core.schema import REG_KEYS, SANITY_OVERFIT
 
 __all__ = ["SANITY_OVERFIT", "overfit_subset", "check_sanity_hparams"]
 
-SANITY_OVERFIT = "overfit_small"  # the Monitor's ``sanity=`` value for this check
 
 
 def overfit_subset(X: Any, y: Any, n: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -68,9 +68,10 @@ def check_sanity_hparams(hparams: dict[str, Any]) -> None:
     """Raise when the hyperparameters of an overfit check turn regularization on.
 
     Raises:
-        ConfigError: when ``reg``/``weight_decay``/``l2`` is above 0.
+        ConfigError: when a regularization strength (``core.schema.REG_KEYS``: ``reg``, ``weight_decay``...)
+            is above 0.
     """
-    for key in ("reg", "weight_decay", "l2"):
+    for key in REG_KEYS:
         v = hparams.get(key)
         if isinstance(v, (int, float)) and v > 0:
             raise ConfigError(f"the overfit sanity check needs regularization off; {key}={v!r}, set it to 0")
