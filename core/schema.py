@@ -127,12 +127,15 @@ class LayerInfo:
         kind: one of ``LAYER_KINDS`` (``"relu"``, ``"tanh"``, ``"linear"``, ``"conv"``, ...).
         shape: output shape without the batch dimension, when known.
         params: names of the parameter tensors this layer owns (``"fc1.weight"``, ...).
+        type: the class name of the module (``"Conv2d"``, ``"TransformerEncoderLayer"``), or the
+            function (``"relu()"``) for an activation called as a function, when known.
     """
 
     name: str
     kind: str
     shape: tuple[int, ...] | None = None
     params: tuple[str, ...] = ()
+    type: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind}
@@ -140,6 +143,8 @@ class LayerInfo:
             out["shape"] = list(self.shape)
         if self.params:
             out["params"] = list(self.params)
+        if self.type:
+            out["type"] = self.type
         return out
 
     @classmethod
@@ -151,7 +156,8 @@ class LayerInfo:
         shape_t = tuple(int(s) for s in shape if isinstance(s, int)) if isinstance(shape, list) else None
         params = obj.get("params")
         params_t = tuple(p for p in params if isinstance(p, str)) if isinstance(params, list) else ()
-        return cls(obj["name"], kind, shape_t, params_t)
+        type_ = obj.get("type") if isinstance(obj.get("type"), str) else None
+        return cls(obj["name"], kind, shape_t, params_t, type_)
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,24 +140,31 @@ def _norm_and_bad(a: np.ndarray | None) -> tuple[float | None, float | None, int
     return _f(np.sqrt(np.dot(fin, fin))), _f(fin.std()), n_nan, n_inf
 
 
-def param_stats(weight: Any, update: Any = None, grad: Any = None) -> dict[str, Any]:
+def param_stats(weight: Any, update: Any = None, grad: Any = None, before: Any = None) -> dict[str, Any]:
     """Statistics of one parameter tensor at one step.
 
     Args:
         weight: the parameter after the update.
         update: the change just applied (``weight_after - weight_before``), if known.
         grad: the gradient, if known.
+        before: the weight before the update (default ``weight - update``).
 
     Returns:
-        A dict with the keys of ``schema.PARAM_FIELDS``. ``upd_ratio`` is
-        ``upd_norm / w_norm`` (the lecture's update:weight ratio, healthy around 1e-3).
+        A dict with the keys of ``schema.PARAM_FIELDS``. ``upd_ratio`` is ``upd_norm`` over the
+        norm of the weight before the update (``weight - update``): the lecture's update:weight
+        ratio, healthy around 1e-3.
     """
     w_norm, w_std, w_nan, w_inf = _norm_and_bad(np.asarray(weight))
     upd_norm, _, _, _ = _norm_and_bad(None if update is None else np.asarray(update))
     grad_norm, _, g_nan, g_inf = _norm_and_bad(None if grad is None else np.asarray(grad))
     ratio = None
-    if upd_norm is not None and w_norm:
-        ratio = _f(upd_norm / w_norm)
+    if upd_norm is not None:
+        if before is None:
+            with np.errstate(invalid="ignore", over="ignore"):
+                before = np.asarray(weight, np.float64) - np.asarray(update, np.float64)
+        before_norm = _norm_and_bad(np.asarray(before))[0]
+        if before_norm:
+            ratio = _f(upd_norm / before_norm)
     return {
         "w_norm": w_norm, "w_std": w_std, "upd_norm": upd_norm, "upd_ratio": ratio, "grad_norm": grad_norm,
         "w_nan": w_nan, "w_inf": w_inf, "grad_nan": g_nan, "grad_inf": g_inf,

@@ -17,7 +17,7 @@ __all__ = [
     "Choice", "IntUniform", "LogUniform", "SearchResult", "Trial", "Uniform", "random_search", "refine",
 ]
 
-_WATCH_OPTIONS = ("start_step", "log_input", "hist_sample", "defer_scalars")
+_WATCH_OPTIONS = ("start_step", "log_input", "hist_sample", "defer_scalars", "kinds", "functional", "scaler")
 
 
 def watch(model: Any, optimizer: Any, logdir: str | os.PathLike[str] = "runs", name: str | None = None,

@@ -197,7 +197,7 @@ class Monitor:
         self.last_step: int | None = None
         # Set by a framework adapter (monitor/_torch.py): sees log()'s scalars first and may
         # add values (learning rates) or hold the record until device values arrive (None).
-        self._scalar_filter: Any = None
+        self._scalar_filters: list[Any] = []  # one per watched model: ends its iteration, adds its lr
         self._watches: list[Any] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -521,11 +521,11 @@ class Monitor:
         Raises:
             TrainingDivergedError: only with ``on_nan="raise"``, when the loss is NaN/Inf.
         """
-        filt = self._scalar_filter
-        if filt is not None and not self._closed:
-            scalars = filt(step, scalars)
-            if scalars is None:
-                return
+        if not self._closed:
+            for filt in list(self._scalar_filters):
+                scalars = filt(step, scalars)
+                if scalars is None:
+                    return
         self._log_values(step, scalars)
 
     def _log_values(self, step: int, scalars: Mapping[str, Any]) -> None:
@@ -570,20 +570,24 @@ class Monitor:
 
     # -- frameworks ------------------------------------------------------------------------
 
-    def watch(self, model: Any, optimizer: Any, **options: Any) -> Any:
-        """Record a PyTorch model and its optimizer with hooks (imports torch only now).
+    def watch(self, model: Any, optimizer: Any = None, **options: Any) -> Any:
+        """Record a PyTorch model and its optimizer(s) with hooks (imports torch only now).
 
-        Every watched layer's output, the model input, and each parameter's weight, update and
-        gradient statistics are recorded on logged steps; the learning rate of each parameter
-        group is added to every ``log`` call. Steps are counted by ``optimizer.step()`` calls
-        from ``start_step`` (0): log with the same numbers. Only forwards in training mode
-        are recorded. The hooks are removed when the Monitor closes.
+        Every watched layer's output (modules and activation functions called in ``forward``),
+        the model input, and each parameter's weight, update and gradient statistics are
+        recorded on logged steps; the learning rate of each optimizer and parameter group is
+        added to every ``log`` call. Each ``log(step, ...)`` ends an iteration: its records carry
+        that ``step``. With an optimizer, only forwards in training mode are recorded. The hooks
+        are removed when the Monitor closes.
 
         Args:
-            model: a ``torch.nn.Module``.
-            optimizer: a ``torch.optim.Optimizer`` whose ``step()`` ends each training step.
+            model: a ``torch.nn.Module`` (also compiled with ``torch.compile``, or in DataParallel/DDP).
+            optimizer: a ``torch.optim.Optimizer``, a list of them, or ``None`` (activations only;
+                optimizers created later that step the model's parameters are found on their own).
             **options: ``start_step`` (int, 0), ``log_input`` (bool, True), ``hist_sample``
-                (values binned per layer, 16384), ``defer_scalars`` (see ``TorchWatch``).
+                (values binned per layer, 16384), ``defer_scalars``, ``kinds`` (layer kinds of
+                custom modules, e.g. ``{MySwish: "silu"}``), ``functional`` (bool, True),
+                ``scaler`` (the AMP ``GradScaler``), see ``TorchWatch``.
 
         Returns:
             The ``TorchWatch`` handle: ``remove()`` (safe twice) or a ``with`` block ends it early.
@@ -595,7 +599,8 @@ class Monitor:
 
         w = watch_model(self, model, optimizer, **options)
         with self._lock:
-            self._watches.append(w)
+            if w not in self._watches:  # watching a watched model again adds its optimizer
+                self._watches.append(w)
         return w
 
     def __repr__(self) -> str:

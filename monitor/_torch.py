@@ -62,12 +62,15 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from collections import deque
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim import optimizer as _optim
+from torch.overrides import TorchFunctionMode
 
 from core.schema import PARAM_FIELDS, RELU_FAMILY, SATURATING, LayerInfo, finite_or_none
 from core.stats import SAT_EPS
@@ -103,7 +106,7 @@ _KIND_TABLE: tuple[tuple[type, str], ...] = (
 )
 
 _ACT_HEAD = 11  # sum, m2, min, max, nonzero, dead, sat, nan, inf, unit_std, sample size; then the histogram
-_PARAM_LEN = 6  # w_sq, w_m2, w_nan, w_inf, upd_sq, w_sum
+_PARAM_LEN = 7  # w_sq, w_m2, w_nan, w_inf, upd_sq, w_sum, w_before_sq (filled in from the pre-step pass)
 _GRAD_LEN = 3  # grad_sq, grad_nan, grad_inf
 
 
@@ -128,6 +131,22 @@ def _as_float(x: torch.Tensor) -> torch.Tensor:
         # half/bfloat16 sums lose digits; integer and bool outputs have no float ops.
         x = x.float()
     return x
+
+
+def _sq(flat: torch.Tensor) -> torch.Tensor:
+    """Sum of squares of a 1-D float tensor, accumulated in float32 or wider, never overflowing for finite values.
+
+    On the CPU a float32 dot product (the fastest reduction) is redone in float64 when it
+    overflows (finite values above ~1e19 do); elsewhere it is accumulated in float64 at once,
+    since checking would read a device value.
+    """
+    if flat.device.type == "cpu":
+        sq = torch.dot(flat, flat)
+        if flat.dtype == torch.float32 and math.isinf(sq.item()):
+            wide = flat.double()
+            return torch.dot(wide, wide)
+        return sq
+    return torch.linalg.vector_norm(flat, dtype=torch.float64).square()
 
 
 def _zero_like(x: torch.Tensor) -> torch.Tensor:
@@ -200,34 +219,59 @@ def hist_sample_of(flat: torch.Tensor, batch: int, limit: int) -> torch.Tensor:
     return flat[:per:-(-per // limit)]
 
 
-def _units_max(x: torch.Tensor) -> torch.Tensor:
+def _sample(x: torch.Tensor, flat: torch.Tensor, batch_axis: int, limit: int) -> torch.Tensor:
+    """:func:`hist_sample_of` for an output whose batch axis is ``batch_axis`` (``flat`` is ``x`` flattened)."""
+    if batch_axis == 0 or x.ndim < 2:
+        return hist_sample_of(flat, x.shape[0] if x.ndim else 1, limit)
+    n = flat.numel()
+    if n <= limit:
+        return flat
+    per = max(1, n // max(1, x.shape[batch_axis]))
+    rows = limit // per
+    if rows >= 1:
+        return x.narrow(batch_axis, 0, rows).reshape(-1)  # a copy of at most ``limit`` values
+    return x.select(batch_axis, 0).reshape(-1)[::-(-per // limit)]
+
+
+def _by_unit(x: torch.Tensor, unit_axis: int) -> torch.Tensor:
+    """``x`` as ``(rows, units)`` or ``(batch, units, positions)``: every example and position of each unit."""
+    if unit_axis == x.ndim - 1:
+        return x.reshape(-1, x.shape[-1])
+    return x.flatten(2)  # channels first: (N, C, ...)
+
+
+def _units_max(x: torch.Tensor, unit_axis: int = 1) -> torch.Tensor:
     """Per-unit max over every example and position (NaN propagates)."""
     if x.ndim <= 1:
         return x.amax().reshape(1)
-    if x.ndim == 2:
-        return x.amax(0)
-    return x.flatten(2).amax(2).amax(0)
+    u = _by_unit(x, unit_axis)
+    return u.amax(0) if u.ndim == 2 else u.amax(2).amax(0)
 
 
-def _dead_count(x: torch.Tensor) -> torch.Tensor:
+def _dead_count(x: torch.Tensor, unit_axis: int = 1) -> torch.Tensor:
     # A NaN is not <= 0: a unit with a NaN output is never dead (as in core.stats).
-    return _units_max(x).le(0).sum()
+    return _units_max(x, unit_axis).le(0).sum()
 
 
-def _unit_means(x: torch.Tensor) -> torch.Tensor:
-    return x.mean(0) if x.ndim == 2 else x.flatten(2).mean(2).mean(0)
+def _unit_means(x: torch.Tensor, unit_axis: int = 1) -> torch.Tensor:
+    u = _by_unit(x, unit_axis)
+    return u.mean(0) if u.ndim == 2 else u.mean(2).mean(0)
 
 
-def _unit_std(x: torch.Tensor, zero: torch.Tensor | None) -> torch.Tensor:
+def _has_units(x: torch.Tensor, unit_axis: int) -> bool:
+    return x.ndim >= 2 and x.shape[unit_axis] >= 2 and x.numel() > 0
+
+
+def _unit_std(x: torch.Tensor, zero: torch.Tensor | None, unit_axis: int = 1) -> torch.Tensor:
     """Population std across units of each unit's mean over the batch (and positions)."""
-    if x.ndim < 2 or x.shape[1] < 2 or x.shape[0] == 0:
+    if not _has_units(x, unit_axis):
         return zero if zero is not None else _zero_like(x)
-    return torch.std(_unit_means(x), correction=0)
+    return torch.std(_unit_means(x, unit_axis).double(), correction=0)  # a few values: float64 cannot overflow
 
 
 def _m2(flat: torch.Tensor, mean: torch.Tensor | float, buf: torch.Tensor) -> torch.Tensor:
     torch.sub(flat, mean, out=buf)
-    return torch.dot(buf, buf)
+    return _sq(buf)
 
 
 def _nonzero_count(flat: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
@@ -258,7 +302,8 @@ def _hist(sample: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bins: int,
 
 def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample: int = HIST_SAMPLE,
                       exact: bool | None = None, zero: torch.Tensor | None = None,
-                      scratch: Scratch | None = None) -> torch.Tensor | list[float]:
+                      scratch: Scratch | None = None, unit_axis: int = 1,
+                      batch_axis: int = 0) -> torch.Tensor | list[float]:
     """The statistics of one layer output as one float64 vector on ``x``'s device.
 
     Layout: ``[sum, m2, min, max, nonzero, dead_units, sat_count, nan, inf, unit_std, m,
@@ -271,8 +316,11 @@ def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample
     small ops that the device path needs).
 
     Args:
-        x: the layer output, batch first.
+        x: the layer output.
         kind: the layer kind (decides dead units and saturation).
+        unit_axis: the axis of the units: ``1`` (channels first, ``(N, C, ...)``) or the last
+            axis (features of ``(N, ..., D)``); a unit's mean and maximum are over every other axis.
+        batch_axis: the axis of the examples (decides which values the histogram samples).
         bins: histogram bins.
         hist_sample: at most this many values are binned and counted (see :func:`hist_sample_of`).
         exact: ``True`` computes the NaN-excluding versions always; ``False`` assumes finite
@@ -288,15 +336,17 @@ def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample
     n = flat.numel()
     if n == 0:
         return torch.zeros(_ACT_HEAD + bins, dtype=torch.float64, device=x.device)
-    batch = x.shape[0] if x.ndim else 1
+    if x.ndim:
+        unit_axis %= x.ndim
     if x.device.type == "cpu" and exact is not True:
         # On the CPU reading a value costs nothing (on an accelerator it would wait for the
         # device): the unit means, needed anyway, give the total, and a non-finite total
         # sends the layer to the NaN-excluding path.
-        means = _unit_means(x) if x.ndim >= 2 and x.shape[1] >= 2 and x.shape[0] else None
+        means = _unit_means(x, unit_axis) if _has_units(x, unit_axis) else None
         total = means.sum().item() * (n / means.numel()) if means is not None else flat.sum().item()
         if exact is False or math.isfinite(total):
-            return _cpu_activation_list(x, flat, kind, total, bins, hist_sample, scratch, means)
+            return _cpu_activation_list(x, flat, kind, total, bins, hist_sample, scratch, means, unit_axis,
+                                        batch_axis)
     # Elsewhere, and for a CPU tensor holding NaN/Inf: the NaN-excluding versions, branch-free.
     fin = torch.isfinite(flat)
     n_fin = fin.sum()
@@ -309,9 +359,9 @@ def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample
     # Python scalars, not torch.tensor(inf, device=...): a copy from host memory would wait for the device.
     lo = torch.where(fin, flat, math.inf).amin()
     hi = torch.where(fin, flat, -math.inf).amax()
-    dead = _dead_count(x) if kind in RELU_FAMILY else zero
-    sample = hist_sample_of(xz, batch, hist_sample)
-    sfin = hist_sample_of(fin, batch, hist_sample)
+    dead = _dead_count(x, unit_axis) if kind in RELU_FAMILY else zero
+    sample = _sample(xz.view(x.shape), xz, batch_axis, hist_sample)
+    sfin = _sample(fin.view(x.shape), fin, batch_axis, hist_sample)
     sbuf = torch.empty_like(sample)
     sat = zero
     if kind in SATURATING:  # a non-finite value is replaced by one that is not saturated
@@ -319,8 +369,8 @@ def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample
     has = n_fin > 0
     hist = _hist(sample, torch.where(has, lo, 0.0), torch.where(has, hi, 0.0), bins,
                  weights=sfin.to(torch.float64))
-    head = [s, torch.dot(d, d), lo, hi, _nonzero_count(sample, sbuf), dead, sat, n_nan, n_inf,
-            _unit_std(x, zero), sfin.sum()]
+    head = [s, _sq(d), lo, hi, _nonzero_count(sample, sbuf), dead, sat, n_nan, n_inf,
+            _unit_std(x, zero, unit_axis), sfin.sum()]
     return torch.cat([torch.stack([h.to(torch.float64) for h in head]), hist])
 
 
@@ -332,7 +382,7 @@ def input_vector(x: torch.Tensor) -> torch.Tensor:
         total = flat.sum().item()
         if math.isfinite(total):  # the common case, without the NaN-excluding temporaries
             lo, hi = torch.aminmax(flat)
-            sq = torch.dot(flat, flat).item()
+            sq = _sq(flat).item()
             m2 = sq - total * total / n if _one_pass_ok(sq, total, n) else _m2(flat, total / n, torch.empty_like(flat)).item()
             return torch.tensor([total, m2, lo.item(), hi.item(), 0.0, 0.0], dtype=torch.float64)
     fin = torch.isfinite(flat)
@@ -342,7 +392,7 @@ def input_vector(x: torch.Tensor) -> torch.Tensor:
     d = torch.where(fin, flat - s / n_fin.clamp_min(1), 0.0)
     lo, hi = torch.where(fin, flat, math.inf).amin(), torch.where(fin, flat, -math.inf).amax()
     n_nan = torch.isnan(flat).sum()
-    return torch.stack([t.to(torch.float64) for t in (s, torch.dot(d, d), lo, hi, n_nan, flat.numel() - n_fin - n_nan)])
+    return torch.stack([t.to(torch.float64) for t in (s, _sq(d), lo, hi, n_nan, flat.numel() - n_fin - n_nan)])
 
 
 def decode_input(vec: list[float], numel: int) -> dict[str, Any]:
@@ -362,20 +412,21 @@ def _one_pass_ok(sq: float, total: float, n: int) -> bool:
 
 
 def _cpu_activation_list(x: torch.Tensor, flat: torch.Tensor, kind: str, total: float | None, bins: int,
-                         hist_sample: int, scratch: Scratch | None, means: torch.Tensor | None) -> list[float]:
+                         hist_sample: int, scratch: Scratch | None, means: torch.Tensor | None,
+                         unit_axis: int = 1, batch_axis: int = 0) -> list[float]:
     """:func:`activation_vector` for finite CPU values, with host arithmetic between the passes."""
     n = flat.numel()
     lo_t, hi_t = torch.aminmax(flat)
     lo, hi = lo_t.item(), hi_t.item()
-    sq = torch.dot(flat, flat).item()
+    sq = _sq(flat).item()
     if total is None:
         total = flat.sum().item()
     if _one_pass_ok(sq, total, n):
         m2 = sq - total * total / n
     else:
         m2 = _m2(flat, total / n, _take(scratch, flat)).item()
-    dead = _dead_count(x).item() if kind in RELU_FAMILY else 0
-    sample = hist_sample_of(flat, x.shape[0] if x.ndim else 1, hist_sample)
+    dead = _dead_count(x, unit_axis).item() if kind in RELU_FAMILY else 0
+    sample = _sample(x, flat, batch_axis, hist_sample)
     sbuf = _take(scratch, sample)
     nonzero = torch.count_nonzero(sample).item()
     sat = 0
@@ -389,7 +440,7 @@ def _cpu_activation_list(x: torch.Tensor, flat: torch.Tensor, kind: str, total: 
     hist = torch.bincount(idx, minlength=bins).tolist()
     unit_std = 0.0
     if means is not None and means.numel() >= 2:
-        unit_std = math.sqrt(max(torch.var(means, correction=0).item(), 0.0))
+        unit_std = math.sqrt(max(torch.var(means.double(), correction=0).item(), 0.0))
     return [total, m2, lo, hi, nonzero, dead, sat, 0, 0, unit_std, sample.numel(), *hist]
 
 
@@ -421,7 +472,7 @@ def decode_activation(vec: list[float], kind: str, numel: int, units: int) -> di
 
 def _sq_and_bad(flat: torch.Tensor, exact: bool | None, zero: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``(sum of squares of the finite elements, NaN count, Inf count, exact used)``."""
-    sq = torch.dot(flat, flat)
+    sq = _sq(flat)
     if exact is None:
         exact = flat.device.type != "cpu" or not math.isfinite(sq.item())
     if not exact:
@@ -429,14 +480,16 @@ def _sq_and_bad(flat: torch.Tensor, exact: bool | None, zero: torch.Tensor) -> t
     fin = torch.isfinite(flat)
     fz = torch.where(fin, flat, 0.0)
     n_nan = torch.isnan(flat).sum()
-    return torch.dot(fz, fz), n_nan, flat.numel() - fin.sum() - n_nan, True
+    return _sq(fz), n_nan, flat.numel() - fin.sum() - n_nan, True
 
 
 def param_vector(weight: torch.Tensor, before: torch.Tensor | None, *, exact: bool | None = None,
                  zero: torch.Tensor | None = None, scratch: Scratch | None = None) -> torch.Tensor:
     """The weight and update statistics of one parameter tensor as a float64 vector on its device.
 
-    Layout: ``[w_sq, w_m2, w_nan, w_inf, upd_sq, w_sum]``, over the finite elements. ``before``
+    Layout: ``[w_sq, w_m2, w_nan, w_inf, upd_sq, w_sum, w_before_sq]``, over the finite elements
+    (``w_before_sq``, the squared norm of ``before``, is 0 without it: plain SGD needs no copy,
+    and the caller fills it in from the pass before ``step()``). ``before``
     is a copy of the weight taken before the update; it is overwritten here. Followed by
     :func:`grad_vector` (taken before the step), :func:`decode_param` gives the
     ``core.stats.param_stats`` fields.
@@ -452,11 +505,13 @@ def param_vector(weight: torch.Tensor, before: torch.Tensor | None, *, exact: bo
     else:
         s = w.sum()
         d = torch.sub(w, s / max(w.numel(), 1), out=_take(scratch, w))
-    upd_sq = zero
+    upd_sq = wb_sq = zero
     if before is not None:
-        upd = _as_float(before).reshape(-1).sub_(w)  # before - after: the update's norm, no new buffer
+        b = _as_float(before).reshape(-1)
+        wb_sq = _sq_and_bad(b, exact, zero)[0]
+        upd = b.sub_(w)  # before - after: the update's norm, no new buffer
         upd_sq = _sq_and_bad(upd, exact, zero)[0]
-    return torch.stack([t.to(torch.float64) for t in (w_sq, torch.dot(d, d), w_nan, w_inf, upd_sq, s)])
+    return torch.stack([t.to(torch.float64) for t in (w_sq, _sq(d), w_nan, w_inf, upd_sq, s, wb_sq)])
 
 
 def grad_vector(grad: torch.Tensor, *, exact: bool | None = None, zero: torch.Tensor | None = None) -> torch.Tensor:
@@ -473,6 +528,8 @@ def cpu_param_lists(weights: list[torch.Tensor], befores: list[torch.Tensor | No
     """:func:`param_vector` for many CPU tensors, as lists: one dot product per norm (the
     cheapest reduction on the CPU) and host arithmetic instead of small ops. Tensors with
     non-finite values take the exact per-tensor path. ``befores`` are overwritten."""
+    if not weights:
+        return []
     flat = [_as_float(w).reshape(-1) for w in weights]
     firsts = torch.stack([t for f in flat for t in (torch.dot(f, f), f.sum())]).tolist()
     out: list[list[float] | None] = [None] * len(flat)
@@ -483,12 +540,16 @@ def cpu_param_lists(weights: list[torch.Tensor], befores: list[torch.Tensor | No
         elif befores[i] is not None:
             upd_idx.append(i)
     upd_sq: dict[int, float] = {}
+    wb_sq: dict[int, float] = {}
     if upd_idx:
         sq = []
         for i in upd_idx:
-            u = _as_float(befores[i]).reshape(-1).sub_(flat[i])  # type: ignore[union-attr]  # before - after
-            sq.append(torch.dot(u, u))
-        upd_sq = dict(zip(upd_idx, torch.stack(sq).tolist()))
+            b = _as_float(befores[i]).reshape(-1)  # type: ignore[union-attr]
+            sq.append(_sq(b))
+            sq.append(_sq(b.sub_(flat[i])))  # before - after
+        both = torch.stack(sq).tolist()
+        wb_sq = dict(zip(upd_idx, both[0::2]))
+        upd_sq = dict(zip(upd_idx, both[1::2]))
     for i, f in enumerate(flat):
         if out[i] is not None:
             continue
@@ -498,7 +559,7 @@ def cpu_param_lists(weights: list[torch.Tensor], befores: list[torch.Tensor | No
             m2 = sq_w - total * total / n
         else:
             m2 = _m2(f, total / n, _take(scratch, f)).item()
-        out[i] = [sq_w, m2, 0, 0, upd_sq.get(i, 0.0), total]
+        out[i] = [sq_w, m2, 0, 0, upd_sq.get(i, 0.0), total, wb_sq.get(i, 0.0)]
     return out  # type: ignore[return-value]
 
 
@@ -517,26 +578,31 @@ def _plain_sgd_lrs(optimizer: torch.optim.Optimizer) -> dict[int, float]:
         if (isinstance(lr, (int, float)) and not isinstance(lr, bool) and not group.get("momentum")
                 and not group.get("weight_decay") and not group.get("maximize")):
             for p in group["params"]:
-                out[id(p)] = float(lr)
+                # In bfloat16/float16 the stored weight moves by a rounded -lr * grad (often by 0):
+                # only the real difference shows that.
+                if p.dtype in (torch.float32, torch.float64):
+                    out[id(p)] = float(lr)
     return out
 
 
 def cpu_grad_lists(grads: list[torch.Tensor]) -> list[list[float]]:
     """:func:`grad_vector` for many dense CPU gradients, as lists."""
     flat = [_as_float(g).reshape(-1) for g in grads]
-    sqs = torch.stack([torch.dot(f, f) for f in flat]).tolist() if flat else []
+    sqs = torch.stack([torch.dot(f, f) for f in flat]).tolist() if flat else []  # an overflow takes the exact path
     return [[sq, 0, 0] if math.isfinite(sq) else grad_vector(g, exact=True).tolist() for g, sq in zip(flat, sqs)]
 
 
 def decode_param(vec: list[float], numel: int, has_update: bool, has_grad: bool) -> dict[str, Any]:
     """Turn :func:`param_vector` + :func:`grad_vector` (as one list) into the fields of ``core.stats.param_stats``."""
-    w_sq, w_m2, w_nan, w_inf, upd_sq, _w_sum, g_sq, g_nan, g_inf = vec[:_PARAM_LEN + _GRAD_LEN]
+    w_sq, w_m2, w_nan, w_inf, upd_sq, _w_sum, wb_sq, g_sq, g_nan, g_inf = vec[:_PARAM_LEN + _GRAD_LEN]
     n_fin = numel - int(w_nan) - int(w_inf)
     w_norm = finite_or_none(math.sqrt(w_sq)) if n_fin > 0 and math.isfinite(w_sq) else None
     w_std = finite_or_none(math.sqrt(max(w_m2, 0.0) / n_fin)) if n_fin > 0 and math.isfinite(w_m2) else None
     upd_norm = finite_or_none(math.sqrt(upd_sq)) if has_update and math.isfinite(upd_sq) else None
     grad_norm = finite_or_none(math.sqrt(g_sq)) if has_grad and math.isfinite(g_sq) else None
-    ratio = finite_or_none(upd_norm / w_norm) if upd_norm is not None and w_norm else None
+    # The lecture's ratio: the update over the weight it was applied to (before the update).
+    wb_norm = math.sqrt(wb_sq) if math.isfinite(wb_sq) and wb_sq > 0 else None
+    ratio = finite_or_none(upd_norm / wb_norm) if upd_norm is not None and wb_norm else None
     return {
         "w_norm": w_norm, "w_std": w_std, "upd_norm": upd_norm, "upd_ratio": ratio, "grad_norm": grad_norm,
         "w_nan": int(w_nan), "w_inf": int(w_inf),
@@ -567,16 +633,136 @@ def _gather(parts: list[torch.Tensor | list[float]]) -> list[float]:
     return out
 
 
+def _unwrap(model: nn.Module) -> tuple[nn.Module, bool]:
+    """The module whose layers are recorded: without torch.compile's and DataParallel/DDP's wrappers.
+
+    Returns ``(inner module, compiled)``; names are taken from the inner module, so they have no
+    ``_orig_mod.`` or ``module.`` prefix.
+    """
+    compiled = False
+    wrappers: tuple[type, ...] = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    opt_mod = getattr(getattr(torch, "_dynamo", None), "eval_frame", None)
+    opt_cls = getattr(opt_mod, "OptimizedModule", None)
+    while True:
+        if opt_cls is not None and isinstance(model, opt_cls):
+            model, compiled = model._orig_mod, True
+        elif isinstance(model, wrappers):
+            model = model.module
+        else:
+            return model, compiled
+
+
+def _functional_kinds() -> dict[Any, str]:
+    """Activation functions recorded when called inside a watched model's forward, and their kinds."""
+    table: dict[Any, str] = {}
+    for names, kind in (
+        (("relu", "relu_"), "relu"), (("relu6",), "relu6"), (("leaky_relu", "leaky_relu_"), "leaky_relu"),
+        (("prelu",), "prelu"), (("rrelu", "rrelu_"), "rrelu"), (("elu", "elu_"), "elu"), (("selu", "selu_"), "selu"),
+        (("celu", "celu_"), "celu"), (("gelu",), "gelu"), (("silu",), "silu"), (("mish",), "mish"),
+        (("softplus",), "softplus"), (("hardswish",), "hardswish"), (("tanh", "tanh_"), "tanh"),
+        (("sigmoid", "sigmoid_"), "sigmoid"), (("hardtanh", "hardtanh_"), "hardtanh"),
+        (("hardsigmoid",), "hardsigmoid"), (("softsign",), "softsign"),
+    ):
+        for n in names:
+            for owner in (F, torch, torch.Tensor, torch.special):
+                fn = getattr(owner, n, None)
+                if fn is not None:
+                    table.setdefault(fn, kind)
+    return table
+
+
+_FUNCTIONAL = _functional_kinds()
+# How a module's output is laid out: units along axis 1 (channels first), along the last axis
+# (features of (N, ..., D)), or like the tensor it was given (activations).
+_CHANNELS, _LAST, _FOLLOW = "channels", "last", "follow"
+
+
+def _unit_rule(module: nn.Module, kind: str) -> str:
+    if isinstance(module, (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, nn.GroupNorm)):
+        return _CHANNELS
+    if kind in RELU_FAMILY or kind in SATURATING or kind == "identity":
+        return _FOLLOW
+    return _LAST
+
+
+def _sequence_kind(module: nn.Module) -> str | None:
+    """The kind of the modules whose output is a tuple: the RNN family and attention."""
+    if isinstance(module, nn.RNN):
+        return "relu" if getattr(module, "nonlinearity", "tanh") == "relu" else "tanh"
+    if isinstance(module, (nn.LSTM, nn.GRU)):
+        return "tanh"  # h = o * tanh(c) (LSTM), a tanh/state mix (GRU): bounded by 1, saturates at +-1
+    if isinstance(module, nn.MultiheadAttention):
+        return "linear"  # the output projection's output
+    return None
+
+
+def _batch_first(module: nn.Module) -> bool | None:
+    bf = getattr(module, "batch_first", None)
+    if isinstance(bf, bool):
+        return bf
+    attn = getattr(module, "self_attn", None)  # Transformer{Encoder,Decoder}Layer keep it in their attention
+    bf = getattr(attn, "batch_first", None)
+    return bf if isinstance(bf, bool) else None
+
+
+def _first_tensor(out: Any) -> torch.Tensor | None:
+    """The tensor a layer's output stands for: itself, or the first element of a tuple (RNN, attention)."""
+    for _ in range(3):  # (output, h_n), PackedSequence(data, ...), ((out, w), ...)
+        if isinstance(out, torch.Tensor):
+            return out
+        if isinstance(out, (tuple, list)) and out:
+            out = out[0]
+        else:
+            return None
+    return out if isinstance(out, torch.Tensor) else None
+
+
 class _Layer:
-    """One watched module: its name, kind and whether monitoring it still works."""
+    """One watched module: its name, kind, class name, output layout and whether monitoring it still works."""
 
-    __slots__ = ("module", "name", "kind", "failed")
+    __slots__ = ("module", "name", "kind", "type", "units", "seq_first", "failed")
 
-    def __init__(self, module: nn.Module, name: str, kind: str) -> None:
+    def __init__(self, module: nn.Module, name: str, kind: str, units: str, seq_first: bool) -> None:
         self.module = module
         self.name = name
         self.kind = kind
+        self.type = type(module).__name__
+        self.units = units
+        self.seq_first = seq_first  # inside a batch_first=False module: (T, N, ...) outputs
         self.failed = False
+
+
+class _Opt:
+    """A watched optimizer: its index (names its lr series), weak reference and parameters."""
+
+    __slots__ = ("index", "ref", "ids")
+
+    def __init__(self, index: int, optimizer: torch.optim.Optimizer) -> None:
+        self.index = index
+        self.ref = weakref.ref(optimizer)
+        self.ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
+
+    def lr_key(self, group: int) -> str:
+        base = "lr" if self.index == 0 else f"lr/opt{self.index}"
+        return base if group == 0 else f"{base}/{group}"
+
+
+class _ActMode(TorchFunctionMode):
+    """Records the outputs of activation functions (``F.relu``, ``torch.tanh``, ...) during a logged forward."""
+
+    def __init__(self, watch: "TorchWatch") -> None:
+        super().__init__()
+        self.watch = watch
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        kind = _FUNCTIONAL.get(func)
+        if kind is not None:
+            try:
+                self.watch._functional_output(func, kind, args, out)
+            except Exception as err:  # monitoring never stops training
+                self.watch._warn_once("functional activations", err)
+        return out
 
 
 class _Pending:
@@ -599,92 +785,140 @@ class _Pending:
 
 
 class TorchWatch:
-    """Hooks on a model and its optimizer that feed a :class:`~monitor.Monitor`.
+    """Hooks on a model and its optimizers that feed a :class:`~monitor.Monitor`.
 
     Made by :meth:`Monitor.watch`; removed by :meth:`remove` (safe to call twice), by
     leaving a ``with`` block, or when the Monitor closes.
 
-    Steps are counted by ``optimizer.step()`` calls, from ``start_step``: the forward,
-    backward and ``step()`` of one iteration form one step. Pass the same numbers to
-    ``mon.log`` (the loop index from 0 with the default ``start_step=0``).
+    Steps. An iteration (forward, backward, the ``step()`` of each optimizer) ends with
+    ``mon.log(step, ...)``, and every record of that iteration carries that ``step``. The
+    next iteration is numbered ``step + 1`` to decide whether it is logged. Until the first
+    ``mon.log`` call (and in a loop that never calls it), iterations are counted by the
+    ``step()`` calls of the first optimizer, from ``start_step``.
 
     Args:
         monitor: the Monitor that owns the run.
-        model: the model; its ``forward`` in training mode is what gets recorded.
-        optimizer: its ``step()`` ends each step.
+        model: the model (a ``torch.compile``'d, DataParallel or DDP model is unwrapped for
+            names; the layers recorded are those of the module inside).
+        optimizer: an optimizer, a list of them, or ``None``. Optimizers created later whose
+            parameters belong to the model are watched as well (torch's global optimizer
+            hooks). With none, forwards in eval mode are recorded too.
         start_step: the number of the first step.
-        log_input: record the model's first positional input (``input`` record).
+        log_input: record the model's first floating-point tensor argument (``input`` record).
         hist_sample: at most this many values per layer are binned for the histogram.
         defer_scalars: copy accelerator loss tensors to the host without waiting and write
             them when they arrive (``None``: on accelerators only). Tests use ``True`` on CPU.
+        kinds: layer kinds for modules the table does not know (custom activations), by
+            module class, class name or module name: ``{MySwish: "silu"}``.
+        functional: record activation functions called inside ``forward`` (default True).
+        scaler: the ``torch.amp.GradScaler`` of a mixed-precision loop: gradient norms are
+            divided by its scale, so they are those of the unscaled gradients.
     """
 
-    def __init__(self, monitor: Any, model: nn.Module, optimizer: torch.optim.Optimizer, *,
+    def __init__(self, monitor: Any, model: nn.Module, optimizer: Any = None, *,
                  start_step: int = 0, log_input: bool = True, hist_sample: int = HIST_SAMPLE,
-                 defer_scalars: bool | None = None) -> None:
+                 defer_scalars: bool | None = None, kinds: Any = None, functional: bool = True,
+                 scaler: Any = None) -> None:
         from core.errors import ConfigError
+        from core.schema import LAYER_KINDS
 
         if not isinstance(model, nn.Module):
             raise ConfigError(f"watch() needs a torch.nn.Module as the model, got {type(model).__name__}")
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise ConfigError(f"watch() needs a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        opts = [] if optimizer is None else list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
+        for o in opts:
+            if not isinstance(o, torch.optim.Optimizer):
+                raise ConfigError(f"watch() needs a torch.optim.Optimizer (or a list of them, or None), "
+                                  f"got {type(o).__name__}")
         if not isinstance(start_step, int) or start_step < 0:
             raise ConfigError(f"start_step must be a non-negative integer, got {start_step!r}")
         if not isinstance(hist_sample, int) or hist_sample < 1:
             raise ConfigError(f"hist_sample must be a positive integer, got {hist_sample!r}")
+        user_kinds: dict[Any, str] = dict(kinds or {})
+        for key, kind in user_kinds.items():
+            if kind not in LAYER_KINDS:
+                raise ConfigError(f"kinds[{key!r}] must be one of {sorted(LAYER_KINDS)}, got {kind!r}")
+        if scaler is not None and not callable(getattr(scaler, "get_scale", None)):
+            raise ConfigError(f"scaler must be a torch.amp.GradScaler, got {type(scaler).__name__}")
         self.mon = monitor
-        self.model = model
-        self.optimizer = optimizer
+        self.root = model
+        self.model, self.compiled = _unwrap(model)
         self.step = start_step
         self.first_step = start_step
         self.log_input = log_input
         self.hist_sample = hist_sample
         self.defer_scalars = defer_scalars
+        self.functional = functional
+        self.scaler = scaler
         self.removed = False
 
         self._layers: dict[nn.Module, _Layer] = {}
-        for name, mod in model.named_modules():
-            kind = layer_kind(mod)
+        self._mod_names: dict[nn.Module, str] = {}
+        skip = {id(m.out_proj) for m in self.model.modules() if isinstance(m, nn.MultiheadAttention)}
+        seq_first: dict[str, bool] = {}
+        for name, mod in self.model.named_modules():
+            self._mod_names[mod] = name
+            bf = _batch_first(mod)
+            parent = name.rpartition(".")[0] if name else None
+            inherited = seq_first.get(parent, False) if parent is not None else False
+            seq_first[name] = (not bf) if bf is not None else inherited
+            if id(mod) in skip:  # MultiheadAttention applies its out_proj itself: its output is the attention's
+                continue
+            kind = (user_kinds.get(name) or user_kinds.get(type(mod)) or user_kinds.get(type(mod).__name__)
+                    or _sequence_kind(mod) or layer_kind(mod))
             if kind is not None:
-                self._layers[mod] = _Layer(mod, name or type(mod).__name__.lower(), kind)
+                self._layers[mod] = _Layer(mod, name or type(mod).__name__.lower(), kind, _unit_rule(mod, kind),
+                                           seq_first[name])
         self._names: dict[int, str] = {}
-        for name, p in model.named_parameters():  # deduplicated: a shared Parameter keeps its first name
+        for name, p in self.model.named_parameters():  # deduplicated: a shared Parameter keeps its first name
             self._names.setdefault(id(p), name)
-        self._params: list[tuple[str, nn.Parameter]] = [(n, p) for n, p in model.named_parameters()]
-        owned = {id(p) for _, p in self._params}
-        self._opt_ids: set[int] = set()
-        for gi, group in enumerate(optimizer.param_groups):
-            for pi, p in enumerate(group["params"]):
-                self._opt_ids.add(id(p))
-                if id(p) not in owned:
-                    owned.add(id(p))
-                    self._params.append((f"param_group{gi}.{pi}", p))
+        self._params: list[tuple[str, torch.Tensor]] = [(n, p) for n, p in self.model.named_parameters()]
+        self._param_ids = {id(p) for _, p in self._params}
 
+        self._opts: dict[int, _Opt] = {}  # id(optimizer) -> watched optimizer
+        self._not_ours: weakref.WeakSet[Any] = weakref.WeakSet()  # optimizers seen that hold none of its parameters
+        for o in opts:
+            self.add_optimizer(o)
+        self._opt_handles = [_optim.register_optimizer_step_pre_hook(self._pre_step),
+                             _optim.register_optimizer_step_post_hook(self._post_step)]
+
+        self._root_handles: list[Any] = []
         self._fwd_handles: list[Any] = []
-        self._opt_handles = [optimizer.register_step_pre_hook(self._pre_step),
-                             optimizer.register_step_post_hook(self._post_step)]
+        self._grad_handles: list[Any] = []
         self._due = False
         self._recording = False
         self._forward_done = False
+        self._log_driven = False
+        self._last_log: int | None = None
+        self._steps_since_log = 0
+        self._ever_stepped = False
+        self._skip_reported = False
+        self._no_act_reported = False
         self._calls: dict[str, int] = {}
-        self._acts: list[tuple[str, str, int, int, torch.Tensor]] = []
-        self._input: tuple[int, torch.Tensor] | None = None
-        self._pre: list[list[Any]] = []  # [name, param, weight copy, grad stats, plain-SGD lr] per parameter
+        self._stack: list[nn.Module] = []
+        self._chan: dict[int, torch.Tensor] = {}  # outputs of this forward laid out channels first
+        self._mode: _ActMode | None = None
+        self._acts: list[tuple[str, str, int, int, Any]] = []
+        self._input: tuple[int, Any] | None = None
+        self._grads: dict[int, Any] = {}  # id(param) -> grad stats taken when backward accumulated them
+        self._grad_scale: Any = None
+        self._stepped: dict[int, list[Any]] = {}  # id(param) -> [name, param, vec] after an optimizer step
+        self._pre: dict[int, list[list[Any]]] = {}  # id(optimizer) -> [name, param, copy, plain lr, step grad, wb]
         self._layer_info: dict[str, LayerInfo] = {}
         self._meta_layers_written = 0
         self._params_failed = False
         self._failed = False
+        self._traced = False
         self._zeros: dict[torch.device, torch.Tensor] = {}
-        self._lr: tuple[int, dict[str, float]] | None = None
+        self._lr: dict[int, dict[str, float]] = {}
         self._pending: deque[_Pending] = deque()
         self._warned: set[str] = set()
         self._scratch = Scratch()
         self._snaps: dict[int, torch.Tensor] = {}
-        opt_bytes = sum(p.numel() * p.element_size() for g in optimizer.param_groups for p in g["params"])
+        opt_bytes = sum(p.numel() * p.element_size() for _, p in self._params)
         self._keep_snaps = opt_bytes <= KEEP_SNAPSHOT_BYTES
 
-        self.mon.set_meta(framework="torch", optimizer=type(optimizer).__name__)
-        self._begin_step()
+        self.mon.set_meta(framework="torch", optimizer=", ".join(type(o).__name__ for o in opts) or None)
+        self._begin_iteration()
 
     # -- public ----------------------------------------------------------------------------
 
@@ -693,12 +927,44 @@ class TorchWatch:
         """Names of the watched modules, in ``named_modules`` order."""
         return [lay.name for lay in self._layers.values()]
 
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The watched optimizers that still exist, in the order they were added."""
+        return [o for o in (w.ref() for w in sorted(self._opts.values(), key=lambda w: w.index)) if o is not None]
+
+    def add_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Watch one more optimizer (done by itself for optimizers stepping the model's parameters)."""
+        if id(optimizer) in self._opts and self._opts[id(optimizer)].ref() is optimizer:
+            return
+        # An optimizer that replaces a discarded one (re-created to unfreeze layers) takes its lr series.
+        dead = sorted(w.index for k, w in self._opts.items() if w.ref() is None)
+        for k in [k for k, w in self._opts.items() if w.ref() is None]:
+            del self._opts[k]
+        used = {w.index for w in self._opts.values()}
+        index = dead[0] if dead else next(i for i in range(len(used) + 1) if i not in used)
+        self._opts[id(optimizer)] = _Opt(index, optimizer)
+        self._not_ours.discard(optimizer)
+        for gi, group in enumerate(optimizer.param_groups):
+            for pi, p in enumerate(group["params"]):
+                if id(p) not in self._param_ids:  # a tensor outside the model: named by its group
+                    self._param_ids.add(id(p))
+                    self._names.setdefault(id(p), f"param_group{gi}.{pi}" if index == 0 else
+                                           f"opt{index}.param_group{gi}.{pi}")
+                    self._params.append((self._names[id(p)], p))
+
     def remove(self) -> None:
-        """Remove every hook and write the loss values still on their way. Safe to call twice."""
+        """Remove every hook and write what is still on its way. Safe to call twice."""
         if self.removed:
             return
+        try:
+            if self._due and (self._acts or self._stepped or self._grads or self._input):
+                self._flush(self._rec_step())
+        except Exception as err:
+            self._warn_once("this model", err)
         self.removed = True
         self._detach_forward()
+        self._detach_root()
+        self._detach_grads()
         for h in self._opt_handles:
             h.remove()
         self._opt_handles = []
@@ -706,8 +972,9 @@ class TorchWatch:
         try:
             self.drain(block=True)
         finally:
-            if getattr(self.mon, "_scalar_filter", None) == self._filter_scalars:
-                self.mon._scalar_filter = None
+            mon_filters = getattr(self.mon, "_scalar_filters", None)
+            if isinstance(mon_filters, list) and self._filter_scalars in mon_filters:
+                mon_filters.remove(self._filter_scalars)
 
     close = remove
 
@@ -719,7 +986,8 @@ class TorchWatch:
         return False
 
     def __repr__(self) -> str:
-        return (f"TorchWatch({type(self.model).__name__}, {type(self.optimizer).__name__}, "
+        opts = ", ".join(type(o).__name__ for o in self.optimizers) or "no optimizer"
+        return (f"TorchWatch({type(self.model).__name__}, {opts}, "
                 f"layers={len(self._layers)}, step={self.step}, removed={self.removed})")
 
     # -- cadence ---------------------------------------------------------------------------
@@ -727,28 +995,76 @@ class TorchWatch:
     def _is_due(self, step: int) -> bool:
         return step == self.first_step or step % self.mon.every == 0
 
-    def _begin_step(self) -> None:
+    def _rec_step(self) -> int:
+        return self.step
+
+    def _begin_iteration(self) -> None:
         self._due = not self._failed and not self.removed and self._is_due(self.step)
         self._forward_done = False
+        self._acts, self._input, self._grads, self._stepped, self._pre = [], None, {}, {}, {}
+        self._grad_scale = None
+        self._detach_forward()
+        self._detach_grads()
         if self._due:
-            self._attach_forward()
-        elif self._fwd_handles:
-            self._detach_forward()
+            self._attach_root()
+        else:
+            self._detach_root()
+
+    def _attach_root(self) -> None:
+        if self._root_handles:
+            return
+        self._root_handles = [self.root.register_forward_pre_hook(self._root_pre, with_kwargs=True),
+                              self.root.register_forward_hook(self._root_post, with_kwargs=True)]
+
+    def _detach_root(self) -> None:
+        for h in self._root_handles:
+            h.remove()
+        self._root_handles = []
 
     def _attach_forward(self) -> None:
         if self._fwd_handles:
             return
-        hs = [self.model.register_forward_pre_hook(self._root_pre),
-              self.model.register_forward_hook(self._root_post)]
+        hs = []
+        if self.functional:  # the module stack names the functional activations after their caller
+            for mod in self._mod_names:
+                hs.append(mod.register_forward_pre_hook(self._push))
         for mod, lay in self._layers.items():
             if not lay.failed:
                 hs.append(mod.register_forward_hook(self._make_hook(lay)))
+        if self.functional:
+            for mod in self._mod_names:
+                hs.append(mod.register_forward_hook(self._pop))
         self._fwd_handles = hs
 
     def _detach_forward(self) -> None:
         for h in self._fwd_handles:
             h.remove()
         self._fwd_handles = []
+        self._exit_mode()
+
+    def _attach_grads(self) -> None:
+        if self._grad_handles:
+            return
+        hs = []
+        seen: set[int] = set()
+        for _, p in self._params:
+            if p.requires_grad and id(p) not in seen and hasattr(p, "register_post_accumulate_grad_hook"):
+                seen.add(id(p))
+                hs.append(p.register_post_accumulate_grad_hook(self._grad_hook))
+        self._grad_handles = hs
+
+    def _detach_grads(self) -> None:
+        for h in self._grad_handles:
+            h.remove()
+        self._grad_handles = []
+
+    def _exit_mode(self) -> None:
+        if self._mode is not None:
+            mode, self._mode = self._mode, None
+            try:
+                mode.__exit__(None, None, None)
+            except Exception as err:
+                self._warn_once("functional activations", err)
 
     def _warn_once(self, what: str, err: BaseException) -> None:
         if what not in self._warned:
@@ -773,69 +1089,202 @@ class TorchWatch:
 
     # -- forward ---------------------------------------------------------------------------
 
-    def _root_pre(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        # Record only the first training-mode forward of a logged step (not validation, not
-        # the later micro-batches of gradient accumulation).
-        self._recording = self._due and module.training and not self._forward_done
+    def _root_pre(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if torch.compiler.is_compiling():  # traced by torch.compile (compiled after watch): record nothing
+            self._traced = True
+            return
+        # Record only the first forward of a logged step; with an optimizer, only in training
+        # mode (not validation, not the later micro-batches of gradient accumulation).
+        self._recording = (self._due and not self._forward_done and not self._failed
+                           and (module.training or not self._opts))
         if not self._recording:
             return
-        self._calls = {}
-        if self.log_input and args and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
-            try:
-                x = args[0]
-                with torch.no_grad(), _OneThread(x.device, x.numel()):
-                    self._input = (x.numel(), input_vector(x))
-            except Exception as err:  # monitoring never stops training
-                self.log_input = False
-                self._warn_once("the model input", err)
+        self._calls, self._stack, self._chan = {}, [], {}
+        self._attach_grads()
+        if self.log_input:
+            x = next((a for a in (*args, *kwargs.values())
+                      if isinstance(a, torch.Tensor) and a.is_floating_point()), None)
+            if x is not None:  # integer token ids are no input to judge for centring
+                try:
+                    with torch.no_grad(), _OneThread(x.device, x.numel()):
+                        self._input = (x.numel(), input_vector(x))
+                except Exception as err:  # monitoring never stops training
+                    self.log_input = False
+                    self._warn_once("the model input", err)
+        if self.compiled:
+            return  # recorded by an eager forward after the compiled one (_root_post)
+        self._attach_forward()
+        if self.functional:
+            self._mode = _ActMode(self)
+            self._mode.__enter__()
 
-    def _root_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if self._recording:
-            self._forward_done = True
+    def _root_post(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        if torch.compiler.is_compiling():
+            return
+        if not self._recording:
+            return
         self._recording = False
+        self._forward_done = True
+        self._exit_mode()
+        try:
+            if self.compiled:
+                self._eager_forward(args, kwargs)
+        finally:
+            self._detach_forward()
+            self._chan, self._stack = {}, []
+
+    def _eager_forward(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """The layer statistics of a compiled model: the same batch again through the module inside, eagerly.
+
+        The compiled graph trains as it would without the monitor (hooks inside it would be
+        traced and recompile it); this forward runs without gradients, on a copy of the random
+        number generators' state and with the buffers (BatchNorm running statistics) restored,
+        so it changes nothing the training sees.
+        """
+        buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
+        devices = sorted({p.device.index for p in self.model.parameters() if p.device.type == "cuda"} - {None})
+        self._recording = True
+        self._attach_forward()
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=devices), torch.compiler.set_stance("force_eager"):
+                if self.functional:
+                    self._mode = _ActMode(self)
+                    self._mode.__enter__()
+                self.model(*args, **kwargs)
+        finally:
+            self._exit_mode()
+            self._recording = False
+            with torch.no_grad():
+                for b, saved in buffers:
+                    b.copy_(saved)
+
+    def _push(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if self._recording:
+            self._stack.append(module)
+
+    def _pop(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if self._recording and self._stack and self._stack[-1] is module:
+            self._stack.pop()
+
+    def _layout(self, rule: str, inp: Any, out: torch.Tensor, seq_first: bool) -> tuple[int, int]:
+        """``(unit axis, batch axis)`` of one output."""
+        if out.ndim <= 2:
+            return 1, 0
+        batch = 1 if seq_first and out.ndim == 3 else 0
+        if rule == _CHANNELS:
+            return 1, 0
+        if rule == _FOLLOW:
+            src = inp if isinstance(inp, torch.Tensor) else None
+            if (src is not None and id(src) in self._chan) or (src is None or src.ndim >= 4) and out.ndim >= 4:
+                return 1, 0
+        return out.ndim - 1, batch
+
+    def _record(self, name: str, kind: str, module: nn.Module | None, inp: Any, out: torch.Tensor, rule: str,
+                seq_first: bool, type_name: str) -> None:
+        # A module called twice in one forward (one ReLU object reused) gives two layers.
+        k = self._calls.get(name, 0) + 1
+        self._calls[name] = k
+        if k > 1:
+            name = f"{name}#{k}"
+        unit_axis, batch_axis = self._layout(rule, inp, out, seq_first)
+        if unit_axis == 1 and out.ndim >= 3:
+            self._chan[id(out)] = out  # an activation of this output keeps its channels
+        with torch.no_grad(), _OneThread(out.device, out.numel()):
+            vec = activation_vector(out, kind, bins=self.mon.bins, hist_sample=self.hist_sample,
+                                    zero=self._zero(out.device), scratch=self._scratch,
+                                    unit_axis=unit_axis, batch_axis=batch_axis)
+        units = out.shape[unit_axis] if out.ndim >= 2 else 1
+        self._acts.append((name, kind, out.numel(), units, vec))
+        if name not in self._layer_info:
+            own: tuple[str, ...] = ()
+            if module is not None:
+                own = tuple(self._names.get(id(p), n) for n, p in module.named_parameters(recurse=False))
+            shape = tuple(d for i, d in enumerate(out.shape) if i != batch_axis) if out.ndim else ()
+            self._layer_info[name] = LayerInfo(name, kind, shape, own, type_name)
 
     def _make_hook(self, lay: _Layer) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             if not self._recording or lay.failed:
                 return
-            out = output[0] if isinstance(output, (tuple, list)) and output else output
-            if not isinstance(out, torch.Tensor):
+            out = _first_tensor(output)
+            if out is None or not (out.is_floating_point() or out.is_complex()) or out.is_complex():
                 return
-            # A module called twice in one forward (one ReLU object reused) gives two layers.
-            k = self._calls.get(lay.name, 0) + 1
-            self._calls[lay.name] = k
-            name = lay.name if k == 1 else f"{lay.name}#{k}"
             try:
-                with torch.no_grad(), _OneThread(out.device, out.numel()):
-                    vec = activation_vector(out, lay.kind, bins=self.mon.bins, hist_sample=self.hist_sample,
-                                            zero=self._zero(out.device), scratch=self._scratch)
-                units = out.shape[1] if out.ndim >= 2 else 1
-                self._acts.append((name, lay.kind, out.numel(), units, vec))
-                if name not in self._layer_info:
-                    own = tuple(self._names.get(id(p), n) for n, p in module.named_parameters(recurse=False))
-                    self._layer_info[name] = LayerInfo(name, lay.kind, tuple(out.shape[1:]), own)
+                self._record(lay.name, lay.kind, module, args[0] if args else None, out, lay.units, lay.seq_first,
+                             lay.type)
             except Exception as err:
                 lay.failed = True
                 self._warn_once(f"layer {lay.name!r}", err)
         return hook
 
+    def _functional_output(self, func: Any, kind: str, args: tuple[Any, ...], out: Any) -> None:
+        if not self._recording or not isinstance(out, torch.Tensor) or not out.is_floating_point():
+            return
+        caller = self._stack[-1] if self._stack else self.model
+        lay = self._layers.get(caller)
+        if lay is not None and lay.kind not in ("linear", "conv", "other", "embedding"):
+            return  # an activation module's own function call: recorded as the module
+        fname = getattr(func, "__name__", "act").rstrip("_")
+        base = self._mod_names.get(caller, "")
+        name = f"{base}.{fname}()" if base else f"{fname}()"
+        seq_first = lay.seq_first if lay is not None else False
+        self._record(name, kind, None, args[0] if args else None, out, _FOLLOW, seq_first, f"{fname}()")
+
+    # -- backward --------------------------------------------------------------------------
+
+    def _grad_hook(self, p: torch.Tensor) -> None:
+        """Gradient statistics as backward leaves them: before clipping (and unscaling) touches them."""
+        g = p.grad
+        if g is None or not self._due:
+            return
+        try:
+            with torch.no_grad():
+                if self.scaler is not None and self._grad_scale is None:
+                    self._grad_scale = float(self.scaler.get_scale()) if g.device.type == "cpu" else \
+                        getattr(self.scaler, "_scale", None)
+                if g.device.type == "cpu" and not g.is_sparse and g.dtype in (torch.float32, torch.float64):
+                    self._grads[id(p)] = cpu_grad_lists([g])[0]
+                else:
+                    self._grads[id(p)] = grad_vector(g, zero=self._zero(g.device))
+        except Exception as err:
+            self._params_failed = True
+            self._warn_once("the gradients", err)
+
     # -- optimizer -------------------------------------------------------------------------
 
-    def _capture_lr(self) -> None:
+    def _watched(self, optimizer: torch.optim.Optimizer) -> _Opt | None:
+        w = self._opts.get(id(optimizer))
+        if w is not None and w.ref() is optimizer:
+            return w
+        if optimizer in self._not_ours:
+            return None
+        if any(id(p) in self._param_ids and id(p) in self._names
+               for g in optimizer.param_groups for p in g["params"]):
+            self.add_optimizer(optimizer)  # created after watch(), e.g. re-created to unfreeze layers
+            return self._opts[id(optimizer)]
+        self._not_ours.add(optimizer)
+        return None
+
+    def _capture_lr(self, w: _Opt, optimizer: torch.optim.Optimizer) -> None:
         lrs: dict[str, float] = {}
-        for i, group in enumerate(self.optimizer.param_groups):
+        for i, group in enumerate(optimizer.param_groups):
             lr = group.get("lr")
             if isinstance(lr, torch.Tensor):
                 if lr.device.type != "cpu":
                     continue  # reading it would wait for the device
                 lr = float(lr)
             if isinstance(lr, (int, float)):
-                lrs["lr" if i == 0 else f"lr/{i}"] = float(lr)
-        self._lr = (self.step, lrs)
+                lrs[w.lr_key(i)] = float(lr)
+        self._lr[w.index] = lrs
 
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self.removed:
+            return
+        w = self._watched(optimizer)
+        if w is None:
+            return
         try:
-            self._capture_lr()
+            self._capture_lr(w, optimizer)
         except Exception as err:
             self._warn_once("the learning rate", err)
         if not self._due or self._params_failed:
@@ -844,78 +1293,123 @@ class TorchWatch:
         try:
             plain = _plain_sgd_lrs(optimizer)
             with torch.no_grad():  # large memory-bound passes: all threads
-                cpu_grads: list[int] = []
-                for name, p in self._params:
-                    g = p.grad
-                    lr_plain = plain.get(id(p)) if g is not None and not g.is_sparse else None
-                    snap = (self._snapshot(p) if g is not None and id(p) in self._opt_ids and lr_plain is None
-                            else None)
-                    gv: Any = None
-                    if g is not None:
-                        if g.device.type == "cpu" and not g.is_sparse and g.dtype in (torch.float32, torch.float64):
-                            cpu_grads.append(len(pre))
-                            gv = g
-                        else:
-                            gv = grad_vector(g, zero=self._zero(g.device))
-                    pre.append([name, p, snap, gv, lr_plain])
-                if cpu_grads:
-                    for i, lst in zip(cpu_grads, cpu_grad_lists([pre[i][3] for i in cpu_grads])):
-                        pre[i][3] = lst
-            self._pre = pre
+                cpu_w: list[int] = []
+                for group in optimizer.param_groups:
+                    for p in group["params"]:
+                        g = p.grad
+                        if g is None or id(p) not in self._names:
+                            continue
+                        lr_plain = plain.get(id(p)) if not g.is_sparse else None
+                        snap = self._snapshot(p) if lr_plain is None else None
+                        step_sq: Any = None
+                        wb: Any = None
+                        if lr_plain is not None:
+                            # Plain SGD moves the weight by exactly -lr * (the gradient now, after clipping).
+                            step_sq = (cpu_grad_lists([g])[0][0] if g.device.type == "cpu" and
+                                       g.dtype in (torch.float32, torch.float64)
+                                       else _sq_and_bad(_as_float(g).reshape(-1), None, self._zero(g.device))[0])
+                            if p.device.type == "cpu":
+                                cpu_w.append(len(pre))
+                            else:
+                                wb = _sq_and_bad(_as_float(p).reshape(-1), None, self._zero(p.device))[0]
+                        if id(p) not in self._grads:  # gradients set without backward: take them now
+                            self._grads[id(p)] = (cpu_grad_lists([g])[0] if g.device.type == "cpu" and not g.is_sparse
+                                                  and g.dtype in (torch.float32, torch.float64)
+                                                  else grad_vector(g, zero=self._zero(g.device)))
+                        pre.append([self._names[id(p)], p, snap, lr_plain, step_sq, wb])
+                if cpu_w:
+                    for i, lst in zip(cpu_w, cpu_param_lists([pre[i][1] for i in cpu_w], [None] * len(cpu_w))):
+                        pre[i][5] = lst[0]
+            self._pre[id(optimizer)] = pre
         except Exception as err:
             self._params_failed = True
-            self._pre = []
             self._warn_once("the parameters", err)
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self.removed:
+            return
+        w = self._watched(optimizer)
+        if w is None:
+            return
+        self._ever_stepped = True
+        self._steps_since_log += 1
         try:
-            if self._due:
-                self._flush_step()
+            pre = self._pre.pop(id(optimizer), None)
+            if self._due and pre and not self._params_failed:
+                self._param_stats(pre)
         except Exception as err:
-            self._failed = True
-            self._warn_once("this model", err)
-        finally:
-            if self._due:  # only a logged step filled these
-                self._acts, self._pre, self._input = [], [], None
-            self.step += 1
-            self._begin_step()
-
-    def _flush_step(self) -> None:
-        """Compute the parameter statistics and move everything of this step to the host at once."""
-        step = self.step
-        parts: list[torch.Tensor] = []
-        params: list[tuple[str, int, bool, bool]] = []
-        if not self._params_failed:
+            self._params_failed = True
+            self._warn_once("the parameters", err)
+        if not self._log_driven and w.index == min(x.index for x in self._opts.values()):
+            # No mon.log seen yet: the first optimizer's step() ends the iteration.
             try:
-                with torch.no_grad():  # large memory-bound passes: all threads
-                    on_cpu = [i for i, e in enumerate(self._pre)
-                              if e[1].device.type == "cpu" and e[1].dtype in (torch.float32, torch.float64)]
-                    cpu_vecs = dict(zip(on_cpu, cpu_param_lists([self._pre[i][1] for i in on_cpu],
-                                                                [self._pre[i][2] for i in on_cpu], self._scratch)))
-                    for i, (name, p, snap, gv, lr_plain) in enumerate(self._pre):
-                        vec = cpu_vecs.get(i)
+                if self._due:
+                    self._flush(self.step)
+            except Exception as err:
+                self._failed = True
+                self._warn_once("this model", err)
+            self.step += 1
+            self._begin_iteration()
+
+    def _param_stats(self, pre: list[list[Any]]) -> None:
+        """Weight and update statistics of the parameters one optimizer just stepped."""
+        with torch.no_grad():
+            on_cpu = [i for i, e in enumerate(pre) if e[1].device.type == "cpu" and e[1].dtype in (torch.float32,
+                                                                                               torch.float64)]
+            cpu_vecs = dict(zip(on_cpu, cpu_param_lists([pre[i][1] for i in on_cpu], [pre[i][2] for i in on_cpu],
+                                                        self._scratch)))
+            for i, (name, p, snap, lr_plain, step_sq, wb) in enumerate(pre):
+                vec = cpu_vecs.get(i)
+                if vec is None:
+                    vec = param_vector(p, snap, zero=self._zero(p.device), scratch=self._scratch)
+                if lr_plain is not None:
+                    vec[4] = lr_plain * lr_plain * step_sq  # ||-lr * grad||^2; vec is this parameter's own
+                    vec[6] = wb
+                self._stepped[id(p)] = [name, p, vec]
+
+    # -- the end of an iteration -----------------------------------------------------------
+
+    def _flush(self, step: int) -> None:
+        """Write the records of this iteration, all values moved to the host at once, with ``step``."""
+        parts: list[Any] = []
+        params: list[tuple[str, int, bool, bool]] = []
+        if not self._params_failed and (self._stepped or self._grads):
+            try:
+                with torch.no_grad():
+                    rest = [(n, p) for n, p in self._params if id(p) not in self._stepped and self._names.get(id(p)) == n]
+                    cpu_rest = [(n, p) for n, p in rest if p.device.type == "cpu" and p.dtype in (torch.float32,
+                                                                                                   torch.float64)]
+                    vecs = {id(p): v for (n, p), v in zip(cpu_rest, cpu_param_lists([p for _, p in cpu_rest],
+                                                                                     [None] * len(cpu_rest)))}
+                    scale = self._grad_scale
+                    for n, p in self._params:
+                        if self._names.get(id(p)) != n:
+                            continue  # a shared Parameter is recorded once
+                        e = self._stepped.get(id(p))
+                        vec = e[2] if e is not None else vecs.get(id(p))
                         if vec is None:
-                            vec = param_vector(p, snap, zero=self._zero(p.device), scratch=self._scratch)
-                        if lr_plain is not None and gv is not None:
-                            # Plain SGD moved the weight by exactly -lr * grad: ||update||^2 = lr^2 ||grad||^2.
-                            vec[4] = lr_plain * lr_plain * gv[0]  # vec is this parameter's own list/tensor
+                            vec = param_vector(p, None, zero=self._zero(p.device), scratch=self._scratch)
+                        gv = self._grads.get(id(p))
+                        if gv is not None and scale is not None:
+                            gv = list(gv) if not isinstance(gv, torch.Tensor) else gv.clone()
+                            gv[0] = gv[0] / (scale * scale)  # the unscaled gradient's squared norm
                         parts.append(vec)
                         parts.append(gv if gv is not None else [0.0] * _GRAD_LEN)
-                        params.append((name, p.numel(), snap is not None or (lr_plain is not None and gv is not None),
-                                       gv is not None))
+                        params.append((n, p.numel(), e is not None, gv is not None))
             except Exception as err:
                 self._params_failed = True
                 parts, params = [], []
                 self._warn_once("the parameters", err)
         acts = self._acts
         parts = [a[4] for a in acts] + ([self._input[1]] if self._input is not None else []) + parts
+        self._acts, self._stepped, self._grads = [], {}, {}
+        self._detach_grads()
         if not parts:
+            self._input = None
             return
         values = _gather(parts)
-
         pos = 0
-        names = []
-        decoded = []
+        names, decoded = [], []
         for name, kind, numel, units, vec in acts:
             k = len(vec)
             decoded.append(decode_activation(values[pos:pos + k], kind, numel, units))
@@ -924,20 +1418,35 @@ class TorchWatch:
         if self._input is not None:
             numel, vec = self._input
             k = len(vec)
-            st = decode_input(values[pos:pos + k], numel)
+            self.mon.write_input(step, decode_input(values[pos:pos + k], numel))
             pos += k
-            self.mon.write_input(step, st)
+            self._input = None
         self._update_meta()
         if decoded:
-            fields = list(decoded[0])
-            cols = {f: [d[f] for d in decoded] for f in fields}
-            self.mon.write_acts(step, names, cols)
+            self.mon.write_acts(step, names, {f: [d[f] for d in decoded] for f in decoded[0]})
+            self._report_no_activation(step)
         if params:
             pstats = []
             for name, numel, has_upd, has_grad in params:
                 pstats.append(decode_param(values[pos:pos + _PARAM_LEN + _GRAD_LEN], numel, has_upd, has_grad))
                 pos += _PARAM_LEN + _GRAD_LEN
             self.mon.write_params(step, [p[0] for p in params], {f: [s[f] for s in pstats] for f in PARAM_FIELDS})
+
+    def _report_no_activation(self, step: int) -> None:
+        """Say once that no layer of the model is an activation the dead/saturation checks know."""
+        if self._no_act_reported:
+            return
+        self._no_act_reported = True
+        if any(info.kind in RELU_FAMILY or info.kind in SATURATING for info in self._layer_info.values()):
+            return
+        from core.schema import Finding
+
+        what = type(self.model).__name__
+        msg = (f"No activation function recognised in {what}: its layers get no dead-unit or saturation check. "
+               f"Declare custom activation modules with watch(..., kinds={{MyAct: 'relu'}}).")
+        log.warning("Babysitter: %s", msg)
+        self.mon.finding(Finding(rule="no_activation", severity="info", step=step, layers=(), message=msg,
+                                 fix="Pass kinds={ModuleClass: kind} to watch() for custom activation modules."))
 
     def _update_meta(self) -> None:
         if len(self._layer_info) != self._meta_layers_written:
@@ -946,16 +1455,59 @@ class TorchWatch:
 
     # -- scalars ---------------------------------------------------------------------------
 
+    def _end_iteration(self, step: int) -> dict[str, Any]:
+        """Called by ``Monitor.log``: the iteration ends; its records are written with ``step``.
+
+        Returns the scalars this watch adds to the record (learning rates, skipped steps).
+        """
+        extra: dict[str, Any] = {}
+        for lrs in self._lr.values():  # the rates used by the latest step() of each optimizer
+            extra.update(lrs)
+        if self.removed:
+            return extra
+        step = int(step)
+        self._log_driven = True
+        if step == self._last_log:
+            return extra  # a second record of the same step (validation metrics): the same iteration
+        self._last_log = step
+        if self._traced and "compiled after watch" not in self._warned:
+            self._warned.add("compiled after watch")
+            log.warning("Babysitter: %s runs through torch.compile after watch(): its layers are not recorded. "
+                        "Watch the compiled model instead: mon.watch(torch.compile(model), optimizer)",
+                        type(self.model).__name__)
+        skipped = self._opts and self._ever_stepped and self._steps_since_log == 0
+        self._steps_since_log = 0
+        if skipped:
+            extra["skipped_step"] = 1.0
+            if not self._skip_reported:
+                self._skip_reported = True
+                from core.schema import Finding
+
+                self.mon.finding(Finding(
+                    rule="skipped_step", severity="info", step=step, layers=(),
+                    message=(f"No optimizer step at step {step} (and at every step with skipped_step = 1): a "
+                             f"GradScaler skips the update when the gradients hold inf/NaN."),
+                    fix="A few skipped steps while the loss scale settles are normal; many mean diverging gradients."))
+        try:
+            if self._due:
+                self._flush(step)
+        except Exception as err:
+            self._failed = True
+            self._warn_once("this model", err)
+        self.step = step + 1
+        self._begin_iteration()
+        return extra
+
     def _filter_scalars(self, step: int, scalars: dict[str, Any]) -> dict[str, Any] | None:
-        """Called by ``Monitor.log``: adds the learning rates; defers accelerator tensors.
+        """Called by ``Monitor.log``: ends the iteration, adds the learning rates; defers accelerator tensors.
 
         Returns the scalars to write now, or ``None`` when the record waits for the device.
         """
+        due = self._due and step == self.step
         self.drain(block=False)
         out = dict(scalars)
-        if self._lr is not None:  # the rates used by the latest optimizer.step()
-            for k, v in self._lr[1].items():
-                out.setdefault(k, v)
+        for k, v in self._end_iteration(step).items():
+            out.setdefault(k, v)
         dev_keys = []
         for k, v in out.items():
             if isinstance(v, torch.Tensor) and v.numel() == 1:
@@ -965,7 +1517,7 @@ class TorchWatch:
                     out[k] = float(v.detach())  # a CPU value is checked at once
         if not dev_keys:
             return out
-        if self._is_due(step) and self.defer_scalars is None:
+        if due and self.defer_scalars is None:
             self.drain(block=True)  # a logged step reads the device anyway
             return out
         plain = {k: v for k, v in out.items() if k not in dev_keys}
@@ -994,9 +1546,18 @@ class TorchWatch:
             self.mon._log_values(p.step, p.values())
 
 
-def watch_model(monitor: Any, model: nn.Module, optimizer: torch.optim.Optimizer, **kwargs: Any) -> TorchWatch:
-    """Attach a :class:`TorchWatch` to ``monitor`` (what ``Monitor.watch`` calls)."""
-    w = TorchWatch(monitor, model, optimizer, **kwargs)
-    monitor._scalar_filter = w._filter_scalars
-    return w
+def watch_model(monitor: Any, model: nn.Module, optimizer: Any = None, **kwargs: Any) -> TorchWatch:
+    """Attach a :class:`TorchWatch` to ``monitor`` (what ``Monitor.watch`` calls).
 
+    Watching a model this Monitor watches already adds the optimizer(s) to that watch.
+    """
+    for w in getattr(monitor, "_watches", []):
+        if isinstance(w, TorchWatch) and not w.removed and _unwrap(model)[0] is w.model:
+            for o in ([] if optimizer is None else optimizer if isinstance(optimizer, (list, tuple)) else [optimizer]):
+                w.add_optimizer(o)
+            return w
+    w = TorchWatch(monitor, model, optimizer, **kwargs)
+    filters = getattr(monitor, "_scalar_filters", None)
+    if isinstance(filters, list):
+        filters.append(w._filter_scalars)
+    return w

@@ -201,12 +201,13 @@ def test_param_stats_match_numpy(rng):
     assert s["w_std"] == pytest.approx(w.std(), rel=1e-12)
     assert s["upd_norm"] == pytest.approx(np.linalg.norm(upd), rel=1e-12)
     assert s["grad_norm"] == pytest.approx(np.linalg.norm(g), rel=1e-12)
-    assert s["upd_ratio"] == pytest.approx(np.linalg.norm(upd) / np.linalg.norm(w), rel=1e-12)
+    # over the weight before the update (w - upd), as the lecture defines it
+    assert s["upd_ratio"] == pytest.approx(np.linalg.norm(upd) / np.linalg.norm(w - upd), rel=1e-12)
     assert s["w_nan"] == s["w_inf"] == s["grad_nan"] == s["grad_inf"] == 0
 
 
 def test_update_ratio_of_a_known_step():
-    w = np.full(100, 1.0)  # norm 10
+    w = np.full(100, 1.001)  # after the update; before it 1.0 (norm 10)
     upd = np.full(100, 1e-3)  # norm 1e-2
     assert param_stats(w, upd)["upd_ratio"] == pytest.approx(1e-3)
 
@@ -217,9 +218,9 @@ def test_param_stats_without_update_or_grad(rng):
     assert s["grad_nan"] == 0
 
 
-def test_param_stats_zero_weight_has_no_ratio():
-    s = param_stats(np.zeros(4), np.ones(4))
-    assert s["w_norm"] == 0.0 and s["upd_norm"] == 2.0 and s["upd_ratio"] is None
+def test_param_stats_zero_weight_before_the_update_has_no_ratio():
+    s = param_stats(np.ones(4), np.ones(4))
+    assert s["w_norm"] == 2.0 and s["upd_norm"] == 2.0 and s["upd_ratio"] is None
 
 
 def test_param_stats_nonfinite(rng):

@@ -197,7 +197,7 @@ class FunctionalNet(nn.Module):
         return self.out(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
 
-def test_functional_relu_is_seen_through_linear_outputs(tmp_path):
+def test_functional_relu_is_recorded_under_the_calling_module(tmp_path):
     torch.manual_seed(1)
     model = FunctionalNet()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -208,10 +208,17 @@ def test_functional_relu_is_seen_through_linear_outputs(tmp_path):
     assert w.layers == ["fc1", "fc2", "out"]
     for rec in records(mon.run_dir, "acts"):
         got = acts_by_layer(rec)
-        assert list(got) == ["fc1", "fc2", "out"]
-        for name in got:
+        # F.relu called in the root module's forward, twice: named after the function, in call order
+        assert list(got) == ["fc1", "relu()", "fc2", "relu()#2", "out"]
+        out = seen[rec["step"]]
+        for name in ("fc1", "fc2", "out"):
             assert got[name]["dead_frac"] is None  # a linear output has no dead units
-            assert_acts_match(got[name], activation_stats(seen[rec["step"]][name].numpy(), "linear"))
+            assert_acts_match(got[name], activation_stats(out[name].numpy(), "linear"))
+        assert_acts_match(got["relu()"], activation_stats(F.relu(out["fc1"]).numpy(), "relu"), kind="relu")
+        assert_acts_match(got["relu()#2"], activation_stats(F.relu(out["fc2"]).numpy(), "relu"), kind="relu")
+    meta = json.loads((mon.run_dir / "meta.json").read_text())
+    by = {lay["name"]: lay for lay in meta["layers"]}
+    assert by["relu()"]["kind"] == "relu" and by["relu()"]["type"] == "relu()" and by["fc1"]["type"] == "Linear"
 
 
 class SmallCNN(nn.Module):
@@ -320,7 +327,7 @@ def test_param_vector_matches_reference_with_nan_and_inf():
             vec = (adapter.param_vector(w, before.clone(), exact=exact).tolist()
                    + adapter.grad_vector(grad, exact=exact).tolist())
             got = adapter.decode_param(vec, w.numel(), True, True)
-            ref = param_stats(w.numpy(), update=(w - before).numpy(), grad=grad.numpy())
+            ref = param_stats(w.numpy(), update=(w - before).numpy(), grad=grad.numpy(), before=before.numpy())
             for k, v in ref.items():
                 assert close(got[k], v, rtol=1e-5), (case, exact, k, got[k], v)
 
@@ -453,9 +460,10 @@ def test_update_ratio_matches_hand_computation(tmp_path, opt_name):
     upds = hand_updates(opt_name, grads, lr, befores)
     recs = records(mon.run_dir, "params")
     assert len(recs) == 4
-    for rec, upd, w_after, g in zip(recs, upds, after, grads):
+    for rec, upd, w_before, w_after, g in zip(recs, upds, befores, after, grads):
         p = params_by_name(rec)["2.weight"]
-        want = np.linalg.norm(upd) / np.linalg.norm(w_after.astype(np.float64))
+        # the lecture's ratio: the update over the weight it was applied to
+        want = np.linalg.norm(upd) / np.linalg.norm(w_before.astype(np.float64))
         assert p["upd_ratio"] == pytest.approx(want, rel=2e-3)
         assert p["grad_norm"] == pytest.approx(np.linalg.norm(g.astype(np.float64)), rel=1e-5)
         assert p["w_norm"] == pytest.approx(np.linalg.norm(w_after.astype(np.float64)), rel=1e-5)
@@ -516,26 +524,41 @@ def test_training_is_bit_identical_with_and_without_the_monitor(tmp_path, every)
 
 
 def all_hooks(model: nn.Module, opt) -> int:
+    from torch.optim import optimizer as optim_mod
+
     n = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+    n += sum(len(getattr(p, "_post_accumulate_grad_hooks", None) or {}) for p in model.parameters())
+    n += len(optim_mod._global_optimizer_pre_hooks) + len(optim_mod._global_optimizer_post_hooks)
     return n + len(opt._optimizer_step_pre_hooks) + len(opt._optimizer_step_post_hooks)
 
 
 def test_hooks_only_on_logged_steps_and_gone_after_close(tmp_path):
+    from torch.optim import optimizer as optim_mod
+
     torch.manual_seed(11)
     model = mlp(nn.ReLU, width=8, depth=2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     mon = Monitor(tmp_path, "r", every=4)
     w = mon.watch(model, opt)
-    forward_hooks = []
+    root_hooks, layer_hooks, grad_hooks = [], [], []
+    # the test's own probe, run when the first layer is called: what hooks the monitor has on it then
+    model[0].register_forward_pre_hook(lambda m, a: layer_hooks.append(len(m._forward_hooks)))
+    model[0].weight.register_hook(lambda g: grad_hooks.append(len(model[0].weight._post_accumulate_grad_hooks or {})))
     for step in range(9):
-        forward_hooks.append(len(model[0]._forward_hooks))
+        root_hooks.append(len(model._forward_pre_hooks))
         train_one(model, opt, mon, step)
-    assert forward_hooks == [1, 0, 0, 0, 1, 0, 0, 0, 1]  # attached for steps 0, 4, 8 only
-    assert len(opt._optimizer_step_pre_hooks) == 1
+    assert root_hooks == [1, 0, 0, 0, 1, 0, 0, 0, 1]  # attached for steps 0, 4, 8 only
+    logged = [True, False, False, False, True, False, False, False, True]
+    assert [n > 0 for n in layer_hooks] == logged
+    assert [n > 0 for n in grad_hooks] == logged
+    assert len(optim_mod._global_optimizer_pre_hooks) == 1  # one flag check per step() of any optimizer
+    assert len(model[0]._forward_hooks) == 0  # between forwards, even on a logged step
     mon.close()
+    model[0]._forward_pre_hooks.clear()
+    model[0].weight._backward_hooks = None
     assert all_hooks(model, opt) == 0
     w.remove()  # twice is safe
-    assert mon._scalar_filter is None
+    assert mon._scalar_filters == []
     with Monitor(tmp_path, "r2") as mon2:
         with mon2.watch(model, opt):
             assert all_hooks(model, opt) > 0
