@@ -887,7 +887,9 @@ class TorchWatch:
         self._due = False
         self._recording = False
         self._forward_done = False
-        self._log_driven = False
+        # How iterations end: "?" until known, "log" (mon.log ends each), "count" (a loop that never
+        # calls mon.log: each step() of the first optimizer ends one).
+        self._ends = "?"
         self._last_log: int | None = None
         self._steps_since_log = 0
         self._ever_stepped = False
@@ -1283,6 +1285,11 @@ class TorchWatch:
         w = self._watched(optimizer)
         if w is None:
             return
+        if self._ends == "?" and self._steps_since_log and self._is_first(w):
+            # A second iteration began without mon.log: count iterations by this optimizer's steps.
+            self._ends = "count"
+            self._steps_since_log = 0
+            self._next_counted()
         try:
             self._capture_lr(w, optimizer)
         except Exception as err:
@@ -1340,16 +1347,22 @@ class TorchWatch:
         except Exception as err:
             self._params_failed = True
             self._warn_once("the parameters", err)
-        if not self._log_driven and w.index == min(x.index for x in self._opts.values()):
-            # No mon.log seen yet: the first optimizer's step() ends the iteration.
-            try:
-                if self._due:
-                    self._flush(self.step)
-            except Exception as err:
-                self._failed = True
-                self._warn_once("this model", err)
-            self.step += 1
-            self._begin_iteration()
+        if self._ends == "count" and self._is_first(w):
+            self._next_counted()
+
+    def _is_first(self, w: _Opt) -> bool:
+        return w.index == min(x.index for x in self._opts.values())
+
+    def _next_counted(self) -> None:
+        """End the iteration in a loop without mon.log: written with the counted step number."""
+        try:
+            if self._due:
+                self._flush(self.step)
+        except Exception as err:
+            self._failed = True
+            self._warn_once("this model", err)
+        self.step += 1
+        self._begin_iteration()
 
     def _param_stats(self, pre: list[list[Any]]) -> None:
         """Weight and update statistics of the parameters one optimizer just stepped."""
@@ -1373,7 +1386,7 @@ class TorchWatch:
         """Write the records of this iteration, all values moved to the host at once, with ``step``."""
         parts: list[Any] = []
         params: list[tuple[str, int, bool, bool]] = []
-        if not self._params_failed and (self._stepped or self._grads):
+        if not self._params_failed and (self._stepped or self._grads or (self._opts and self._forward_done)):
             try:
                 with torch.no_grad():
                     rest = [(n, p) for n, p in self._params if id(p) not in self._stepped and self._names.get(id(p)) == n]
@@ -1466,7 +1479,7 @@ class TorchWatch:
         if self.removed:
             return extra
         step = int(step)
-        self._log_driven = True
+        self._ends = "log"
         if step == self._last_log:
             return extra  # a second record of the same step (validation metrics): the same iteration
         self._last_log = step
@@ -1490,6 +1503,8 @@ class TorchWatch:
                     fix="A few skipped steps while the loss scale settles are normal; many mean diverging gradients."))
         try:
             if self._due:
+                if skipped and self.scaler is not None:
+                    self._grads = {}  # the scaler discarded these (scaled) gradients: inf/NaN by design
                 self._flush(step)
         except Exception as err:
             self._failed = True

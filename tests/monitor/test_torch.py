@@ -733,3 +733,142 @@ def test_module_level_watch_opens_a_run_and_closing_removes_hooks(tmp_path):
     assert [r["step"] for r in records(tmp_path / "w", "acts")] == [1, 2]
     meta = json.loads((tmp_path / "w" / "meta.json").read_text())
     assert meta["framework"] == "torch" and meta["every"] == 2 and meta["status"] == "finished"
+
+
+# -- dtypes, layouts, declared kinds, optimizers ---------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_statistics_of_every_dtype_match_the_float64_reference(dtype):
+    g = torch.Generator().manual_seed(31)
+    x = torch.randn(16, 6, 5, generator=g).to(dtype)
+    ref = x.double()
+    got = adapter.decode_activation(as_list(adapter.activation_vector(x, "relu", unit_axis=-1)), "relu", x.numel(), 5)
+    assert got["mean"] == pytest.approx(float(ref.mean()), rel=1e-5, abs=1e-7)
+    assert got["std"] == pytest.approx(float(ref.std(correction=0)), rel=1e-5)
+    w = torch.randn(30, 20, generator=g).to(dtype)
+    vec = adapter.param_vector(w, (w.double() + 0.01).to(dtype)).tolist() + adapter.grad_vector(w).tolist()
+    st = adapter.decode_param(vec, w.numel(), True, True)
+    assert st["w_norm"] == pytest.approx(float(w.double().norm()), rel=1e-6)
+    assert st["grad_norm"] == pytest.approx(float(w.double().norm()), rel=1e-6)
+
+
+def test_huge_finite_values_stay_finite():
+    x = torch.full((64, 8), 1e21)
+    x[::2] = -1e21
+    for exact in (None, True):
+        got = adapter.decode_activation(as_list(adapter.activation_vector(x, "linear", exact=exact)), "linear",
+                                        x.numel(), 8)
+        assert got["std"] == pytest.approx(1e21, rel=1e-6) and got["mean"] == pytest.approx(0.0, abs=1e15)
+    w = torch.full((100,), 1e21)
+    for vec in (adapter.cpu_param_lists([w], [w * 1.001])[0], adapter.param_vector(w, w * 1.001).tolist()):
+        st = adapter.decode_param(vec + adapter.cpu_grad_lists([w])[0], w.numel(), True, True)
+        assert st["w_norm"] == pytest.approx(1e22, rel=1e-6) and st["grad_norm"] == pytest.approx(1e22, rel=1e-6)
+        assert st["upd_ratio"] == pytest.approx(0.001 / 1.001, rel=1e-3)
+
+
+def test_all_bf16_parameters_are_recorded(tmp_path):
+    torch.manual_seed(3)
+    model = mlp(nn.ReLU, width=16, depth=1).to(torch.bfloat16)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with Monitor(tmp_path, "r", every=1) as mon:
+        mon.watch(model, opt)
+        train(model, opt, mon, 2, data=lambda s: (batch(s)[0].bfloat16(), batch(s)[1]))
+    recs = records(mon.run_dir, "params")
+    assert [r["step"] for r in recs] == [0, 1]
+    p = params_by_name(recs[0])["0.weight"]
+    assert p["w_norm"] > 0 and p["upd_norm"] > 0 and p["grad_norm"] > 0
+
+
+class Swish(nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+class SeqNet(nn.Module):
+    """(N, T, D) activations: a unit is a feature, seen at every time step of every example."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 8)
+        self.act = Swish()
+        self.norm = nn.RMSNorm(8)
+        self.out = nn.Linear(8, 4)
+
+    def forward(self, x=None, *, features=None):
+        h = self.norm(self.act(self.fc(features if features is not None else x)))
+        return self.out(h.mean(1))
+
+
+def test_declared_kind_keyword_input_rmsnorm_and_last_axis_units(tmp_path):
+    torch.manual_seed(5)
+    model = SeqNet()
+    with torch.no_grad():
+        model.fc.bias[:5] = -50.0  # 5 of 8 features dead at every time step; time steps are not units
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(10, 7, 6, generator=g), torch.randint(0, 4, (10,), generator=g)
+    h = model.fc(x).detach()
+    swish = h * torch.sigmoid(h)
+    with Monitor(tmp_path, "r", every=1) as mon:
+        mon.watch(model, opt, kinds={Swish: "silu"})
+        loss = F.cross_entropy(model(features=x), y)
+        loss.backward()
+        opt.step()
+        mon.log(0, loss=loss)
+    got = acts_by_layer(records(mon.run_dir, "acts")[0])
+    assert list(got) == ["fc", "act", "norm", "out"]  # Swish's torch.sigmoid is part of the module
+    assert got["act"]["dead_frac"] == pytest.approx(5 / 8)  # a silu is <= 0 where its input is
+    assert got["act"]["mean"] == pytest.approx(float(swish.double().mean()), rel=1e-5)
+    assert got["fc"]["unit_std"] == pytest.approx(float(h.double().reshape(-1, 8).mean(0).std(correction=0)), rel=1e-4)
+    inp = records(mon.run_dir, "input")[0]
+    assert inp["mean"] == pytest.approx(float(x.double().mean()), rel=1e-6)  # the keyword argument
+    meta = {lay["name"]: lay for lay in json.loads((mon.run_dir / "meta.json").read_text())["layers"]}
+    assert meta["norm"]["kind"] == "layernorm" and meta["norm"]["type"] == "RMSNorm"
+    assert meta["act"]["kind"] == "silu" and meta["act"]["shape"] == [7, 8]
+    with pytest.raises(ConfigError, match="kinds"):
+        Monitor(tmp_path, "bad").watch(model, opt, kinds={Swish: "swishy"})
+
+
+class Square(nn.Module):
+    def forward(self, x):
+        return x * x
+
+
+def test_a_model_without_known_activations_is_reported_once(tmp_path, caplog):
+    model = nn.Sequential(nn.Linear(12, 8), Square(), nn.Linear(8, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with caplog.at_level(logging.WARNING, logger="monitor._torch"), Monitor(tmp_path, "r", every=1) as mon:
+        mon.watch(model, opt)
+        train(model, opt, mon, 3)
+    assert sum("No activation function recognised" in r.getMessage() for r in caplog.records) == 1
+    found = [r for r in records(mon.run_dir, "finding") if r.get("rule") == "no_activation"]
+    assert len(found) == 1 and found[0]["severity"] == "info"
+
+
+def test_optimizer_none_records_eval_forwards_and_recreated_optimizer_keeps_its_lr_series(tmp_path):
+    torch.manual_seed(7)
+    model = mlp(nn.ReLU, width=8, depth=1)
+    with Monitor(tmp_path, "eval", every=1) as mon:
+        mon.watch(model, None)
+        model.eval()
+        with torch.no_grad():
+            for step in range(2):
+                model(batch(step)[0])
+                mon.log(step, val_loss=1.0)
+    assert [r["step"] for r in records(mon.run_dir, "acts")] == [0, 1]
+    assert not records(mon.run_dir, "params")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Monitor(tmp_path, "r", every=1) as mon:
+        w = mon.watch(model, opt)
+        assert mon.watch(model, opt) is w  # watching again adds nothing
+        train(model, opt, mon, 2)
+        del opt
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)  # re-created (the unfreeze recipe)
+        for step in range(2, 4):
+            train_one(model, opt, mon, step)
+    lrs = [r["values"].get("lr") for r in records(mon.run_dir, "scalars")]
+    assert lrs == [0.1, 0.1, 0.01, 0.01]
+    assert [len(r["params"]) for r in records(mon.run_dir, "params")] == [4, 4, 4, 4]  # no duplicated rows
+    up = [params_by_name(r)["0.weight"]["upd_norm"] for r in records(mon.run_dir, "params")]
+    assert all(u is not None and u > 0 for u in up)
