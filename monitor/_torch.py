@@ -10,31 +10,36 @@ The only module of the project that imports torch. Usage (three lines in a train
         mon.log(step, loss=loss)                     # 3: the loss (a tensor is fine)
     mon.close()                                      # or ``with Monitor(...) as mon:``
 
-What is recorded, on logged steps only (the first step and every ``every`` steps):
+What is recorded, on logged steps only (the first step and every ``every`` steps), for the
+first forward of the step (in training mode when an optimizer is watched):
 
 * the output of every activation module (ReLU, LeakyReLU, PReLU, ELU, GELU, SiLU, Tanh,
-  Sigmoid, Softplus, ...), Linear, Conv, BatchNorm/LayerNorm/GroupNorm and Embedding
-  module, for the first forward of the step in training mode (``model.train()``);
-  forwards in eval mode (validation) are not recorded. Activations called as functions
-  (``F.relu`` inside ``forward``) are seen only through the output of the Linear/Conv layer
-  before them. Units are axis 1: a neuron of a ``(N, D)`` output, a channel of a
-  ``(N, C, H, W)`` output.
-* the first positional input of the model (the ``input`` record).
-* per parameter tensor: weight norm/std and NaN/Inf counts after ``optimizer.step()``, the
+  Sigmoid, Softplus, ...), Linear, Conv, BatchNorm/LayerNorm/GroupNorm/RMSNorm, Embedding,
+  RNN/LSTM/GRU (the output sequence) and MultiheadAttention module, of modules whose kind
+  the user declares (``kinds=``), and of activation functions (``F.relu``, ``torch.tanh``,
+  ...) called inside ``forward``, seen through a ``TorchFunctionMode`` active only during a
+  logged forward and named after the calling module (``block.relu()``). Units are channels
+  (axis 1) for convolutions and normalisations over channels and for activations of their
+  outputs, the last axis otherwise; the batch axis is 1 inside ``batch_first=False`` modules.
+* the model's first floating-point tensor argument, positional or keyword (the ``input``
+  record).
+* per parameter tensor: weight norm/std and NaN/Inf counts after the optimizer step, the
   update (the real difference of the weights across ``step()``, so momentum and Adam are
-  right; for plain SGD, exactly ``-lr * grad``, its norm is ``lr * ||grad||`` without a copy)
-  and its ratio to the weight norm, the gradient norm and NaN/Inf counts before
-  ``step()``. A parameter that got no gradient at that step (frozen with
+  right; for plain SGD on float32/float64 weights, exactly ``-lr * grad``, its norm is
+  ``lr * ||grad||`` without a copy) and its ratio to the norm of the weight before the
+  update, the gradient norm and NaN/Inf counts when backward has accumulated the gradient
+  (before clipping). A parameter that got no gradient at that step (frozen with
   ``requires_grad=False``, or unused) has ``upd_norm``, ``upd_ratio`` and ``grad_norm``
   ``null``. A Parameter shared by several layers is recorded once, under its first name.
-* the learning rate of each parameter group, as the scalars ``lr``, ``lr/1``, ``lr/2``, ...
-  added to the step's ``mon.log`` record.
+* the learning rate of each optimizer and parameter group, as the scalars ``lr``, ``lr/1``,
+  ..., ``lr/opt1``, ... added to the step's ``mon.log`` record; ``skipped_step`` when no
+  optimizer stepped.
 
-Cost. Forward hooks are attached only for logged steps and removed after them, so an
-unlogged step runs the model with no hook at all; the optimizer hooks then do one flag
-check. On a logged step every statistic is computed with torch ops on the tensor's own
+Cost. Forward and gradient hooks are attached only for logged steps and removed after them,
+so an unlogged step runs the model with no hook at all; torch's global optimizer hooks then
+do one flag check. On a logged step every statistic is computed with torch ops on the tensor's own
 device, stacked into one vector per layer, and all vectors go to the host in one transfer
-(``torch.cat(...).tolist()``) when ``optimizer.step()`` returns. On the CPU, where reading a
+(``torch.cat(...).tolist()``) when the step ends (``mon.log``). On the CPU, where reading a
 value is a memory read, host arithmetic replaces the small ops between the passes.
 
 The definitions are those of ``core.stats`` (the numpy reference), with one sampling choice.
