@@ -26,11 +26,12 @@ from typing import Any, ClassVar, Iterable, Iterator
 import numpy as np
 
 from .errors import ConfigError
-from .schema import NORM_KINDS, REG_KEYS, RELU_FAMILY, SANITY_OVERFIT, SATURATING, Finding, Meta, metric_key
+from .schema import NORM_KINDS, REG_KEYS, RELU_FAMILY, SANITY_OVERFIT, SATURATING, Finding, Meta, metric_key, \
+    nonfinite_tag
 
 __all__ = [
     "Rule", "RuleThresholds", "NoThresholds", "Delta", "knob", "register", "RULES",
-    "is_bias", "regularization_of",
+    "is_bias", "regularization_of", "nan_loss_finding", "loss_explosion_finding",
 ]
 
 _BIAS_RE = re.compile(r"(^|[._/])(bias|b\d*|beta|.*_bias)$", re.IGNORECASE)
@@ -191,6 +192,9 @@ class Rule:
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:
         self.t: Any = thresholds if thresholds is not None else self.Thresholds()
 
+    def configure(self, config: Any) -> None:
+        """Called once with the whole ``DiagnosisConfig`` (a rule that reads another rule's thresholds)."""
+
     def update(self, d: Delta) -> Iterable[Finding]:
         """Look at the new records in ``d``; yield the findings that now hold (each once)."""
         return ()
@@ -248,6 +252,14 @@ def _streaks(flags: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return counts, run
 
 
+def _patience(patience: int, d: Delta, rows: int) -> int:
+    """The streak length a rule needs: ``patience``, or every logged row of a finished run with fewer.
+
+    A finished run of one logged step (the lecture's single forward pass) is judged on what it has.
+    """
+    return max(1, min(patience, rows)) if d.finished else patience
+
+
 def _grow(state: np.ndarray, n: int) -> np.ndarray:
     if len(state) >= n:
         return state
@@ -257,18 +269,82 @@ def _grow(state: np.ndarray, n: int) -> np.ndarray:
 # -- loss rules -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NanLossThresholds(RuleThresholds):
-    explode_factor: float = knob(10.0, 1.5, 1e6, "x the first finite loss")  # loss this many times its start = diverging
+def nan_loss_finding(step: int, tag: str, *, first: float | None = None,
+                     exploded_at: int | None = None) -> Finding:
+    """The ``nan_loss`` finding: the loss became ``tag`` (``"nan"``, ``"inf"``, ``"-inf"``) at ``step``.
+
+    ``first`` (the first finite loss) and ``exploded_at`` (the step where it passed the blow-up
+    threshold, see ``loss_explosion``) go into the message when known, so both steps are named.
+    """
+    word = {"nan": "NaN", "inf": "Inf", "-inf": "-Inf"}.get(tag.lower(), tag)
+    start = f" (it started at {_fmt(first)})" if first is not None else ""
+    blew = f"; it had blown up from step {exploded_at} on (see loss_explosion)" if exploded_at is not None else ""
+    return Finding(rule="nan_loss", severity="error", step=int(step), layers=(),
+                   message=f"The loss became {word} at step {step}{start}{blew}: training diverged.",
+                   fix=NanLoss.fix)
+
+
+def loss_explosion_finding(step: int, value: float, first: float, factor: float) -> Finding:
+    """The ``loss_explosion`` finding: the finite loss ``value`` at ``step`` is above ``factor`` x ``first``."""
+    return Finding(
+        rule="loss_explosion", severity="error", step=int(step), layers=(),
+        message=(f"The loss reached {_fmt(value)} at step {step}, {value / first:.1f}x its first value "
+                 f"{_fmt(first)} (threshold {factor:g}x): training is diverging."),
+        fix=LossExplosion.fix, value=value / first, threshold=factor)
 
 
 @register
 class NanLoss(Rule):
     id = "nan_loss"
     severity = "error"
-    summary = "The loss became NaN/Inf, or exploded above explode_factor x its first value: training diverged."
+    summary = "The loss became NaN/Inf: training diverged (a loss that only blew up is loss_explosion)."
     fix = "Lower the learning rate (often by 10x); check for log(0) or division by zero in the loss."
-    Thresholds = NanLossThresholds
+
+    def __init__(self, thresholds: RuleThresholds | None = None) -> None:
+        super().__init__(thresholds)
+        self.first: float | None = None
+        self.exploded_at: int | None = None
+        self.factor = LossExplosionThresholds().explode_factor
+        self.done = False
+
+    def configure(self, config: Any) -> None:
+        """Name the blow-up step with the factor ``loss_explosion`` runs with."""
+        self.factor = config.thresholds("loss_explosion").explode_factor
+
+    def update(self, d: Delta) -> Iterator[Finding]:
+        steps, vals = d.loss()
+        if self.done or not len(vals):
+            return
+        fin = np.isfinite(vals)
+        if self.first is None and fin.any():
+            self.first = float(vals[np.argmax(fin)])
+        bad = ~fin
+        if self.exploded_at is None and self.first is not None and self.first > 0:
+            big = fin & (vals > self.factor * self.first)
+            if big.any():
+                self.exploded_at = int(steps[np.argmax(big)])
+        if not bad.any():
+            return
+        i = int(np.argmax(bad))
+        self.done = True
+        s, v = int(steps[i]), float(vals[i])
+        blew = self.exploded_at if self.exploded_at is not None and self.exploded_at < s else None
+        yield nan_loss_finding(s, nonfinite_tag(v) or "nan", first=self.first, exploded_at=blew)
+
+
+@dataclass(frozen=True)
+class LossExplosionThresholds(RuleThresholds):
+    explode_factor: float = knob(10.0, 1.5, 1e6, "x the first finite loss")  # loss this many times its start = diverging
+
+
+@register
+class LossExplosion(Rule):
+    id = "loss_explosion"
+    severity = "error"
+    summary = ("A finite loss rose above explode_factor x its first value: training is diverging (reported apart "
+               "from nan_loss, which is the step where it became NaN/Inf).")
+    fix = "Lower the learning rate (often by 10x), or clip gradients; check the loss for a missing normalisation."
+    Thresholds = LossExplosionThresholds
 
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:
         super().__init__(thresholds)
@@ -282,23 +358,13 @@ class NanLoss(Rule):
         fin = np.isfinite(vals)
         if self.first is None and fin.any():
             self.first = float(vals[np.argmax(fin)])
-        bad = ~fin
-        if self.first is not None and self.first > 0:
-            bad |= fin & (vals > self.t.explode_factor * self.first)
-        if not bad.any():
+        if self.first is None or self.first <= 0:
             return
-        i = int(np.argmax(bad))
-        self.done = True
-        s, v = int(steps[i]), float(vals[i])
-        if not math.isfinite(v):
-            tag = "NaN" if math.isnan(v) else ("Inf" if v > 0 else "-Inf")
-            start = f" (it started at {_fmt(self.first)})" if self.first is not None else ""
-            yield self.finding(s, f"The loss became {tag} at step {s}{start}: training diverged.")
-        else:
-            yield self.finding(
-                s, f"The loss reached {_fmt(v)} at step {s}, {v / self.first:.1f}x its first value {_fmt(self.first)} "
-                   f"(threshold {self.t.explode_factor:g}x): training is diverging.",
-                value=v / self.first, threshold=self.t.explode_factor)
+        big = fin & (vals > self.t.explode_factor * self.first)
+        if big.any():
+            i = int(np.argmax(big))
+            self.done = True
+            yield loss_explosion_finding(int(steps[i]), float(vals[i]), self.first, self.t.explode_factor)
 
 
 @dataclass(frozen=True)
@@ -318,7 +384,7 @@ class LrTooLow(Rule):
                "changes by less than min_rel_change of its start: the learning rate is too low.")
     fix = "Raise the learning rate (try 10x steps: 1e-3, 1e-2, ...) until the loss clearly falls."
     Thresholds = LrTooLowThresholds
-    suppressed_by = ("nan_loss",)
+    suppressed_by = ("nan_loss", "loss_explosion")
 
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:
         super().__init__(thresholds)
@@ -571,22 +637,30 @@ class _FractionStreak(Rule):
         raise NotImplementedError
 
     def update(self, d: Delta) -> Iterator[Finding]:
-        if not len(d.acts_rows):
-            return
-        names = d.run.acts.names
-        frac = d.acts(self.field)
+        table = d.run.acts
+        names, n = table.names, len(table)
         limit = getattr(self.t, self.limit)
-        self.count = _grow(self.count, len(names))
-        counts, self.count = _streaks(np.nan_to_num(frac, nan=0.0) > limit, self.count)
-        for i in range(len(frac)):
-            hit = [names[j] for j in np.nonzero(counts[i] >= self.t.patience)[0]]
-            new = self.reported.new(hit)
-            if new:
-                r = d.acts_rows.start + i - (self.t.patience - 1)
-                step = int(d.run.acts.steps[max(r, 0)])
-                worst = float(np.nanmax(frac[i, [d.run.acts.index[n] for n in new]]))
-                yield self.finding(step, self.describe(", ".join(new), worst, limit, step),
-                                   layers=new, value=worst, threshold=limit)
+        need = _patience(self.t.patience, d, n)
+        if len(d.acts_rows):
+            frac = d.acts(self.field)
+            self.count = _grow(self.count, len(names))
+            counts, self.count = _streaks(np.nan_to_num(frac, nan=0.0) > limit, self.count)
+            for i in range(len(frac)):
+                yield from self._report(d, [names[j] for j in np.nonzero(counts[i] >= need)[0]],
+                                        d.acts_rows.start + i, need, limit)
+        if d.finished and n and need < self.t.patience:
+            # A finished run shorter than the patience: a streak over all its logged steps counts.
+            yield from self._report(d, [names[j] for j in np.nonzero(self.count >= need)[0]], n - 1, need, limit)
+
+    def _report(self, d: Delta, hit: list[str], row: int, need: int, limit: float) -> Iterator[Finding]:
+        new = self.reported.new(hit)
+        if not new:
+            return
+        table = d.run.acts
+        step = int(table.steps[max(row - (need - 1), 0)])
+        worst = float(np.nanmax(table.field(self.field)[row, [table.index[x] for x in new]]))
+        yield self.finding(step, self.describe(", ".join(new), worst, limit, step),
+                           layers=new, value=worst, threshold=limit)
 
 
 @register
@@ -703,6 +777,11 @@ class UpdateRatioThresholds(RuleThresholds):
     # A network that has fitted its data takes tiny steps by design: "too low" is judged only
     # while the loss is above this fraction of its first value.
     low_while_loss_above: float = knob(0.5, 0.0, 1.0, "fraction of the first loss")
+    # The lecture's target is ~1e-3 for every layer: one weight tensor far from its siblings
+    # (the others' median) has a learning rate out of line even inside the absolute band.
+    # Healthy runs (the healthy bank: SGD, momentum, Adam/AdamW, schedules) stay within REL_MEASURED.
+    max_rel_factor: float = knob(10.0, 1.0, 1e6, "x the median ratio of the other weight tensors")
+    min_siblings: int = knob(2, 1, 10_000, "other weight tensors needed for the relative check", integer=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -723,7 +802,7 @@ class UpdateRatio(Rule):
 
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:
         super().__init__(thresholds)
-        self.reported = {"high": _NewLayers(), "low": _NewLayers()}
+        self.reported = {side: _NewLayers() for side in ("high", "low", "rel_high", "rel_low")}
         self.first_row: int | None = None  # first row at or after skip_steps
         self.loss0: float | None = None
         self.loss_last: float | None = None
@@ -767,33 +846,72 @@ class UpdateRatio(Rule):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 med = np.nanmedian(wins, axis=2)
+        matrix = np.array([_looks_like_matrix(d, names[c]) for c in cols], bool)
         for k in range(med.shape[0]):
             row = first + k
             step = int(table.steps[row])
+            m = med[k]
             for side in ("high", "low"):
                 if side == "low" and not self._still_learning():
                     continue
-                m = med[k]
                 bad = m > self.t.max_ratio if side == "high" else m < self.t.min_ratio
-                hit = [names[cols[j]] for j in np.nonzero(bad)[0]]
-                if not hit:
-                    continue
-                layers = self.reported[side].new(d.layer_of(p) for p in hit)
-                if not layers:
-                    continue
-                hit = [p for p in hit if d.layer_of(p) in layers]
-                vals = [float(m[cols.index(names.index(p))]) for p in hit]
-                v = max(vals) if side == "high" else min(vals)
-                th = self.t.max_ratio if side == "high" else self.t.min_ratio
-                word = "above" if side == "high" else "below"
-                cause = "too high" if side == "high" else "too low"
-                fix = ("Lower the learning rate for these layers (aim for an update:weight ratio of ~1e-3)."
-                       if side == "high" else
-                       "Raise the learning rate for these layers (aim for an update:weight ratio of ~1e-3).")
-                yield self.finding(
-                    step, f"{', '.join(hit)}: median update:weight ratio {_fmt(v)} over {w} logged steps up to step "
-                          f"{step} is {word} {th:g}: the learning rate is {cause}.",
-                    layers=layers, value=v, threshold=th, fix=fix)
+                yield from self._report(d, side, step, [names[cols[j]] for j in np.nonzero(bad)[0]],
+                                        {names[cols[j]]: float(m[j]) for j in np.nonzero(bad)[0]})
+            yield from self._relative(d, step, m, matrix, [names[c] for c in cols])
+
+    def _relative(self, d: Delta, step: int, m: np.ndarray, matrix: np.ndarray, names: list[str]) -> Iterator[Finding]:
+        ok = matrix & np.isfinite(m) & (m > 0)
+        idx = np.nonzero(ok)[0]
+        if len(idx) < self.t.min_siblings + 1:
+            return
+        logm = np.log(m[idx])
+        rel: dict[str, tuple[float, float]] = {}
+        for pos, j in enumerate(idx):
+            ref = float(np.exp(np.median(np.delete(logm, pos))))
+            rel[names[j]] = (float(m[j]) / ref, ref)
+        f = self.t.max_rel_factor
+        for side in ("rel_high", "rel_low"):
+            if side == "rel_low" and not self._still_learning():
+                continue
+            hit = [p for p, (r, _) in rel.items() if (r > f if side == "rel_high" else r < 1 / f)]
+            # Already reported as outside the absolute band: the relative finding would repeat it.
+            absolute = self.reported["high" if side == "rel_high" else "low"].seen
+            hit = [p for p in hit if d.layer_of(p) not in absolute]
+            yield from self._report(d, side, step, hit, {p: rel[p][0] for p in hit}, refs={p: rel[p][1] for p in hit})
+
+    def _report(self, d: Delta, side: str, step: int, hit: list[str], value: dict[str, float],
+                refs: dict[str, float] | None = None) -> Iterator[Finding]:
+        if not hit:
+            return
+        layers = self.reported[side].new(d.layer_of(p) for p in hit)
+        if not layers:
+            return
+        hit = [p for p in hit if d.layer_of(p) in layers]
+        high = side.endswith("high")
+        v = (max if high else min)(value[p] for p in hit)
+        w = self.t.window
+        fix = ("Lower the learning rate for these layers (aim for an update:weight ratio of ~1e-3)." if high else
+               "Raise the learning rate for these layers (aim for an update:weight ratio of ~1e-3).")
+        if refs is None:
+            th = self.t.max_ratio if high else self.t.min_ratio
+            yield self.finding(
+                step, f"{', '.join(hit)}: median update:weight ratio {_fmt(v)} over {w} logged steps up to step "
+                      f"{step} is {'above' if high else 'below'} {th:g}: the learning rate is "
+                      f"{'too high' if high else 'too low'}.",
+                layers=layers, value=v, threshold=th, fix=fix)
+            return
+        f = self.t.max_rel_factor
+        p = max(hit, key=lambda q: value[q]) if high else min(hit, key=lambda q: value[q])
+        times = f"{v:.1f}x" if high else f"1/{1 / v:.1f}"
+        yield self.finding(
+            step, f"{', '.join(hit)}: median update:weight ratio {_fmt(value[p] * refs[p])} over {w} logged steps up "
+                  f"to step {step} is {times} the median {_fmt(refs[p])} of the other weight tensors (threshold "
+                  f"{f:g}x): this layer's learning rate is out of line with the others'.",
+            layers=layers, value=v, threshold=f if high else 1 / f,
+            fix=("Lower the learning rate of these layers (their own parameter group) until their ratio is near "
+                 "the others' (~1e-3)." if high else
+                 "Raise the learning rate of these layers (or check they are not frozen by mistake) so their "
+                 "ratio comes near the others' (~1e-3)."))
 
 
 @register
@@ -921,7 +1039,7 @@ class Overfitting(Rule):
                "patience validation points (train_acc: mean since the previous validation).")
     fix = "Add regularization (raise reg / weight decay, dropout, data augmentation), use more data, or stop earlier."
     Thresholds = OverfittingThresholds
-    suppressed_by = ("nan_loss",)
+    suppressed_by = ("nan_loss", "loss_explosion")
 
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:
         super().__init__(thresholds)
@@ -931,6 +1049,8 @@ class Overfitting(Rule):
         self.done = False
 
     def update(self, d: Delta) -> Iterator[Finding]:
+        if d.meta.sanity == SANITY_OVERFIT:  # overfitting the tiny subset is the goal of that check
+            return
         for s, tr, va, _ in self.pairs.feed(d):
             if self.done:
                 continue
@@ -963,7 +1083,7 @@ class Underfitting(Rule):
                "validation (or, without validation, at the end of the run).")
     fix = "Use a bigger model (wider or deeper), train longer, lower the regularization, or tune the learning rate."
     Thresholds = UnderfittingThresholds
-    suppressed_by = ("nan_loss", "lr_too_low")
+    suppressed_by = ("nan_loss", "loss_explosion", "lr_too_low")
 
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:
         super().__init__(thresholds)

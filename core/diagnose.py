@@ -27,26 +27,18 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from ._rules import RULES, Delta, Rule, RuleThresholds, register
+from . import _depth_rules  # noqa: F401  (registers the rules that compare layers across depth)
+from ._rules import RULES, Delta, Rule, RuleThresholds, loss_explosion_finding, nan_loss_finding, register
 from .errors import ConfigError
 from .schema import SEVERITY_RANK, Finding
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "nan_loss_finding", "DiagnosisConfig", "Diagnoser", "diagnose", "threshold_table", "parse_overrides",
+    "nan_loss_finding", "loss_explosion_finding", "DiagnosisConfig", "Diagnoser", "diagnose", "threshold_table", "parse_overrides",
     "Rule", "RuleThresholds", "register", "RULES", "rule_ids",
 ]
 
-
-
-def nan_loss_finding(step: int, tag: str) -> Finding:
-    """The ``nan_loss`` finding for a loss that became ``tag`` (``"nan"``, ``"inf"``, ``"-inf"``) at ``step``."""
-    return Finding(
-        rule="nan_loss", severity="error", step=step, layers=(),
-        message=f"The loss became {tag.upper() if tag == 'nan' else tag} at step {step}: training diverged.",
-        fix="Lower the learning rate (often by 10x); check for log(0) or division by zero in the loss.",
-    )
 
 
 def rule_ids() -> list[str]:
@@ -141,7 +133,10 @@ class DiagnosisConfig:
 
     def make_rules(self) -> list[Rule]:
         """Fresh rule objects (with empty state) for the enabled rules, in registry order."""
-        return [cls(self.thresholds(rid)) for rid, cls in RULES.items() if rid not in self.disable]
+        rules = [cls(self.thresholds(rid)) for rid, cls in RULES.items() if rid not in self.disable]
+        for r in rules:
+            r.configure(self)
+        return rules
 
 
 def _better(new: tuple[Finding, int], old: tuple[Finding, int]) -> bool:

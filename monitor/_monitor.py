@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from core.diagnose import nan_loss_finding
+from core.diagnose import DiagnosisConfig, loss_explosion_finding, nan_loss_finding
 from core.errors import ConfigError, RunExistsError
 from core.schema import (
     ACT_FIELDS, ACT_HIST_FIELDS, DATA_SUFFIX, DEFAULT_BINS, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING,
@@ -50,7 +50,18 @@ _ON_EXISTS = ("suffix", "error")
 
 
 class TrainingDivergedError(RuntimeError):
-    """Raised from ``Monitor.log`` when the loss is NaN/Inf and the Monitor was made with ``on_nan="raise"``."""
+    """Raised from ``Monitor.log`` when the loss is NaN/Inf and the Monitor was made with ``on_nan="raise"``,
+    or when the loss blew up (above ``explode_factor`` x its first value) with ``on_explode="raise"``.
+
+    Attributes:
+        step: the step of the loss that stopped the training.
+        reason: ``"nan"``/``"inf"``/``"-inf"`` for a non-finite loss, ``"explosion"`` for a blow-up.
+    """
+
+    def __init__(self, message: str, *, step: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.step = step
+        self.reason = reason
 
 
 def validate_run_name(name: str) -> str:
@@ -126,6 +137,10 @@ class Monitor:
         on_nan: what a NaN/Inf loss does: ``"warn"`` (log a warning, default),
             ``"raise"`` (raise ``TrainingDivergedError`` to stop training) or ``"ignore"``.
             The ``nan_loss`` finding is written in every case.
+        on_explode: what a finite loss above ``explode_factor`` x the first finite loss does,
+            with the same choices (default ``"warn"``). The ``loss_explosion`` finding is written
+            in every case, so a run that blew up before it became NaN names both steps.
+        explode_factor: the blow-up threshold; ``None`` takes the ``loss_explosion`` rule's default (10).
         on_exists: when ``name`` exists already: ``"suffix"`` (use ``name-2``, ``name-3``, ...;
             default) or ``"error"`` (raise ``RunExistsError``). A run is never overwritten.
         search_space: for hyperparameter searches, each sampled parameter's range,
@@ -149,6 +164,8 @@ class Monitor:
         rank: int = 0,
         bins: int = DEFAULT_BINS,
         on_nan: str = "warn",
+        on_explode: str = "warn",
+        explode_factor: float | None = None,
         on_exists: str = "suffix",
         search_space: Mapping[str, Any] | None = None,
         sanity: str | None = None,
@@ -162,6 +179,13 @@ class Monitor:
             raise ConfigError(f"bins must be an integer in 2..1024, got {bins!r}")
         if on_nan not in _ON_NAN:
             raise ConfigError(f"on_nan must be one of {_ON_NAN}, got {on_nan!r}")
+        if on_explode not in _ON_NAN:
+            raise ConfigError(f"on_explode must be one of {_ON_NAN}, got {on_explode!r}")
+        if explode_factor is None:
+            explode_factor = DiagnosisConfig().thresholds("loss_explosion").explode_factor
+        else:  # validated against the rule's range
+            explode_factor = DiagnosisConfig(
+                overrides={"loss_explosion.explode_factor": explode_factor}).thresholds("loss_explosion").explode_factor
         if on_exists not in _ON_EXISTS:
             raise ConfigError(f"on_exists must be one of {_ON_EXISTS}, got {on_exists!r}")
         if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
@@ -176,6 +200,10 @@ class Monitor:
         self.rank = rank
         self.bins = bins
         self.on_nan = on_nan
+        self.on_explode = on_explode
+        self.explode_factor = float(explode_factor)
+        self._loss0: float | None = None
+        self._explode_reported = False
         self.on_exists = on_exists
         self.heartbeat = heartbeat
         self._meta = Meta(
@@ -530,6 +558,7 @@ class Monitor:
 
     def _log_values(self, step: int, scalars: Mapping[str, Any]) -> None:
         bad_loss: str | None = None
+        blown: Finding | None = None
         with self._lock:
             if self._closed:
                 return
@@ -538,6 +567,7 @@ class Monitor:
             writer = self._writer_for_event()
             values: dict[str, float | None] = {}
             nonfinite: dict[str, str] = {}
+            loss: float | None = None
             for key, v in scalars.items():
                 try:
                     f = float(v.detach() if hasattr(v, "detach") else v)  # a torch tensor that requires grad
@@ -550,23 +580,39 @@ class Monitor:
                     nonfinite[key] = tag
                     if key in LOSS_KEYS and bad_loss is None:
                         bad_loss = tag
+                elif key in LOSS_KEYS and loss is None:
+                    loss = f
             rec: dict[str, Any] = {"kind": KIND_SCALARS, "step": int(step), "time": time.time(), "values": values}
             if nonfinite:
                 rec["nonfinite"] = nonfinite
             writer.append(STREAM_SCALARS, rec)
             self.last_step = int(step)
+            if loss is not None:
+                if self._loss0 is None:
+                    self._loss0 = loss
+                elif (not self._explode_reported and self._loss0 > 0
+                      and loss > self.explode_factor * self._loss0):
+                    self._explode_reported = True
+                    blown = loss_explosion_finding(int(step), loss, self._loss0, self.explode_factor)
+                    self.finding(blown)
             if bad_loss is not None and not self._nan_reported:
                 self._nan_reported = True
-                self.finding(nan_loss_finding(int(step), bad_loss))
+                self.finding(nan_loss_finding(int(step), bad_loss, first=self._loss0))
+        if blown is not None:
+            if self.on_explode == "raise":
+                raise TrainingDivergedError(
+                    f"{blown.message} Lower the learning rate (often 10x). Run: {self.run_dir}",
+                    step=int(step), reason="explosion")
+            if self.on_explode == "warn":
+                log.warning("Babysitter: %s (run %s)", blown.message, self.run_dir)
         if bad_loss is not None:
             if self.on_nan == "raise":
                 raise TrainingDivergedError(
                     f"loss is {bad_loss} at step {step}: training diverged. Lower the learning rate "
-                    f"(often 10x). Run: {self.run_dir}")
+                    f"(often 10x). Run: {self.run_dir}", step=int(step), reason=bad_loss)
             if self.on_nan == "warn" and not self._warned_nan:
                 self._warned_nan = True
                 log.warning("Babysitter: loss is %s at step %d; training diverged (run %s)", bad_loss, step, self.run_dir)
-
 
     # -- frameworks ------------------------------------------------------------------------
 

@@ -96,7 +96,7 @@ def _by_rule(findings: list[Finding]) -> dict[str, list[Finding]]:
 
 # (case, rule, severity, layers that must be among the finding's layers)
 POSITIVE = [
-    ("lr_far_too_high", "nan_loss", "error", ()),
+    ("lr_far_too_high", "loss_explosion", "error", ()),
     ("lr_nan", "nan_loss", "error", ()),
     ("lr_nan", "nonfinite_values", "error", ("fc1", "scores")),
     ("lr_too_high", "update_ratio", "warning", ("fc1", "scores")),
@@ -162,7 +162,7 @@ def test_update_ratio_reports_too_high_and_too_low_with_their_own_fix(runs):
 
 def test_diverged_run_is_not_also_called_underfitting(runs):
     rules = {f.rule for f in diagnose(runs("lr_far_too_high"))}
-    assert "nan_loss" in rules and "underfitting" not in rules
+    assert "loss_explosion" in rules and "underfitting" not in rules
 
 
 # -- findings written by the training process ---------------------------------------------
@@ -183,13 +183,25 @@ def test_engine_finding_earlier_than_the_written_one_wins(tmp_path):
     with Monitor(tmp_path, "explode", num_classes=10, heartbeat=0) as mon:
         for s, v in enumerate([2.3, 2.5, 40.0, 900.0, float("inf")]):
             mon.log(s, loss=v)
-    nan = [f for f in diagnose(mon.run_dir) if f.rule == "nan_loss"]
-    assert len(nan) == 1 and nan[0].step == 2 and "17.4x" in nan[0].message
+    found = _by_rule(diagnose(mon.run_dir))
+    # The blow-up and the NaN are two findings, each at its own step; the NaN names the blow-up's step.
+    assert [f.step for f in found["loss_explosion"]] == [2] and "17.4x" in found["loss_explosion"][0].message
+    assert found["loss_explosion"][0].value == pytest.approx(40 / 2.3) and found["loss_explosion"][0].threshold == 10
+    assert [f.step for f in found["nan_loss"]] == [4]
+    assert "Inf at step 4" in found["nan_loss"][0].message and "from step 2" in found["nan_loss"][0].message
+
+
+def test_a_blow_up_without_nan_is_not_called_nan(tmp_path):
+    with Monitor(tmp_path, "blowup", num_classes=10, heartbeat=0, on_explode="ignore") as mon:
+        for s, v in enumerate([2.3, 2.0, 5.0, 30.0, 80.0]):
+            mon.log(s, loss=v)
+    found = _by_rule(diagnose(mon.run_dir))
+    assert "nan_loss" not in found and [f.step for f in found["loss_explosion"]] == [3]
 
 
 def test_nan_loss_finding_keeps_its_signature():
     f = nan_loss_finding(7, "inf")
-    assert (f.rule, f.severity, f.step) == ("nan_loss", "error", 7) and "inf" in f.message
+    assert (f.rule, f.severity, f.step) == ("nan_loss", "error", 7) and "Inf at step 7" in f.message
 
 
 # -- incremental evaluation ------------------------------------------------------------
