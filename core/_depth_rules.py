@@ -22,12 +22,12 @@ import numpy as np
 
 from ._rules import Delta, Rule, RuleThresholds, _activation_layers, _fmt, _grow, _looks_like_matrix, _NewLayers, \
     _patience, _streaks, knob, register
-from .schema import Finding
+from .schema import NORM_KINDS, Finding
 
 __all__ = ["ExplodingActivations", "VanishingGradients", "ExplodingGradients", "weights_by_depth"]
 
 # Layer kinds whose parameters are not compared for gradient scale (sparse rows, per-channel gains).
-_NOT_COMPARED = frozenset({"embedding", "batchnorm", "layernorm", "prelu"})
+_NOT_COMPARED = NORM_KINDS | frozenset({"embedding", "prelu"})
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,10 @@ STREAM_LAYERS = "layers"    # acts, params and input statistics: large lines, ev
 SANITY_OVERFIT = "overfit_small"
 # Hyperparameter names read as the L2 regularization strength, in this order.
 REG_KEYS = ("reg", "weight_decay", "l2", "lambda", "wd")
+# Of those, the names of a penalty added to the loss. An optimizer's weight decay (torch's
+# ``weight_decay``, AdamW's decoupled decay) shrinks the weights directly and is never part of
+# the reported loss, so the loss-based checks (initial_loss, regularization_check) do not expect it.
+LOSS_REG_KEYS = ("reg", "l2", "lambda")
 # meta.json fields and the JSON types they must have; a field of another type is ignored (and reported).
 META_TYPES: dict[str, Any] = {
     "format_version": int, "run": str, "status": str, "hparams": dict, "search_space": dict, "layers": list,
