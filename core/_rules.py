@@ -31,7 +31,7 @@ from .schema import LOSS_REG_KEYS, NORM_KINDS, REG_KEYS, RELU_FAMILY, SANITY_OVE
 
 __all__ = [
     "Rule", "RuleThresholds", "NoThresholds", "Delta", "knob", "register", "RULES",
-    "is_bias", "regularization_of", "nan_loss_finding", "loss_explosion_finding",
+    "is_bias", "regularization_of", "nan_loss_finding", "loss_explosion_finding", "weights_by_depth",
 ]
 
 _BIAS_RE = re.compile(r"(^|[._/])(bias|b\d*|beta|.*_bias)$", re.IGNORECASE)
@@ -766,6 +766,28 @@ def _looks_like_matrix(d: Delta, param: str) -> bool:
     return bool(_WEIGHT_RE.search(param))
 
 
+# Layer kinds whose parameters are not compared across layers (sparse rows, per-channel gains).
+_NOT_COMPARED = NORM_KINDS | frozenset({"embedding", "prelu"})
+
+
+def weights_by_depth(d: Delta) -> list[tuple[str, int]]:
+    """``(parameter, column of run.params)`` of the weight matrices and kernels, input to output.
+
+    Depth order is the order of the owning layers in ``meta.json``; parameters of unknown
+    layers keep the order in which they were first recorded.
+    """
+    table = d.run.params
+    order = {li.name: k for k, li in enumerate(d.meta.layers)}
+    out = []
+    for col, name in enumerate(table.names):
+        layer = d.layer_of(name)
+        if not _looks_like_matrix(d, name) or d.layer_kinds.get(layer) in _NOT_COMPARED:
+            continue
+        out.append((order.get(layer, len(order)), col, name))
+    out.sort()
+    return [(name, col) for _, col, name in out]
+
+
 # -- parameter rules --------------------------------------------------------------------------
 
 
@@ -807,8 +829,9 @@ class UpdateRatio(Rule):
     summary = ("After skip_steps, the median update:weight ratio (||dW|| / ||W||) of a weight tensor over window "
                "logged steps is above max_ratio (learning rate too high) or below min_ratio (too low, judged while the "
                "loss is above low_while_loss_above of its first value and the lr above low_while_lr_above of its "
-               "largest value), or max_rel_factor times above or below the median of the other weight tensors "
-               "(that layer's learning rate is out of line); healthy is ~1e-3. Biases are skipped.")
+               "largest value), or max_rel_factor times above or below the median of the other hidden weight tensors "
+               "(that layer's learning rate is out of line; the output layer is not compared); healthy is ~1e-3. "
+               "Biases are skipped.")
     fix = "Scale that layer's learning rate toward an update:weight ratio of ~1e-3."
     Thresholds = UpdateRatioThresholds
 
@@ -893,7 +916,10 @@ class UpdateRatio(Rule):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 med = np.nanmedian(wins, axis=2)
-        matrix = np.array([_looks_like_matrix(d, names[c]) for c in cols], bool)
+        # The output layer is left out of the relative check: a small last layer (the lecture's
+        # advice for a near-uniform initial loss) has large ratios for many steps by design.
+        hidden = {name for name, _ in weights_by_depth(d)[:-1]}
+        matrix = np.array([names[c] in hidden for c in cols], bool)
         for k in range(med.shape[0]):
             row = first + k
             step = int(table.steps[row])
@@ -918,9 +944,9 @@ class UpdateRatio(Rule):
             ref = float(np.exp(np.median(np.delete(logm, pos))))
             rel[names[j]] = (float(m[j]) / ref, ref)
         f = self.t.max_rel_factor
+        # Relative to its siblings, a layer's ratio does not fall as the network fits or the schedule
+        # anneals (all layers slow down together): both sides are judged throughout.
         for side in ("rel_high", "rel_low"):
-            if side == "rel_low" and not self._still_learning():
-                continue
             hit = [p for p, (r, _) in rel.items() if (r > f if side == "rel_high" else r < 1 / f)]
             # Already reported as outside the absolute band: the relative finding would repeat it.
             absolute = self.reported["high" if side == "rel_high" else "low"].seen
@@ -953,7 +979,7 @@ class UpdateRatio(Rule):
         times = f"{v:.1f}x" if high else f"1/{1 / v:.1f}"
         yield self.finding(
             step, f"{', '.join(hit)}: median update:weight ratio {_fmt(value[p] * refs[p])} over {w} logged steps up "
-                  f"to step {step} is {times} the median {_fmt(refs[p])} of the other weight tensors (threshold "
+                  f"to step {step} is {times} the median {_fmt(refs[p])} of the other hidden weight tensors (threshold "
                   f"{f:g}x): this layer's learning rate is out of line with the others'.",
             layers=layers, value=v, threshold=f if high else 1 / f,
             fix=("Lower the learning rate of these layers (their own parameter group) until their ratio is near "

@@ -74,6 +74,7 @@ def train_mlp(
     last_scale: float = 1.0,
     bias: float = 0.0,
     lr: float = 0.1,
+    lr_scale: tuple[float, ...] | None = None,
     reg: float = 0.0,
     reg_in_loss: bool = True,
     epochs: int = 5,
@@ -93,6 +94,7 @@ def train_mlp(
         init: ``"he"``, ``"xavier"``, ``"constant"`` or a scale for ``randn``.
         last_scale: extra factor on the output layer's initial weights.
         bias: initial value of the hidden biases (a large negative one kills ReLUs).
+        lr_scale: a learning-rate factor per weight layer (one layer's learning rate out of line).
         reg: L2 strength; ``reg_in_loss=False`` leaves the penalty out of the reported loss (a bug).
         grad_bug: forget to subtract 1 at the true class in the softmax gradient (a broken model).
         data: ``(X_train, y_train, X_val, y_val)`` instead of digits.
@@ -103,12 +105,12 @@ def train_mlp(
     # BLAS threads oversubscribe the few cores the suite shares: one thread is 10x faster here.
     with threadpool_limits(1):
         return _train(logdir, name, hidden=hidden, act=act, init=init, last_scale=last_scale, bias=bias, lr=lr,
-                      reg=reg, reg_in_loss=reg_in_loss, epochs=epochs, batch=batch, n_train=n_train, center=center,
+                      lr_scale=lr_scale, reg=reg, reg_in_loss=reg_in_loss, epochs=epochs, batch=batch, n_train=n_train, center=center,
                       seed=seed, grad_bug=grad_bug, data=data, every=every, **monitor_kwargs)
 
 
 def _train(logdir: str | Path, name: str, *, hidden: tuple[int, ...], act: str, init: str | float,
-           last_scale: float, bias: float, lr: float, reg: float, reg_in_loss: bool, epochs: int, batch: int,
+           last_scale: float, bias: float, lr: float, lr_scale: tuple[float, ...] | None, reg: float, reg_in_loss: bool, epochs: int, batch: int,
            n_train: int | None, center: bool, seed: int, grad_bug: bool,
            data: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None] | None, every: int,
            **monitor_kwargs: Any) -> Path:
@@ -159,10 +161,11 @@ def _train(logdir: str | Path, name: str, *, hidden: tuple[int, ...], act: str, 
                     for name_, h, kind in zip(names, hs[1:], [act] * len(hidden) + ["linear"]):
                         mon.activation(step, name_, h, kind=kind)
                 for i, (dW, db) in enumerate(grads):
-                    Ws[i] -= lr * dW
-                    bs[i] -= lr * db
-                    mon.weights(step, f"W{i + 1}", Ws[i], update=-lr * dW, grad=dW)
-                    mon.weights(step, f"b{i + 1}", bs[i], update=-lr * db, grad=db)
+                    lr_i = lr * (lr_scale[i] if lr_scale else 1.0)
+                    Ws[i] -= lr_i * dW
+                    bs[i] -= lr_i * db
+                    mon.weights(step, f"W{i + 1}", Ws[i], update=-lr_i * dW, grad=dW)
+                    mon.weights(step, f"b{i + 1}", bs[i], update=-lr_i * db, grad=db)
                 acc = float((scores.argmax(axis=1) == yb).mean()) if np.isfinite(scores).all() else 0.0
                 mon.log(step, loss=loss, lr=lr, train_acc=acc)
                 step += 1
