@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from ._rules import Delta, Rule, RuleThresholds, knob, register
 from .schema import Finding
 from .summary import RunSummary
@@ -34,6 +36,12 @@ __all__ = ["EdgeOfRange", "EdgeOfRangeRule", "EdgeOfRangeThresholds", "DEFAULT_O
 class EdgeOfRangeThresholds(RuleThresholds):
     outer: float = knob(0.1, 0.01, 0.49, "fraction of the sampled range at each end")  # in log space for log params
     min_trials: int = knob(3, 1, 1_000_000, "runs with a value", integer=True)  # fewer: no verdict
+    # The best run at the most extreme value sampled, though not in the outer fraction, counts
+    # when the objective rises toward that end: Spearman's rank correlation between the value
+    # (log for log params) and the objective at least min_trend, over at least min_trend_trials
+    # runs. With no real effect, 10 random trials pass both about 3% of the time per parameter.
+    min_trend: float = knob(0.6, 0.0, 1.0, "rank correlation of value and objective toward that end")
+    min_trend_trials: int = knob(6, 3, 1_000_000, "runs with a value for the trend check", integer=True)
 
 
 @register
@@ -47,7 +55,8 @@ class EdgeOfRangeRule(Rule):
     id = "edge_of_range"
     severity = "warning"
     summary = ("In a hyperparameter search, the best run's value of a parameter lies in the outer `outer` "
-               "fraction of its sampled range (log space for log-sampled parameters).")
+               "fraction of its sampled range (log space for log-sampled parameters), or it is the most extreme "
+               "value sampled and the objective rises toward that end (rank correlation >= min_trend).")
     fix = "Shift the range: search again centred on the best value, with the same width."
     Thresholds = EdgeOfRangeThresholds
 
@@ -57,6 +66,8 @@ class EdgeOfRangeRule(Rule):
 
 
 DEFAULT_OUTER = EdgeOfRangeThresholds().outer  # fraction of the (log-)range at each end counted as "the edge"
+DEFAULT_MIN_TREND = EdgeOfRangeThresholds().min_trend
+DEFAULT_MIN_TREND_TRIALS = EdgeOfRangeThresholds().min_trend_trials
 
 @dataclass(frozen=True)
 class EdgeOfRange:
@@ -77,6 +88,9 @@ class EdgeOfRange:
         suggest_high: high end of the range to try next.
         runs: number of runs judged.
         search: the runs' common name prefix (may be empty).
+        reason: ``"edge"`` (in the outer fraction) or ``"trend"`` (the most extreme value sampled,
+            with the objective rising toward that end).
+        trend: the rank correlation of value and objective, signed so that positive points toward ``side``.
     """
 
     param: str
@@ -93,6 +107,8 @@ class EdgeOfRange:
     suggest_high: float
     runs: int
     search: str = ""
+    reason: str = "edge"
+    trend: float | None = None
 
     @property
     def finding(self) -> Finding:
@@ -100,11 +116,20 @@ class EdgeOfRange:
         scale = "log-uniform" if self.log else "uniform"
         where = "top" if self.side == "high" else "bottom"
         pct = (1 - self.position if self.side == "high" else self.position) * 100
+        rng = f"[{_fmt(self.low)}, {_fmt(self.high)}] ({scale}"
+        if self.reason == "trend":
+            most = "highest" if self.side == "high" else "lowest"
+            message = (f"The best run ({self.best_run}) has {self.param}={_fmt(self.best_value)}, the {most} value "
+                       f"sampled (at {self.position:.0%} of the range {rng}), and the objective rises toward that "
+                       f"end (rank correlation {self.trend:.2f} over {self.runs} runs): the best value likely lies "
+                       f"beyond the {most} sample, though nobody sampled the outer {self.outer:.0%}.")
+        else:
+            message = (f"The best run ({self.best_run}) has {self.param}={_fmt(self.best_value)}, in the {where} "
+                       f"{pct:.0f}% of the sampled range {rng}, edge = outer {self.outer:.0%}); better values may "
+                       f"lie beyond it.")
         return Finding(
             rule="edge_of_range", severity="warning", step=0, layers=(),
-            message=(f"The best run ({self.best_run}) has {self.param}={_fmt(self.best_value)}, in the {where} "
-                     f"{pct:.0f}% of the sampled range [{_fmt(self.low)}, {_fmt(self.high)}] ({scale}, "
-                     f"edge = outer {self.outer:.0%}); better values may lie beyond it."),
+            message=message,
             fix=(f"Shift the range: search {self.param} in [{_fmt(self.suggest_low)}, {_fmt(self.suggest_high)}]"
                  f"{' (log-uniform)' if self.log else ''}."),
             value=self.position, threshold=self.outer,
@@ -151,8 +176,15 @@ def edge_of_range(
     mode: str = "max",
     outer: float = DEFAULT_OUTER,
     min_trials: int = 3,
+    min_trend: float = DEFAULT_MIN_TREND,
+    min_trend_trials: int = DEFAULT_MIN_TREND_TRIALS,
 ) -> list[EdgeOfRange]:
     """Parameters whose best value lies at the edge of the range they were sampled from.
+
+    Two ways count: the best value lies in the outer ``outer`` fraction at either end; or it
+    is the most extreme value any run sampled at that end (none sampled the outer fraction)
+    and the objective rises toward that end (Spearman's rank correlation at least
+    ``min_trend`` over at least ``min_trend_trials`` runs).
 
     Args:
         trials: ``(run name, hparams, objective)`` per run; runs without a finite objective
@@ -162,6 +194,8 @@ def edge_of_range(
         mode: ``"max"`` (accuracy) or ``"min"`` (loss).
         outer: the fraction of the range at each end that counts as the edge, in (0, 0.5).
         min_trials: fewer runs with an objective than this give no finding.
+        min_trend: the rank correlation the trend check needs, in [0, 1].
+        min_trend_trials: fewer runs than this give no trend verdict.
 
     Returns:
         One ``EdgeOfRange`` per parameter at an edge (empty when none is).
@@ -177,6 +211,10 @@ def edge_of_range(
         raise ConfigError(f"outer must be a fraction in (0, 0.5) of the range at each end, got {outer!r}")
     if not isinstance(min_trials, int) or min_trials < 1:
         raise ConfigError(f"min_trials must be a positive integer, got {min_trials!r}")
+    if not 0 <= min_trend <= 1:
+        raise ConfigError(f"min_trend must be a rank correlation in [0, 1], got {min_trend!r}")
+    if not isinstance(min_trend_trials, int) or min_trend_trials < 3:
+        raise ConfigError(f"min_trend_trials must be an integer >= 3, got {min_trend_trials!r}")
     scored = [(n, hp, float(v)) for n, hp, v in trials
               if v is not None and not isinstance(v, bool) and math.isfinite(float(v))]
     if len(scored) < min_trials:
@@ -196,18 +234,60 @@ def edge_of_range(
         f = math.log10 if is_log else float
         a, b, x = f(lo), f(hi), f(v)
         pos = (x - a) / (b - a)
+        reason, trend = "edge", None
         if outer <= pos <= 1 - outer:
-            continue
-        side = "low" if pos < outer else "high"
+            got = _trend_toward_extreme(scored, param, best_name, f, mode, is_log)
+            if got is None or len(scored) < min_trend_trials or got[1] < min_trend - 1e-9:  # rounding of a perfect order
+                continue
+            side, trend = got
+            reason = "trend"
+        else:
+            side = "low" if pos < outer else "high"
         half = (b - a) / 2
         s_lo, s_hi = x - half, x + half
         inv = (lambda u: 10.0 ** u) if is_log else float
         out.append(EdgeOfRange(
             param=param, side=side, best_run=best_name, best_value=v, score=best_score, low=lo, high=hi,
             log=is_log, position=pos, outer=outer, suggest_low=inv(s_lo), suggest_high=inv(s_hi),
-            runs=len(scored), search=prefix,
+            runs=len(scored), search=prefix, reason=reason, trend=trend,
         ))
     return out
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties given their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    r = np.empty(len(x))
+    r[order] = np.arange(1, len(x) + 1)
+    for u in np.unique(x):
+        tie = x == u
+        if tie.sum() > 1:
+            r[tie] = r[tie].mean()
+    return r
+
+
+def _trend_toward_extreme(scored: Sequence[tuple[str, Mapping[str, Any], float]], param: str, best: str, f: Any,
+                          mode: str, is_log: bool) -> tuple[str, float] | None:
+    """``(side, rank correlation toward it)`` when the best run holds the most extreme value of ``param``."""
+    pts = [(f(float(hp[param])), score, name) for name, hp, score in scored
+           if isinstance(hp.get(param), (int, float)) and not isinstance(hp.get(param), bool)
+           and math.isfinite(float(hp[param])) and (not is_log or float(hp[param]) > 0)]
+    if len(pts) < 3:
+        return None
+    xs = np.array([p[0] for p in pts])
+    ys = np.array([p[1] for p in pts]) * (1 if mode == "max" else -1)
+    bx = next(p[0] for p in pts if p[2] == best)
+    if bx >= xs.max() and (xs < bx).any():
+        side = "high"
+    elif bx <= xs.min() and (xs > bx).any():
+        side = "low"
+    else:
+        return None
+    rx, ry = _ranks(xs), _ranks(ys)
+    if rx.std() == 0 or ry.std() == 0:
+        return None
+    rho = float(np.corrcoef(rx, ry)[0, 1])
+    return side, rho if side == "high" else -rho
 
 
 def search_findings(
@@ -217,6 +297,8 @@ def search_findings(
     mode: str = "max",
     outer: float = DEFAULT_OUTER,
     min_trials: int = 3,
+    min_trend: float = DEFAULT_MIN_TREND,
+    min_trend_trials: int = DEFAULT_MIN_TREND_TRIALS,
 ) -> list[EdgeOfRange]:
     """``edge_of_range`` for every search among ``summaries``.
 
@@ -231,6 +313,8 @@ def search_findings(
         mode: ``"max"`` or ``"min"`` for ``metric``.
         outer: edge fraction, see ``edge_of_range``.
         min_trials: see ``edge_of_range``.
+        min_trend: see ``edge_of_range``.
+        min_trend_trials: see ``edge_of_range``.
     """
     groups: dict[str, list[RunSummary]] = {}
     for s in summaries:
@@ -242,7 +326,8 @@ def search_findings(
         if not any(_finite(getattr(s, m, None)) for s in members):
             m, md = "final_loss", "min"
         trials = [(s.run, s.hparams, getattr(s, m, None) if _finite(getattr(s, m, None)) else None) for s in members]
-        out.extend(edge_of_range(trials, members[0].search_space, mode=md, outer=outer, min_trials=min_trials))
+        out.extend(edge_of_range(trials, members[0].search_space, mode=md, outer=outer, min_trials=min_trials,
+                                 min_trend=min_trend, min_trend_trials=min_trend_trials))
     return out
 
 

@@ -202,3 +202,60 @@ def test_edge_of_range_is_in_the_diagnosis_registry(tmp_path):
     # On one run it says nothing, even when that run's value sits at the edge of its range.
     write_run(tmp_path, "s-t000", [(0, {"loss": 2.0, "val_acc": 0.9})], hparams={"lr": 1e-6}, space=LOG_SPACE)
     assert all(f.rule != "edge_of_range" for f in diagnose(tmp_path / "s-t000"))
+
+
+def _spread_trials(values, score):
+    return [(f"s-t{i:03d}", {"lr": v}, score(v)) for i, v in enumerate(values)]
+
+
+# Ten log-uniform samples of [1e-6, 1e-2] whose highest, 1e-3, sits at 75% of the range: none in the outer 10%.
+SPREAD = [1.2e-6, 4e-6, 1e-5, 2.5e-5, 6e-5, 1.1e-4, 2.2e-4, 3.5e-4, 6e-4, 1e-3]
+
+
+def test_edge_of_range_fires_when_the_best_is_the_highest_sample_and_the_objective_rises_toward_it():
+    rising = _spread_trials(SPREAD, lambda v: 0.5 + 0.04 * math.log10(v) + (0.01 if v == 4e-6 else 0.0))
+    (e,) = edge_of_range(rising, LOG_SPACE)
+    assert (e.reason, e.side, e.best_value, e.best_run) == ("trend", "high", 1e-3, "s-t009")
+    assert e.position == pytest.approx(0.75) and e.trend > 0.9
+    # The message says why and gives the range to try next: the same 4 decades, centred on 1e-3.
+    assert "highest value sampled" in e.finding.message and "rank correlation" in e.finding.message
+    assert (e.suggest_low, e.suggest_high) == (pytest.approx(1e-5), pytest.approx(0.1))
+    assert "[1e-05, 0.1]" in e.finding.fix
+    falling = _spread_trials(SPREAD, lambda v: -math.log10(v))  # best at the lowest sample, 1.2e-6
+    (e,) = edge_of_range(falling, LOG_SPACE)
+    assert e.side == "low" and e.best_value == 1.2e-6
+
+
+def test_edge_of_range_trend_needs_a_trend_and_enough_runs():
+    # The best run holds the highest value, but the objective does not rise toward it.
+    zigzag = _spread_trials(SPREAD, lambda v: 0.9 if v == 1e-3 else (0.6 if SPREAD.index(v) % 2 else 0.7 - v))
+    assert edge_of_range(zigzag, LOG_SPACE) == []
+    # Best in the middle: no edge, whatever the trend.
+    peak = _spread_trials(SPREAD, lambda v: -abs(math.log10(v) + 4.5))
+    assert edge_of_range(peak, LOG_SPACE) == []
+    rising = _spread_trials(SPREAD, lambda v: math.log10(v))
+    assert edge_of_range(rising[-5:], LOG_SPACE) == []  # 5 runs: below min_trend_trials (6)
+    assert edge_of_range(rising[-5:], LOG_SPACE, min_trend_trials=5)[0].reason == "trend"
+    assert edge_of_range(rising, LOG_SPACE, min_trend=1.0)[0].reason == "trend"  # a perfect rank order
+
+
+def test_edge_of_range_trend_on_a_real_random_search(tmp_path):
+    """Ten real trainings: with 1 epoch, accuracy rises with the learning rate up to the highest sample."""
+    from monitor.search import LogUniform, random_search
+    from tests._nets import train_mlp
+
+    def train(trial):
+        kw = trial.monitor_kwargs
+        train_mlp(tmp_path, trial.name, lr=trial.hparams["lr"], epochs=1, every=50, seed=trial.seed,
+                  search_space=kw["search_space"])
+
+    # Seed 2 draws a highest learning rate of 0.11, at 81% of [1e-5, 1] in log space.
+    result = random_search(train, {"lr": LogUniform(1e-5, 1.0)}, 10, logdir=tmp_path, name="lr", seed=2)
+    best = result.best
+    assert best.hparams["lr"] == max(t.hparams["lr"] for t in result.trials)
+    (e,) = result.edge_findings()
+    assert e.reason == "trend" and e.side == "high" and e.trend >= 0.6 and 0.7 < e.position < 0.9
+    ld = LogDir(tmp_path)
+    ld.refresh()
+    (e2,) = search_findings(SummaryCache().summaries(ld.runs()))
+    assert (e2.reason, e2.best_run, e2.side) == ("trend", best.name, "high")
