@@ -412,6 +412,9 @@ class LrTooLow(Rule):
                 return
             self.steps.append(s)
             self.vals.append(v)
+            if s >= self.first_step + self.t.window_steps:  # the window is complete: judge now, not a step later
+                closed = True
+                break
         if not closed and not d.finished:
             return
         self.done = True
