@@ -20,7 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ._rules import Delta, Rule, RuleThresholds, _activation_layers, _fmt, _grow, _NewLayers, _patience, _streaks, \
+from ._rules import Delta, Rule, RuleThresholds, activation_layers, _fmt, _grow, _NewLayers, _patience, _streaks, \
     knob, register, weights_by_depth
 from .schema import Finding
 
@@ -53,7 +53,7 @@ class ExplodingActivations(Rule):
     def update(self, d: Delta) -> Iterator[Finding]:
         if not len(d.acts_rows):
             return
-        layers = _activation_layers(d)
+        layers = activation_layers(d)
         if len(layers) < 2:
             return
         idx = [d.run.acts.index[n] for n in layers]

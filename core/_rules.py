@@ -32,6 +32,7 @@ from .schema import LOSS_REG_KEYS, NORM_KINDS, REG_KEYS, RELU_FAMILY, SANITY_OVE
 __all__ = [
     "Rule", "RuleThresholds", "NoThresholds", "Delta", "knob", "register", "RULES",
     "is_bias", "regularization_of", "nan_loss_finding", "loss_explosion_finding", "weights_by_depth",
+    "activation_layers",
 ]
 
 _BIAS_RE = re.compile(r"(^|[._/])(bias|b\d*|beta|.*_bias)$", re.IGNORECASE)
@@ -127,6 +128,11 @@ class Delta:
         kinds = run.layer_kinds()
         self.layer_kinds: dict[str, str] = kinds
         self._param_layer = {p: li.name for li in run.meta.layers for p in li.params}
+
+    @classmethod
+    def of(cls, run: Any) -> "Delta":
+        """A Delta with no new records: for the helpers that read a run's layout (``weights_by_depth``)."""
+        return cls(run, {}, range(0, 0), range(0, 0), {}, finished=run.meta.status == "finished")
 
     def scalar(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """New ``(steps, values)`` of scalar or metric ``name`` (empty arrays when none).
@@ -573,7 +579,8 @@ class RegularizationCheck(Rule):
 # -- activation rules -------------------------------------------------------------------------
 
 
-def _activation_layers(d: Delta) -> list[str]:
+def activation_layers(d: Delta) -> list[str]:
+    """The layers compared across depth, input to output: the activation layers, else every recorded layer."""
     order = d.run.layer_order()
     acts = [n for n in order if d.layer_kinds.get(n) in RELU_FAMILY | SATURATING]
     return acts if acts else [n for n in order if d.layer_kinds.get(n, "other") != "input"]
@@ -601,7 +608,7 @@ class VanishingActivations(Rule):
     def update(self, d: Delta) -> Iterator[Finding]:
         if not len(d.acts_rows):
             return
-        layers = _activation_layers(d)
+        layers = activation_layers(d)
         if len(layers) < 2:
             return
         idx = [d.run.acts.index[n] for n in layers]

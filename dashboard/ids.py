@@ -32,6 +32,10 @@ ACC_GRAPH = "overview-acc"
 LR_GRAPH = "overview-lr"
 PROBLEMS = "overview-problems"
 
+# The evidence card a finding's link opens (overview, layers, updates).
+EVIDENCE = "evidence"
+EVIDENCE_GRAPH = "evidence-graph"
+
 # Layers.
 STEP_SLIDER = "layers-step"
 STEP_LABEL = "layers-step-label"

@@ -32,6 +32,10 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .sev-info { color: #3f7fbf; font-weight: 600; } .fix { color: #1f2933; margin-top: 2px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 12px; }
 .scroll { overflow-x: auto; max-height: 640px; overflow-y: auto; }
+.evidence { display: grid; grid-template-columns: minmax(240px, 1fr) minmax(0, 2fr); gap: 12px;
+       align-items: start; border-bottom: 1px solid #e4e7eb; padding: 8px 0; }
+.evidence:last-child { border-bottom: none; } .evidence .card { margin: 0; }
+@media (max-width: 900px) { .evidence { grid-template-columns: 1fr; } }
 """
 
 
@@ -79,18 +83,21 @@ class _Figures:
         return f'<div class="card">{out}</div>'
 
 
-def _findings_html(findings: Sequence[Any]) -> str:
+def _findings_html(run: Any, findings: Sequence[Any], figs: "_Figures") -> str:
+    """Each finding with the plot that shows it beside it (the dashboard's evidence figure)."""
+    from dashboard.evidence import EVIDENCE_RULES, evidence_figure
+
     if not findings:
         return '<p class="muted">No findings.</p>'
     rows = []
     for f in findings:
-        layers = ", ".join(f.layers)
-        rows.append(
-            f'<tr><td class="sev-{esc(f.severity)}">{esc(f.severity)}</td><td>{esc(f.rule)}</td>'
-            f'<td class="num">{esc(f.step)}</td><td>{esc(layers)}</td>'
-            f'<td>{esc(f.message)}<div class="fix"><b>Fix:</b> {esc(f.fix)}</div></td></tr>')
-    return ("<table><tr><th>severity</th><th>rule</th><th>step</th><th>layers</th><th>what and what to do</th></tr>"
-            + "".join(rows) + "</table>")
+        layers = f' · layers {esc(", ".join(f.layers))}' if f.layers else ""
+        text = (f'<div><div><span class="sev-{esc(f.severity)}">{esc(f.severity)}</span> <b>{esc(f.rule)}</b>'
+                f' <span class="muted">step {esc(f.step)}{layers}</span></div>'
+                f'<div>{esc(f.message)}</div><div class="fix"><b>Fix:</b> {esc(f.fix)}</div></div>')
+        plot = figs.div(evidence_figure(run, f)) if f.rule in EVIDENCE_RULES else ""
+        rows.append(f'<div class="evidence">{text}{plot}</div>')
+    return "".join(rows)
 
 
 def _kv_table(d: dict[str, Any]) -> str:
@@ -124,7 +131,7 @@ def run_report(run) -> str:
              f"best val acc {_num(s.best_val_acc)} · final loss {_num(s.final_loss)}</p>"]
     if s.error:
         parts.append(f'<div class="card"><b>Error:</b> {esc(s.error)}</div>')
-    parts.append('<h2>Findings</h2><div class="card">' + _findings_html(cache.findings(run)) + "</div>")
+    parts.append('<h2>Findings</h2><div class="card">' + _findings_html(run, cache.findings(run), figs) + "</div>")
     parts.append('<h2>Hyperparameters</h2><div class="card">' + _kv_table(s.hparams) + "</div>")
     parts.append('<h2>Loss and accuracy</h2><div class="grid">')
     parts.append(figs.div(F.loss_figure(loss.steps, loss.values, val_steps=vloss.steps, val_loss=vloss.values,

@@ -14,6 +14,7 @@ from .. import figures, ids
 from ..context import AppContext
 from . import Page
 from ._common import card, graph, not_found, run_header
+from ._evidence import evidence_card
 
 MAX_SMALL_MULTIPLES = 12
 
@@ -94,6 +95,7 @@ def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) 
         note = html.Div(f"No activation statistics for {query.get('layer')!s} in this run.", className="bs-muted")
     return html.Div([
         run_header(ctx, r, "layers"),
+        evidence_card(ctx, r, query),
         card(None,
              note,
              html.Div([

@@ -11,7 +11,9 @@ from core import Finding, Run
 from .. import figures, ids, theme
 from ..context import AppContext, run_href
 from . import Page
+from ..evidence import evidence_href
 from ._common import badge, card, graph, not_found, run_header
+from ._evidence import evidence_card
 
 
 
@@ -29,6 +31,9 @@ def finding_item(run: Run, f: Finding) -> html.Div:
     head = [badge(f.severity, color), html.Span(f.rule, className="rule"), html.Span(f"step {f.step}", className="bs-muted")]
     if links:
         head.append(html.Span(["layers: ", *links]))
+    href = evidence_href(run, f)
+    if href is not None:
+        head.append(dcc.Link("show the plot", href=href, className="bs-evidence-link"))
     body = [html.Div(head, className="head"), html.Div(f.message, className="msg")]
     if f.fix:
         body.append(html.Div(["Fix: ", f.fix], className="fix"))
@@ -58,6 +63,7 @@ def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) 
         return not_found(run)
     return html.Div([
         run_header(ctx, r, ""),
+        evidence_card(ctx, r, query),
         card("Findings", html.Div(findings_list(r, ctx.findings(r)), id=ids.FINDINGS),
              html.Div(problems_list(r), id=ids.PROBLEMS)),
         card(None,

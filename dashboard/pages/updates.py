@@ -10,6 +10,7 @@ from .. import figures, ids
 from ..context import AppContext
 from . import Page
 from ._common import card, graph, not_found, run_header
+from ._evidence import evidence_card
 
 
 def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) -> Any:
@@ -20,6 +21,7 @@ def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) 
     param = (query or {}).get("param")
     return html.Div([
         run_header(ctx, r, "updates"),
+        evidence_card(ctx, r, query),
         card(None,
              html.Div([html.Label("highlight"),
                        html.Div(dcc.Dropdown(id=ids.PARAM_PICK, options=[{"label": n, "value": n} for n in names],
