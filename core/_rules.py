@@ -297,7 +297,7 @@ def loss_explosion_finding(step: int, value: float, first: float, factor: float)
     """The ``loss_explosion`` finding: the finite loss ``value`` at ``step`` is above ``factor`` x ``first``."""
     return Finding(
         rule="loss_explosion", severity="error", step=int(step), layers=(),
-        message=(f"The loss reached {_fmt(value)} at step {step}, {value / first:.1f}x its first value "
+        message=(f"The loss reached {_fmt(value)} at step {step}, {_fmt(value / first)}x its first value "
                  f"{_fmt(first)} (threshold {factor:g}x): training is diverging."),
         fix=LossExplosion.fix, value=value / first, threshold=factor)
 
@@ -354,6 +354,7 @@ class LossExplosion(Rule):
                "from nan_loss, which is the step where it became NaN/Inf).")
     fix = "Lower the learning rate (often by 10x), or clip gradients; check the loss for a missing normalisation."
     Thresholds = LossExplosionThresholds
+    suppressed_by = ("nan_loss",)  # a blow-up after the NaN adds nothing
 
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:
         super().__init__(thresholds)

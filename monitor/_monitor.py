@@ -590,8 +590,8 @@ class Monitor:
             if loss is not None:
                 if self._loss0 is None:
                     self._loss0 = loss
-                elif (not self._explode_reported and self._loss0 > 0
-                      and loss > self.explode_factor * self._loss0):
+                elif (not self._explode_reported and not self._nan_reported and self._loss0 > 0
+                      and loss > self.explode_factor * self._loss0):  # after a NaN a blow-up adds nothing
                     self._explode_reported = True
                     blown = loss_explosion_finding(int(step), loss, self._loss0, self.explode_factor)
                     self.finding(blown)

@@ -60,14 +60,14 @@ def test_warnings_only_exit_0_and_thresholds_change_the_result(logdir):
     p = _check(logdir / "raw", "--json", "--threshold", "inputs_not_centered.max_mean_std_ratio=5",
                "--set", "initial_loss.max_rel_dev=50")
     assert p.returncode == 0 and "inputs_not_centered" not in {f["rule"] for f in json.loads(p.stdout)}
-    p = _check(logdir / "diverged", "--disable", "nan_loss")
+    p = _check(logdir / "diverged", "--disable", "nan_loss", "--disable", "loss_explosion")
     assert p.returncode == 0, p.stdout
 
 
 @pytest.mark.parametrize("args,match", [
     (["{root}/no-such-run"], "no such run folder or log directory"),
     (["{root}/healthy", "--threshold", "dead_relu.max_dead_frac=2"], r"must be a number in [0, 1], got 2"),
-    (["{root}/healthy", "--threshold", "nope=1"], "unknown threshold 'nope'; known thresholds: nan_loss.explode_factor"),
+    (["{root}/healthy", "--threshold", "nope=1"], "unknown threshold 'nope'; known thresholds: loss_explosion.explode_factor"),
     (["{root}/healthy", "--disable", "nope"], "unknown rule(s) ['nope']"),
     ([], "give at least one RUN_DIR"),
 ])
