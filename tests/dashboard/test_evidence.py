@@ -173,3 +173,25 @@ def test_the_html_report_puts_the_plot_beside_each_finding(logdir, tmp_path):
         assert f"{f.rule} at step {f.step}" in html  # each evidence figure's title
     # Six page figures plus one per finding.
     assert html.count('class="plotly-graph-div"') == 6 + len([f for f in findings if f.rule in EVIDENCE_RULES])
+
+
+@pytest.mark.browser
+def test_clicking_a_finding_opens_its_plot_in_the_browser(logdir):
+    from tests._server import BrowserPage, chromium, dashboard_server
+
+    with dashboard_server(logdir.path) as base, chromium() as browser:
+        for width, height in ((1400, 1000), (1000, 800)):
+            page = BrowserPage(browser, base)
+            page.page.set_viewport_size({"width": width, "height": height})
+            page.goto("/run/relu_bias", "overview-loss")
+            page.page.locator(".bs-finding", has_text="dead_relu").get_by_role("link", name="show the plot").click()
+            page.wait_graph("evidence-graph")
+            assert "/run/relu_bias/layers?rule=dead_relu" in page.page.url
+            assert "dead_relu at step" in page.page.inner_text("#evidence")
+            assert page.page.inner_text("#layers-layer") .strip() == "fc1"  # the layer picked for the page's plots
+            page.wait_graph("layers-hist")
+            page.shot(f"evidence-dead-relu-{width}")
+            page.goto("/run/info_only", "overview-loss")
+            assert "activations_not_visible" in page.page.inner_text("#overview-findings")
+            assert page.errors == [] and page.dialogs == []
+            page.close()
