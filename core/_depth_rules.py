@@ -43,7 +43,8 @@ class ExplodingActivations(Rule):
     summary = ("A deeper layer's activation std is above max_std_ratio x the first activation layer's, or the std "
                "grows geometrically with depth (a line fitted to log std over >= min_layers layers gives more than "
                "max_growth x per layer): the weights are too large (the lecture's ReLU net with 1.0*randn).")
-    fix = "Initialise with He (ReLU: randn*sqrt(2/fan_in)) or Xavier (tanh) scaling instead of 1.0*randn, or add batch norm."
+    fix = ("Initialise with He (ReLU: randn*sqrt(2/fan_in)) or Xavier (tanh) scaling instead of 1.0*randn, "
+           "or add batch norm.")
     Thresholds = ExplodingThresholds
 
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:

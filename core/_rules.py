@@ -26,8 +26,10 @@ from typing import Any, ClassVar, Iterable, Iterator
 import numpy as np
 
 from .errors import ConfigError
-from .schema import LOSS_REG_KEYS, NORM_KINDS, REG_KEYS, RELU_FAMILY, SANITY_OVERFIT, SATURATING, Finding, Meta, metric_key, \
-    nonfinite_tag
+from .schema import (
+    LOSS_REG_KEYS, NORM_KINDS, REG_KEYS, RELU_FAMILY, SANITY_OVERFIT, SATURATING, Finding, Meta, metric_key,
+    nonfinite_tag,
+)
 
 __all__ = [
     "Rule", "RuleThresholds", "NoThresholds", "Delta", "knob", "register", "RULES",
@@ -343,7 +345,8 @@ class NanLoss(Rule):
 
 @dataclass(frozen=True)
 class LossExplosionThresholds(RuleThresholds):
-    explode_factor: float = knob(10.0, 1.5, 1e6, "x the first finite loss")  # loss this many times its start = diverging
+    # A loss this many times its start is diverging: healthy runs stay below their first loss.
+    explode_factor: float = knob(10.0, 1.5, 1e6, "x the first finite loss")
 
 
 @register

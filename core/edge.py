@@ -237,7 +237,8 @@ def edge_of_range(
         reason, trend = "edge", None
         if outer <= pos <= 1 - outer:
             got = _trend_toward_extreme(scored, param, best_name, f, mode, is_log)
-            if got is None or len(scored) < min_trend_trials or got[1] < min_trend - 1e-9:  # rounding of a perfect order
+            # (1e-9: a perfect rank order computes as 0.9999999...)
+            if got is None or len(scored) < min_trend_trials or got[1] < min_trend - 1e-9:
                 continue
             side, trend = got
             reason = "trend"
