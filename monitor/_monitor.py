@@ -541,13 +541,16 @@ class Monitor:
         Values may be Python or numpy numbers (or 0-d arrays). Non-finite values are written
         as ``null`` with their kind in ``nonfinite``. A NaN/Inf ``loss`` writes the
         ``nan_loss`` finding at once and, with ``on_nan="raise"``, raises
-        ``TrainingDivergedError``.
+        ``TrainingDivergedError``; a finite loss above ``explode_factor`` x the first one writes
+        ``loss_explosion`` and, with ``on_explode="raise"``, raises it too.
 
         With a watched PyTorch model, values may be 0-d tensors: on an accelerator the
         record is written when the values arrive on the host, without waiting for the device.
 
         Raises:
-            TrainingDivergedError: only with ``on_nan="raise"``, when the loss is NaN/Inf.
+            TrainingDivergedError: with ``on_nan="raise"`` when the loss is NaN/Inf, with
+                ``on_explode="raise"`` when it blew up (its ``step`` is the loss's step, which on
+                an accelerator may be an earlier step than this call's).
         """
         if not self._closed:
             for filt in list(self._scalar_filters):
