@@ -195,3 +195,22 @@ def test_clicking_a_finding_opens_its_plot_in_the_browser(logdir):
             assert "activations_not_visible" in page.page.inner_text("#overview-findings")
             assert page.errors == [] and page.dialogs == []
             page.close()
+
+
+def test_hostile_layer_names_reach_the_evidence_plot_as_text(tmp_path):
+    import numpy as np
+
+    hostile = "<img src=x onerror=alert(1)>"
+    with Monitor(tmp_path, "hostile", num_classes=10, every=1, heartbeat=0) as mon:
+        for step in range(4):
+            mon.activation(step, hostile, np.zeros((32, 16)), kind="relu")  # every unit dead
+            mon.log(step, loss=2.3)
+    ld = LogDir(tmp_path)
+    ld.refresh()
+    run = ld.get("hostile")
+    (f,) = [f for f in diagnose(run) if f.rule == "dead_relu"]
+    assert f.layers == (hostile,)
+    text = evidence_figure(run, f).to_json()
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    q = dict(parse_qsl(urlsplit(evidence_href(run, f)).query))
+    assert q["layer"] == hostile  # URL-encoded in the link, decoded to the literal name
