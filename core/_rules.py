@@ -34,9 +34,12 @@ from .schema import (
 __all__ = [
     "Rule", "RuleThresholds", "NoThresholds", "Delta", "knob", "register", "RULES",
     "is_bias", "regularization_of", "nan_loss_finding", "loss_explosion_finding", "weights_by_depth",
-    "activation_layers",
+    "activation_layers", "UPDATE_RATIO_RELATIVE",
 ]
 
+# The words by which an update_ratio finding says it compares a layer with its siblings (the
+# dashboard's evidence plot draws that threshold relative to the siblings' median).
+UPDATE_RATIO_RELATIVE = "the other hidden weight tensors"
 _BIAS_RE = re.compile(r"(^|[._/])(bias|b\d*|beta|.*_bias)$", re.IGNORECASE)
 _WEIGHT_RE = re.compile(r"(^|[._/])(weight|kernel|w\d*)$", re.IGNORECASE)
 
@@ -993,7 +996,7 @@ class UpdateRatio(Rule):
         times = f"{v:.1f}x" if high else f"1/{1 / v:.1f}"
         yield self.finding(
             step, f"{', '.join(hit)}: median update:weight ratio {_fmt(value[p] * refs[p])} over {w} logged steps up "
-                  f"to step {step} is {times} the median {_fmt(refs[p])} of the other hidden weight tensors (threshold "
+                  f"to step {step} is {times} the median {_fmt(refs[p])} of {UPDATE_RATIO_RELATIVE} (threshold "
                   f"{f:g}x): this layer's learning rate is out of line with the others'.",
             layers=layers, value=v, threshold=f if high else 1 / f,
             fix=("Lower the learning rate of these layers (their own parameter group) until their ratio is near "

@@ -28,8 +28,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from . import _depth_rules  # noqa: F401  (registers the rules that compare layers across depth)
-from ._rules import RULES, Delta, Rule, RuleThresholds, activation_layers, loss_explosion_finding, nan_loss_finding, \
-    register, weights_by_depth
+from ._rules import RULES, UPDATE_RATIO_RELATIVE, Delta, Rule, RuleThresholds, activation_layers, is_bias, \
+    loss_explosion_finding, nan_loss_finding, register, weights_by_depth
 from .errors import ConfigError
 from .schema import SEVERITY_RANK, Finding
 
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "nan_loss_finding", "loss_explosion_finding", "DiagnosisConfig", "Diagnoser", "diagnose", "threshold_table", "parse_overrides",
     "Rule", "RuleThresholds", "register", "RULES", "rule_ids", "Delta", "activation_layers", "weights_by_depth",
+    "is_bias", "UPDATE_RATIO_RELATIVE",
 ]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from core import Finding, Run
-from core.diagnose import Delta, DiagnosisConfig, activation_layers, weights_by_depth
+from core.diagnose import UPDATE_RATIO_RELATIVE, Delta, DiagnosisConfig, activation_layers, is_bias, weights_by_depth
 from core.schema import LOSS_KEYS
 
 from . import figures, theme
@@ -50,7 +50,7 @@ def _param_of(run: Run, layer: str) -> str | None:
     for li in run.meta.layers:
         if li.name == layer:
             for p in li.params:
-                if p in names and not p.endswith("bias") and not p.startswith("b"):
+                if p in names and not is_bias(p):
                     return p
             return next((p for p in li.params if p in names), None)
     return None
@@ -203,7 +203,7 @@ def _ratio(run: Run, f: Finding, max_points: int) -> go.Figure:
     params = [x for x in (_param_of(run, lay) for lay in f.layers) if x]
     fig = figures.update_ratio_figure(p.step_array(), p.field("upd_ratio"), [plot_text(n, 40) for n in names],
                                       max_points=max_points, highlight=plot_text(params[0], 40) if params else None)
-    if f.threshold is not None and f.threshold > 0 and "other hidden weight tensors" in f.message and params:
+    if f.threshold is not None and f.threshold > 0 and UPDATE_RATIO_RELATIVE in f.message and params:
         # The relative verdict: the threshold is a factor of the siblings' median at that step.
         row = p.row_at(f.step)
         j = names.index(params[0])
