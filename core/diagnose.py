@@ -36,7 +36,8 @@ from .schema import SEVERITY_RANK, Finding
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "nan_loss_finding", "loss_explosion_finding", "DiagnosisConfig", "Diagnoser", "diagnose", "threshold_table", "parse_overrides",
+    "nan_loss_finding", "loss_explosion_finding", "DiagnosisConfig", "Diagnoser", "diagnose", "threshold_table",
+    "parse_overrides",
     "Rule", "RuleThresholds", "register", "RULES", "rule_ids", "Delta", "activation_layers", "weights_by_depth",
     "is_bias", "UPDATE_RATIO_RELATIVE",
 ]
