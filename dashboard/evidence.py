@@ -201,8 +201,10 @@ def _ratio(run: Run, f: Finding, max_points: int) -> go.Figure:
     p = run.params
     names = list(p.names)
     params = [x for x in (_param_of(run, lay) for lay in f.layers) if x]
-    fig = figures.update_ratio_figure(p.step_array(), p.field("upd_ratio"), [plot_text(n, 40) for n in names],
-                                      max_points=max_points, highlight=plot_text(params[0], 40) if params else None)
+    judged = [j for j, n in enumerate(names) if not is_bias(n)]  # the rule skips biases
+    fig = figures.update_ratio_figure(p.step_array(), p.field("upd_ratio")[:, judged],
+                                      [plot_text(names[j], 40) for j in judged], max_points=max_points,
+                                      highlight=plot_text(params[0], 40) if params else None)
     if f.threshold is not None and f.threshold > 0 and UPDATE_RATIO_RELATIVE in f.message and params:
         # The relative verdict: the threshold is a factor of the siblings' median at that step.
         row = p.row_at(f.step)
