@@ -144,3 +144,43 @@ def test_torch_blow_up_stops_training_when_asked(tmp_path):
     found = _by_rule(diagnose(tmp_path / "blowup"))
     assert found["loss_explosion"][0].step == err.value.step and "nan_loss" not in found
 
+
+
+class _Cube(nn.Module):
+    """An activation the adapter does not know: no dead-unit or saturation check can see it."""
+
+    def forward(self, x):
+        return x * x * x * 0.1
+
+
+def _custom_act(seed, steps):
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Linear(64, 32), _Cube(), nn.Linear(32, 10))
+    return m, torch.optim.Adam(m.parameters(), lr=1e-3), None, lambda x: x
+
+
+def test_a_model_whose_activations_are_not_visible_gets_an_info_finding_on_the_overview(tmp_path):
+    from core import LogDir
+    from dashboard.context import AppContext
+    from dashboard.pages import overview
+
+    train_torch(tmp_path, "custom_act", _custom_act, epochs=1)
+    ld = LogDir(tmp_path)
+    ld.refresh()
+    ctx = AppContext(ld)
+    infos = [f for f in ctx.findings(ld.get("custom_act")) if f.severity == "info"]
+    assert [f.rule for f in infos] == ["no_activation"]
+    page = overview.layout(ctx, run="custom_act", query={})
+    text = []
+    stack = [page]
+    while stack:
+        c = stack.pop()
+        ch = getattr(c, "children", None)
+        if isinstance(ch, str):
+            text.append(ch)
+        elif isinstance(ch, (list, tuple)):
+            stack += [x for x in ch if hasattr(x, "to_plotly_json")]
+            text += [x for x in ch if isinstance(x, str)]
+        elif hasattr(ch, "to_plotly_json"):
+            stack.append(ch)
+    assert "no_activation" in text and infos[0].message in text
