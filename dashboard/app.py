@@ -20,6 +20,11 @@ so an idle dashboard costs one tiny request per second. Page callbacks take the 
 store as input and redraw only when it changed. The "live / last update N s ago"
 indicator is drawn in the browser (a clientside callback) from the same store.
 
+Host check (DNS rebinding): every request whose ``Host`` header does not name a loopback
+host (``localhost``, ``127.x.x.x``, ``[::1]``) or one of ``allowed_hosts`` (what ``--host``
+was given) is answered 421 before it reaches a page or a callback, so a web page whose
+name was re-pointed at 127.0.0.1 cannot read the runs through the user's browser.
+
 Safety: every run name, message and fix is passed to Dash components as text (never
 as HTML, never through Markdown), and pages reach runs only through ``LogDir.get``,
 which refuses names that would leave the log directory.
@@ -27,12 +32,14 @@ which refuses names that would leave the log directory.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
-from typing import Any
+from typing import Any, Iterable
 from urllib.parse import parse_qsl, unquote
 
 import dash
+import flask
 # Imported here, before any request: plotly imports pandas lazily, and two request threads
 # importing it for the first time at once fail ("partially initialized module 'pandas'").
 import pandas  # noqa: F401
@@ -46,7 +53,7 @@ from .pages import _common as run_pages
 
 log = logging.getLogger(__name__)
 
-__all__ = ["create_app", "version_key"]
+__all__ = ["create_app", "host_allowed", "version_key"]
 
 _INDEX = """<!DOCTYPE html>
 <html>
@@ -104,8 +111,37 @@ def version_key(ctx: AppContext, pathname: str | None, registered: list[pages.Pa
     return {"key": ["dir", ctx.logdir.version, int(now // 10)], "live": live, "t": newest}
 
 
+def _host_name(host: str) -> str:
+    """The name part of a ``Host`` header value: ``"[::1]:8050"`` -> ``"::1"``, ``"Localhost:80"`` -> ``"localhost"``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
+
+def host_allowed(header: str | None, allowed: Iterable[str] = ()) -> bool:
+    """True when a request's ``Host`` header names a loopback host or one of ``allowed``.
+
+    Loopback names are ``localhost`` (and ``*.localhost``), 127.0.0.0/8 and ``::1``. A header
+    with a port is judged by its name; a missing or empty header is refused.
+    """
+    if not header:
+        return False
+    name = _host_name(header)
+    if name in {_host_name(a) for a in allowed if a}:
+        return True
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 2000, stale_after: float = 60.0,
-               title: str = "Babysitter") -> dash.Dash:
+               title: str = "Babysitter", allowed_hosts: Iterable[str] = ()) -> dash.Dash:
     """Build the dashboard over ``logdir``.
 
     The caller keeps ``logdir`` fresh by marking runs dirty (``dashboard.watcher.Watcher``
@@ -117,6 +153,8 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
         max_points: most points per trace sent to the browser (longer series are decimated).
         stale_after: seconds without writes before a running run counts as crashed.
         title: the browser title.
+        allowed_hosts: host names accepted in the ``Host`` header besides the loopback names
+            (the address the server is bound to when it is not loopback).
 
     Returns:
         The Dash app; serve it with ``app.run(host="127.0.0.1", port=..., debug=False)``
@@ -127,6 +165,16 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
     app = dash.Dash(__name__, title=title, update_title=None, suppress_callback_exceptions=True,
                     serve_locally=True, assets_folder="_no_assets")
     app.index_string = _INDEX
+    allowed = tuple(allowed_hosts)
+
+    @app.server.before_request
+    def _check_host() -> Any:
+        host = flask.request.headers.get("Host")
+        if host_allowed(host, allowed):
+            return None
+        log.warning("refused a request for Host %r (not a loopback name)", (host or "")[:100])
+        return ("Refused: this dashboard answers only requests addressed to localhost or 127.0.0.1 "
+                "(or the --host it was started with).\n", 421, {"Content-Type": "text/plain; charset=utf-8"})
 
     @app.server.errorhandler(dash.exceptions.DependencyException)
     def _unknown_file(_err: Exception) -> tuple[str, int]:

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("logdir", nargs="?", default="./runs", metavar="LOGDIR",
                         help="log directory holding one folder per run")
     parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind; anything but loopback exposes your runs to the network")
+                        help="address to bind; anything but loopback exposes your runs to the network. Requests "
+                             "are answered only when their Host header is a loopback name or this address")
     parser.add_argument("--port", type=int, default=8050, help="port to listen on")
     parser.add_argument("--poll", action="store_true",
                         help="poll the files instead of inotify events (network file systems)")
@@ -72,7 +73,7 @@ def serve(logdir_path: str | Path, *, host: str = "127.0.0.1", port: int = 8050,
     watcher = Watcher(logdir, poll=poll)
     watcher.start()
     try:
-        app = create_app(logdir)
+        app = create_app(logdir, allowed_hosts=[host])
         print(f"{banner} on {url_for(host, port)} (log dir {Path(logdir_path).resolve()})", flush=True)
         app.run(host=host, port=port, debug=debug, use_reloader=False)
     except KeyboardInterrupt:

@@ -139,10 +139,58 @@ def test_server_on_loopback_serves_nothing_from_outside(logdir):
     assert "127.0.0.1" in out and "binding" not in out  # loopback: no warning
 
 
+def _status_for_host(url: str, host: str, body: dict | None = None) -> tuple[int, str]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Host": host, "Content-Type": "application/json"},
+                                 method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+
+
+def _run_list_callback(base: str) -> dict:
+    """The body a page POSTs to draw the run list (taken from the server's own dependencies)."""
+    driver = PageDriver(*http_transport(base))
+    dep = next(d for d in driver.deps if d["output"].startswith("..app-page.children...app-crumbs"))
+    return {"output": dep["output"], "outputs": [{"id": "app-page", "property": "children"},
+                                                 {"id": "app-crumbs", "property": "children"}],
+            "inputs": [{"id": "app-url", "property": "pathname", "value": "/run/ok"},
+                       {"id": "app-url", "property": "search", "value": ""}],
+            "changedPropIds": ["app-url.pathname"]}
+
+
+def test_requests_for_a_foreign_host_name_are_refused(logdir):
+    """DNS rebinding: a page on evil.example re-pointed at 127.0.0.1 gets neither the layout nor run data."""
+    proc, port = _start(logdir)
+    try:
+        _wait_up(proc, port)
+        base = f"http://127.0.0.1:{port}"
+        body = _run_list_callback(base)
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", "localhost.evil.example",
+                     f"10.0.0.1:{port}", "", "[::2]"):
+            for path, b in (("/", None), ("/_dash-layout", None), ("/_dash-dependencies", None),
+                            ("/run/ok", None), ("/_dash-update-component", body)):
+                code, text = _status_for_host(base + path, host, b)
+                assert code == 421, (host, path, code)
+                assert "localhost or 127.0.0.1" in text and '"ok"' not in text and "fc1" not in text
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"127.8.9.10:{port}",
+                     f"[::1]:{port}", f"LOCALHOST:{port}"):
+            code, text = _status_for_host(base + "/_dash-update-component", host, body)
+            assert code == 200 and "\"run-name\",\"data\":\"ok\"" in text, (host, code, text[:200])
+        assert proc.poll() is None
+    finally:
+        _stop(proc)
+
+
 def test_binding_elsewhere_warns(logdir):
     proc, port = _start(logdir, "--host", "0.0.0.0")
     try:
         _wait_up(proc, port)
+        # The address given to --host is accepted as a Host name, other names still are not.
+        assert _status_for_host(f"http://127.0.0.1:{port}/_dash-layout", f"0.0.0.0:{port}")[0] == 200
+        assert _status_for_host(f"http://127.0.0.1:{port}/_dash-layout", f"evil.example:{port}")[0] == 421
     finally:
         out = _stop(proc)
     assert re.search(r"binding 0\.0\.0\.0: anyone who can reach this address can read your runs", out), out
