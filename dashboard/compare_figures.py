@@ -7,7 +7,6 @@ draws trace names and labels as a small HTML subset, and a name must show as the
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any, Sequence
 
@@ -17,19 +16,12 @@ import plotly.graph_objects as go
 from core.compare import HP_PREFIX, EdgeOfRange
 
 from . import theme
+from ._text import plot_text
 from .figures import _thin, empty_figure
 
 __all__ = ["plot_text", "overlay_figure", "scatter_figure", "parallel_figure", "MAX_OVERLAY"]
 
 MAX_OVERLAY = 40  # runs drawn at once in an overlay; more are unreadable anyway
-
-
-def plot_text(s: Any, limit: int = 80) -> str:
-    """``s`` escaped for Plotly's label markup (``<b>`` in a run name stays literal), cut to ``limit`` chars."""
-    text = str(s)
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return html.escape(text, quote=False)
 
 
 def overlay_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], *, title: str, y_title: str,

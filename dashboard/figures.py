@@ -3,7 +3,8 @@
 No function here reads a file or touches Dash; callbacks fetch the data from ``core``
 and pass it in. Long series are decimated before they are drawn (``decimate_index``):
 min/max bucketing keeps every spike visible, and non-finite points are kept so that a
-NaN is never decimated away.
+NaN is never decimated away. Names from a run are drawn through ``plot_text`` (literal
+text, never Plotly markup).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from . import theme
+from ._text import plot_text
 
 __all__ = [
     "decimate_index", "rebin", "loss_figure", "accuracy_figure", "lr_figure", "depth_figure",
@@ -182,7 +184,8 @@ def depth_figure(names: Sequence[str], mean: np.ndarray, std: np.ndarray, *, ste
     mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("mean", "std"), horizontal_spacing=0.08)
     depth = np.arange(1, len(names) + 1)
-    hover = [f"{n} ({k})" for n, k in zip(names, kinds)] if kinds else names
+    hover = ([f"{plot_text(n, 200)} ({plot_text(k, 60)})" for n, k in zip(names, kinds)] if kinds
+             else [plot_text(n, 200) for n in names])
     for col, (vals, color) in enumerate(((mean, theme.MEAN), (std, theme.STD)), start=1):
         fig.add_trace(go.Scatter(x=depth, y=vals, mode="lines+markers", marker=dict(size=6, color=color),
                                  line=dict(color=color), text=hover, name=("mean", "std")[col - 1],
@@ -197,7 +200,7 @@ def depth_figure(names: Sequence[str], mean: np.ndarray, std: np.ndarray, *, ste
     fig.update_layout(**theme.base_layout(title=dict(text=title, x=0.01, font=dict(size=14)), showlegend=False,
                                           hovermode="closest"))
     tickvals = depth if len(names) <= 20 else depth[:: math.ceil(len(names) / 20)]
-    fig.update_xaxes(title_text="layer (depth)", tickvals=tickvals, ticktext=[names[i - 1] for i in tickvals],
+    fig.update_xaxes(title_text="layer (depth)", tickvals=tickvals, ticktext=[plot_text(names[i - 1], 40) for i in tickvals],
                      tickangle=-40 if len(names) > 6 else 0)
     return fig
 
@@ -215,7 +218,7 @@ def histograms_figure(names: Sequence[str], lo: np.ndarray, hi: np.ndarray, coun
     if not names:
         return empty_figure("No histograms recorded yet.")
     rows = math.ceil(len(names) / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[str(n) for n in names],
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[plot_text(n, 40) for n in names],
                         vertical_spacing=min(0.12, 0.5 / rows), horizontal_spacing=0.05)
     for i, name in enumerate(names):
         c = np.asarray(counts[i], np.float64)
@@ -226,7 +229,7 @@ def histograms_figure(names: Sequence[str], lo: np.ndarray, hi: np.ndarray, coun
         centers = a + (np.arange(len(c)) + 0.5) * width
         color = theme.HIGHLIGHT if name == highlight else theme.ACCENT
         fig.add_trace(go.Bar(x=centers, y=c, width=width, marker=dict(color=color, line=dict(width=0)),
-                             name=str(name), hovertemplate="%{x:.3g}: %{y}<extra></extra>"),
+                             name=plot_text(name, 40), hovertemplate="%{x:.3g}: %{y}<extra></extra>"),
                       row=i // cols + 1, col=i % cols + 1)
     title = "Activation histograms" + (f" at step {step}" if step is not None else "")
     fig.update_layout(**theme.base_layout(title=dict(text=title, x=0.01, font=dict(size=14)), showlegend=False,
@@ -281,7 +284,7 @@ def heatmap_figure(name: str, steps: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     """One layer's activation histogram over time: step on x, value on y, share of units as colour."""
     steps = np.asarray(steps)
     if not len(steps):
-        return empty_figure(f"No histograms recorded for {name} yet.")
+        return empty_figure(f"No histograms recorded for {plot_text(name)} yet.")
     if len(steps) > max_columns:
         take = np.linspace(0, len(steps) - 1, max_columns).round().astype(int)
         steps, lo, hi, counts = steps[take], np.asarray(lo)[take], np.asarray(hi)[take], np.asarray(counts)[take]
@@ -292,7 +295,7 @@ def heatmap_figure(name: str, steps: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     fig = go.Figure(go.Heatmap(x=steps, y=centers, z=share.T, colorscale=theme.HEAT_SCALE, zmin=0,
                                colorbar=dict(title=dict(text="share"), thickness=12),
                                hovertemplate="step %{x}<br>value %{y:.3g}<br>share %{z:.3f}<extra></extra>"))
-    fig.update_layout(**theme.base_layout(title=dict(text=f"{name}: histogram over time", x=0.01,
+    fig.update_layout(**theme.base_layout(title=dict(text=f"{plot_text(name)}: histogram over time", x=0.01,
                                                      font=dict(size=14)), hovermode="closest"))
     fig.update_xaxes(title_text="step")
     fig.update_yaxes(title_text="activation")
@@ -311,7 +314,7 @@ def _lines(fig: go.Figure, steps: np.ndarray, matrix: np.ndarray, names: Sequenc
         x, yy = _thin(steps, y, per)
         hl = names[j] == highlight
         color = theme.HIGHLIGHT if hl else theme.PALETTE[k % len(theme.PALETTE)]
-        tr = go.Scatter(x=x, y=yy, mode="lines", name=str(names[j]), legendgroup=str(names[j]),
+        tr = go.Scatter(x=x, y=yy, mode="lines", name=plot_text(names[j], 40), legendgroup=str(names[j]),
                         line=dict(color=color, width=3 if hl else 1.3))
         if row is None:
             fig.add_trace(tr)

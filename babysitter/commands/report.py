@@ -120,7 +120,6 @@ def run_report(run) -> str:
 
     from core.summary import SummaryCache
     from dashboard import figures as F
-    from dashboard.compare_figures import plot_text
 
     cache = SummaryCache()  # one diagnosis gives both the summary and the findings list
     s = cache.get(run)
@@ -145,18 +144,17 @@ def run_report(run) -> str:
         order = run.layer_order()
         idx = [acts.index[n] for n in order]
         kinds = run.layer_kinds()
-        names = [plot_text(n, 40) for n in order]
         last = len(acts) - 1
         parts.append('<h2>Layers</h2><div class="grid">')
-        parts.append(figs.div(F.depth_figure(names, acts.field("mean")[last, idx], acts.field("std")[last, idx],
+        parts.append(figs.div(F.depth_figure(order, acts.field("mean")[last, idx], acts.field("std")[last, idx],
                                              step=int(acts.step_array()[last]),
                                              kinds=[kinds.get(n, "") for n in order])))
         parts.append(figs.div(F.dead_saturation_figure(acts.step_array(), acts.field("dead_frac")[:, idx],
-                                                       acts.field("sat_frac")[:, idx], names)))
+                                                       acts.field("sat_frac")[:, idx], order)))
         parts.append("</div>")
     params = run.params
     if len(params):
-        names = [plot_text(n, 40) for n in params.names]
+        names = list(params.names)
         parts.append('<h2>Updates</h2><div class="grid">')
         parts.append(figs.div(F.update_ratio_figure(params.step_array(), params.field("upd_ratio"), names)))
         parts.append(figs.div(F.grad_norm_figure(params.step_array(), params.field("grad_norm"), names)))
