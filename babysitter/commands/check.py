@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from babysitter._text import safe_text
+
 NAME = "check"
 HELP = "Diagnose runs (the CS231n babysitting checklist); exit 1 when any finding is an error."
 
@@ -27,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _usage_error(msg: str) -> int:
-    print(f"babysitter check: error: {msg}", file=sys.stderr)
+    print(f"babysitter check: error: {safe_text(msg, None)}", file=sys.stderr)
     return 2
 
 
@@ -88,14 +90,14 @@ def run(args: argparse.Namespace) -> int:
         for rd, run_obj, fs in results:
             problems = run_obj.problem_count
             extra = f", {problems} unreadable line(s)" if problems else ""
-            head = f"{rd} ({run_obj.status()}{extra}): "
+            head = f"{safe_text(rd, None)} ({run_obj.status()}{extra}): "
             if not fs:
                 print(head + "no findings")
                 continue
             print(head + f"{len(fs)} finding(s)")
             for f in sorted(fs, key=lambda f: f.step, reverse=True):  # newest first
-                where = f" [{', '.join(f.layers)}]" if f.layers else ""
-                print(f"  {f.severity.upper():7} step {f.step:<7} {f.rule}{where}")
-                print(f"          {f.message}")
-                print(f"          fix: {f.fix}")
+                where = f" [{', '.join(safe_text(n, 200) for n in f.layers)}]" if f.layers else ""
+                print(f"  {f.severity.upper():7} step {f.step:<7} {safe_text(f.rule, 200)}{where}")
+                print(f"          {safe_text(f.message, None)}")
+                print(f"          fix: {safe_text(f.fix, None)}")
     return 1 if any_error else 0

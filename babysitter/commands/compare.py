@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from babysitter._text import safe_text
+
 NAME = "compare"
 HELP = "print one summary row per run of a log directory and the search findings (edge of range)"
 
@@ -36,13 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="edge_of_range: fraction of the range at each end that counts as the edge")
 
 
-def safe_text(s: Any, limit: int = _MAX_CELL) -> str:
-    """``s`` as one printable line: control characters (terminal escapes, newlines) are shown escaped."""
-    text = str(s)
-    out = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
-    return out if len(out) <= limit else out[: limit - 1] + "…"
-
-
 def _cell(v: Any) -> str:
     if v is None:
         return "-"
@@ -59,7 +54,7 @@ def _cell(v: Any) -> str:
             return "-"
     except ImportError:  # pragma: no cover
         pass
-    return safe_text(v)
+    return safe_text(v, _MAX_CELL)
 
 
 def _constant(col) -> bool:
@@ -94,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     path = Path(args.logdir)
     if not path.is_dir():
-        print(f"babysitter compare: {path} is not a directory (expected a log directory with one folder per run)",
+        print(f"babysitter compare: {safe_text(path, None)} is not a directory (expected a log directory with one folder per run)",
               file=sys.stderr)
         return 2
     ld = LogDir(path)
@@ -105,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         df = summaries_frame(summaries)
         df = sort_frame(filter_frame(df, args.filter), args.sort)
     except ConfigError as err:
-        print(f"babysitter compare: {err}", file=sys.stderr)
+        print(f"babysitter compare: {safe_text(err, None)}", file=sys.stderr)
         return 2
     if args.json:
         keep = set(df["run"])
