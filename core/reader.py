@@ -52,6 +52,29 @@ _NAN = float("nan")
 _TAGS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 
 
+MAX_META_DEPTH = 24  # nesting kept in meta.json (hyperparameters nested deeper are cut)
+_TOO_DEEP = "<nested too deep>"
+
+
+def _clip_depth(v: Any, depth: int, cut: list[str], where: str = "") -> Any:
+    """``v`` with containers nested more than ``depth`` levels replaced by ``_TOO_DEEP``.
+
+    orjson reads up to 1,024 levels; the summaries, ``json.dumps`` and ``dataclasses.asdict``
+    downstream recurse in Python and would hit the recursion limit. ``cut`` collects where.
+    """
+    if isinstance(v, dict):
+        if depth <= 0:
+            cut.append(where)
+            return _TOO_DEEP
+        return {k: _clip_depth(x, depth - 1, cut, f"{where}.{k}"[:80]) for k, x in v.items()}
+    if isinstance(v, list):
+        if depth <= 0:
+            cut.append(where)
+            return _TOO_DEEP
+        return [_clip_depth(x, depth - 1, cut, f"{where}[{i}]"[:80]) for i, x in enumerate(v)]
+    return v
+
+
 class _Grow:
     """A growable 1-D numpy column."""
 
@@ -310,12 +333,22 @@ def _last_le(a: np.ndarray, x: int) -> int:
     return int(hits[-1]) if len(hits) else -1
 
 
-def _pid_alive(pid: int) -> bool:
+_PID_MAX = 1 << 22  # Linux's largest pid_max; a larger (or non-positive) pid is no process of this host
+
+
+def _pid_alive(pid: int) -> bool | None:
+    """Whether process ``pid`` of this host is alive; None when ``pid`` cannot name one.
+
+    ``meta.json`` may hold any integer: ``os.kill`` would raise ``OverflowError`` past 2**31,
+    and 0 or a negative pid would ask about a whole process group, so those are not asked.
+    """
+    if not 0 < pid <= _PID_MAX:
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except (PermissionError, OSError, OverflowError):
         return True
     try:  # a zombie (killed, not yet reaped) is not alive
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -437,12 +470,17 @@ class Run:
         except (OSError, ValueError, orjson.JSONDecodeError) as err:
             self._meta_problem = Problem(META_FILE, 0, f"unreadable ({str(err)[:160]}); kept the previous contents")
             return True
+        cut: list[str] = []
+        obj = _clip_depth(obj, MAX_META_DEPTH, cut)
         meta = Meta.from_json(obj)
         if not meta.run:
             meta.run = self.name
         self._meta_problem = None
         if meta.ignored:
             self._meta_problem = Problem(META_FILE, 0, "fields of the wrong type ignored: " + ", ".join(meta.ignored))
+        if cut:
+            self._meta_problem = Problem(META_FILE, 0, f"values nested more than {MAX_META_DEPTH} levels deep were cut "
+                                         f"at {', '.join(c.lstrip('.') for c in cut[:3])[:200]}")
         if meta.format_version > FORMAT_VERSION:
             self._meta_problem = Problem(
                 META_FILE, 0, f"format_version {meta.format_version} is newer than this reader's {FORMAT_VERSION}; "
@@ -656,7 +694,7 @@ class Run:
         if self.meta.status in ("finished", "crashed"):
             return self.meta.status
         now = time.time() if now is None else now
-        if self.meta.pid and self.meta.host == socket.gethostname() and not _pid_alive(self.meta.pid):
+        if self.meta.pid and self.meta.host == socket.gethostname() and _pid_alive(self.meta.pid) is False:
             return "crashed"
         return "live" if now - self.last_activity() <= stale_after else "crashed"
 
