@@ -39,7 +39,8 @@ from ._tail import MAX_LINE, FileTail
 from .errors import RunNotFoundError
 from .schema import (
     ACT_FIELDS, DATA_SUFFIX, FORMAT_VERSION, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING, KIND_INPUT,
-    KIND_PARAMS, KIND_SCALARS, META_FILE, PARAM_FIELDS, Finding, Meta, Problem, metric_key, rank_of,
+    KIND_PARAMS, KIND_SCALARS, MAX_BINS, MAX_LAYERS, MAX_NESTING, MAX_PARAMS, META_FILE, PARAM_FIELDS, Finding, Meta,
+    Problem, metric_key, rank_of,
 )
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,6 @@ _NAN = float("nan")
 _TAGS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 
 
-MAX_META_DEPTH = 24  # nesting kept in meta.json (hyperparameters nested deeper are cut)
 _TOO_DEEP = "<nested too deep>"
 
 
@@ -471,7 +471,7 @@ class Run:
             self._meta_problem = Problem(META_FILE, 0, f"unreadable ({str(err)[:160]}); kept the previous contents")
             return True
         cut: list[str] = []
-        obj = _clip_depth(obj, MAX_META_DEPTH, cut)
+        obj = _clip_depth(obj, MAX_NESTING, cut)
         meta = Meta.from_json(obj)
         if not meta.run:
             meta.run = self.name
@@ -479,7 +479,7 @@ class Run:
         if meta.ignored:
             self._meta_problem = Problem(META_FILE, 0, "fields of the wrong type ignored: " + ", ".join(meta.ignored))
         if cut:
-            self._meta_problem = Problem(META_FILE, 0, f"values nested more than {MAX_META_DEPTH} levels deep were cut "
+            self._meta_problem = Problem(META_FILE, 0, f"values nested more than {MAX_NESTING} levels deep were cut "
                                          f"at {', '.join(c.lstrip('.') for c in cut[:3])[:200]}")
         if meta.format_version > FORMAT_VERSION:
             self._meta_problem = Problem(

@@ -100,6 +100,12 @@ def metric_key(names: Iterable[str], metric: str) -> str | None:
         if key in present:
             return key
     return None
+
+# Limits a reader enforces (what is beyond them is reported as a problem, never held):
+MAX_NESTING = 24       # levels of nesting kept in meta.json (deeper hyperparameters are cut)
+MAX_BINS = 1024        # histogram bins per layer
+MAX_LAYERS = 4096      # layer names per run (an "acts" record that would add more is skipped)
+MAX_PARAMS = 4096      # parameter names per run (likewise for "params" records)
 SEVERITIES = ("error", "warning", "info")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # most severe first
 

@@ -122,6 +122,38 @@ def _close_open_monitors() -> None:
         mon.close(error=err)
 
 
+def _forget_monitors_in_child() -> None:
+    # A forked child (a data-loader worker, a subprocess helper) inherits the parent's open
+    # Monitors; its exit must not mark the parent's still-training run finished.
+    _OPEN.clear()
+
+
+os.register_at_fork(after_in_child=_forget_monitors_in_child)
+
+
+def _scalar_value(key: str, v: Any) -> float | None:
+    """``v`` as a float, or None (with a warning) when it is not a number; never raises into the training.
+
+    An integer too large for a float (``10**400``) is recorded as +-Inf: that is what it
+    means for a loss, and ``float()`` would raise ``OverflowError``.
+    """
+    try:
+        return float(v.detach() if hasattr(v, "detach") else v)  # a torch tensor that requires grad
+    except OverflowError:
+        try:
+            return math.inf if v > 0 else -math.inf
+        except Exception:
+            pass
+    except Exception:
+        pass
+    try:
+        shown = repr(v)[:80]
+    except Exception:
+        shown = f"<{type(v).__name__}>"
+    log.warning("Babysitter: scalar %r=%s is not a number; skipped", key, shown)
+    return None
+
+
 class Monitor:
     """Records one training run into ``<logdir>/<name>/``.
 
@@ -211,6 +243,7 @@ class Monitor:
             search_space=dict(search_space or {}), sanity=sanity, framework="numpy",
         )
         self._writer: RunWriter | None = None
+        self._owner_pid = os.getpid()  # the process that opened the run (a forked child never finishes it)
         self._closed = False
         self._first_stats_step: int | None = None
         self._pending_step: int | None = None
@@ -262,6 +295,7 @@ class Monitor:
             raise ConfigError(f"cannot create a run folder in {self.logdir}: {err}. "
                               "Point the Monitor at a writable log directory.") from err
         self._writer = RunWriter(run_dir, self.rank)
+        self._owner_pid = os.getpid()
         self._meta.run = run_dir.name
         self._meta.created = time.time()
         self._meta.pid = os.getpid()
@@ -347,6 +381,11 @@ class Monitor:
             _OPEN.discard(self)
             self._hb_stop.set()
             if self._writer is None:
+                return
+            if self._owner_pid != os.getpid():
+                # A forked child closing the parent's Monitor (its `with` block unwinding on exit):
+                # the run is the parent's to finish; only the child's copies of the files close.
+                self._writer.close()
                 return
             try:
                 self._flush_pending()
@@ -572,10 +611,8 @@ class Monitor:
             nonfinite: dict[str, str] = {}
             loss: float | None = None
             for key, v in scalars.items():
-                try:
-                    f = float(v.detach() if hasattr(v, "detach") else v)  # a torch tensor that requires grad
-                except (TypeError, ValueError):
-                    log.warning("Babysitter: scalar %r=%r is not a number; skipped", key, v)
+                f = _scalar_value(key, v)
+                if f is None:
                     continue
                 tag = nonfinite_tag(f)
                 values[key] = finite_or_none(f)
