@@ -22,6 +22,7 @@ runs marked dirty (by a file watcher) or all of them on demand.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -597,6 +598,20 @@ class Run:
             self.last_time = t if self.last_time is None else max(self.last_time, t)
 
     # -- access ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator["Run"]:
+        """Hold updates off while the caller reads several columns, so they all describe one moment.
+
+        ``update()`` (from another thread) appends rows and layers in place: without this, the
+        steps taken first and a field taken next can differ in length. Keep the block short
+        (copy what is needed, draw after it)::
+
+            with run.reading():
+                steps, ratio = run.params.step_array().copy(), run.params.field("upd_ratio").copy()
+        """
+        with self._lock:
+            yield self
 
     def scalar_names(self, rank: int = 0) -> list[str]:
         """Names of the scalars recorded by ``rank``."""

@@ -220,7 +220,11 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
                     crumbs += [" / ", caps["run"]]
                 if page.tab or "run" not in caps:
                     crumbs += [" / ", page.title] if page.path != "/" else []
-                return page.layout(ctx, **caps, query=query), crumbs
+                run = ctx.run(caps.get("run"))
+                if run is None:
+                    return page.layout(ctx, **caps, query=query), crumbs
+                with run.reading():  # a layout reads several columns of a run that may be growing
+                    return page.layout(ctx, **caps, query=query), crumbs
         return html.Div([html.H2("Page not found"), html.P(["Nothing at ", html.Code(unquote(pathname or ""))]),
                          dcc.Link("Back to all runs", href="/")], className="bs-card"), dcc.Link("Runs", href="/")
 

@@ -128,8 +128,9 @@ def register(app: Any, ctx: AppContext) -> None:
         run = ctx.run(name)
         if run is None:
             return (no_update,) * 4
-        new_max, marks, value = slider_state(run, value, old_max)
-        return new_max, marks, value, [{"label": n, "value": n} for n in run.layer_order()]
+        with run.reading():
+            new_max, marks, value = slider_state(run, value, old_max)
+            return new_max, marks, value, [{"label": n, "value": n} for n in run.layer_order()]
 
     @app.callback(Output(ids.DEPTH_GRAPH, "figure"), Output(ids.HIST_GRAPH, "figure"), Output(ids.STEP_LABEL, "children"),
                   Input(ids.STEP_SLIDER, "value"), Input(ids.LAYER_PICK, "value"), State(ids.RUN_NAME, "data"))
@@ -137,9 +138,10 @@ def register(app: Any, ctx: AppContext) -> None:
         run = ctx.run(name)
         if run is None:
             return (no_update,) * 3
-        steps = run.acts.step_array()
-        label = f"step {int(steps[row])}" if row is not None and 0 <= row < len(steps) else ""
-        return depth_data(run, row, layer), hist_data(run, row, layer), label
+        with run.reading():  # one moment of a growing run for all three outputs
+            steps = run.acts.step_array()
+            label = f"step {int(steps[row])}" if row is not None and 0 <= row < len(steps) else ""
+            return depth_data(run, row, layer), hist_data(run, row, layer), label
 
     @app.callback(Output(ids.HEATMAP_GRAPH, "figure"), Output(ids.DEADSAT_GRAPH, "figure"),
                   Input(ids.VERSION, "data"), Input(ids.LAYER_PICK, "value"), State(ids.RUN_NAME, "data"))
@@ -147,18 +149,20 @@ def register(app: Any, ctx: AppContext) -> None:
         run = ctx.run(name)
         if run is None:
             return no_update, no_update
-        names, cols = _order(run)
-        if not names:
-            msg = figures.empty_figure("No layer statistics recorded yet.")
-            return msg, msg
-        layer = layer if layer in names else names[0]
-        hsteps, lo, hi, counts = run.acts.histograms()
-        j = run.acts.index[layer]
-        heat = figures.heatmap_figure(layer, hsteps, lo[:, j], hi[:, j], counts[:, j])
-        steps = run.acts.step_array()
-        kinds = run.layer_kinds()
-        dead = run.acts.field("dead_frac")[:, cols]
-        sat = run.acts.field("sat_frac")[:, cols]
+        with run.reading():  # one moment of a growing run; copies (fancy indexing), drawn after
+            names, cols = _order(run)
+            if not names:
+                msg = figures.empty_figure("No layer statistics recorded yet.")
+                return msg, msg
+            layer = layer if layer in names else names[0]
+            hsteps, lo, hi, counts = run.acts.histograms()
+            j = run.acts.index[layer]
+            hsteps, lo, hi, counts = hsteps.copy(), lo[:, j].copy(), hi[:, j].copy(), counts[:, j].copy()
+            steps = run.acts.step_array().copy()
+            kinds = run.layer_kinds()
+            dead = run.acts.field("dead_frac")[:, cols]
+            sat = run.acts.field("sat_frac")[:, cols]
+        heat = figures.heatmap_figure(layer, hsteps, lo, hi, counts)
         relu = np.array([kinds.get(n) in RELU_FAMILY or kinds.get(n) is None for n in names])
         sats = np.array([kinds.get(n) in SATURATING or kinds.get(n) is None for n in names])
         dead = np.where(relu[None, :], dead, np.nan)

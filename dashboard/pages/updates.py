@@ -43,13 +43,12 @@ def register(app: Any, ctx: AppContext) -> None:
         run = ctx.run(name)
         if run is None:
             return no_update, no_update, no_update
-        p = run.params
-        names = list(p.names)
-        steps = p.step_array()
-        return (figures.update_ratio_figure(steps, p.field("upd_ratio"), names, max_points=ctx.max_points,
-                                            highlight=param),
-                figures.grad_norm_figure(steps, p.field("grad_norm"), names, max_points=ctx.max_points,
-                                         highlight=param),
+        with run.reading():  # one moment of a growing run: steps and fields of the same length
+            p = run.params
+            names = list(p.names)
+            steps, ratio, grad = p.step_array().copy(), p.field("upd_ratio").copy(), p.field("grad_norm").copy()
+        return (figures.update_ratio_figure(steps, ratio, names, max_points=ctx.max_points, highlight=param),
+                figures.grad_norm_figure(steps, grad, names, max_points=ctx.max_points, highlight=param),
                 [{"label": n, "value": n} for n in names])
 
 
