@@ -5,8 +5,10 @@ no newline yet, and the line number. ``read_new`` reads only what was appended s
 previous call, in bounded chunks, and parses only complete lines. A line that is not
 valid strict JSON (RFC 8259: no NaN tokens, valid UTF-8) is skipped and reported with
 its line number. A line longer than ``max_line`` bytes is skipped without being held in
-memory. A file that shrank or was replaced (new inode) is reported as ``reset`` so the
-caller can start over.
+memory. A file that shrank, was replaced (new inode) or was rewritten in place (its first
+bytes, or the bytes just before the offset, differ from what was read: a file truncated and
+written again, or a folder re-created with the same name where the inode was reused) is
+reported as ``reset`` so the caller can start over.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .schema import KINDS, Problem
 
 CHUNK = 4 << 20
 MAX_LINE = 16 << 20  # far above any real record (1000 layers x 64 bins is about 0.5 MB)
+_MARK = 64  # bytes compared at the start of the file and before the offset to notice a rewrite
 
 
 @dataclass(slots=True)
@@ -70,6 +73,8 @@ class FileTail:
         self.lineno = 0
         self._partial = bytearray()
         self._skipping = False  # inside an over-long line, dropping bytes until its newline
+        self._head = b""  # the file's first bytes as read
+        self._before = b""  # the bytes just before ``offset`` as read
 
     def read_new(self, sink: Callable[[list[dict[str, Any]], list[Problem]], None] | None = None) -> TailResult:
         """Parse what was appended since the last call. Never raises for file contents or a missing file.
@@ -98,7 +103,7 @@ class FileTail:
                 return res
             if self.ino is None:
                 self.ino = st.st_ino
-            elif st.st_ino != self.ino or st.st_size < self.offset:
+            elif st.st_ino != self.ino or st.st_size < self.offset or not self._same_bytes(fd):
                 res.reset = True
                 return res
             while self.offset < st.st_size:
@@ -111,11 +116,22 @@ class FileTail:
                 if sink is not None and (res.records or res.problems):
                     sink(res.records, res.problems)
                     res.records, res.problems = [], []
+            if self.offset and (len(self._head) < _MARK or res.bytes_read):
+                self._head = os.pread(fd, min(_MARK, self.offset), 0)
+                n = min(_MARK, self.offset)
+                self._before = os.pread(fd, n, self.offset - n)
         except OSError as err:
             res.problems.append(Problem(self.rel, self.lineno + 1, f"read error: {err.strerror or err}"))
         finally:
             os.close(fd)
         return res
+
+    def _same_bytes(self, fd: int) -> bool:
+        # Two small reads per call: a file rewritten in place (same inode, not shorter) differs here.
+        if not self.offset:
+            return True
+        return (os.pread(fd, len(self._head), 0) == self._head
+                and os.pread(fd, len(self._before), self.offset - len(self._before)) == self._before)
 
     def _feed(self, chunk: bytes, res: TailResult) -> None:
         start = 0

@@ -23,6 +23,7 @@ runs marked dirty (by a file watcher) or all of them on demand.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -51,6 +52,7 @@ __all__ = ["Run", "LogDir", "Series", "Table", "STALE_AFTER", "is_run_dir"]
 STALE_AFTER = 60.0  # seconds without a heartbeat or write before a "running" run is shown as crashed
 MAX_PROBLEMS = 1000  # problems kept per run (the count goes on)
 _NAN = float("nan")
+_VERSIONS = itertools.count(1)
 _TAGS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 
 
@@ -390,7 +392,7 @@ class Run:
         self.max_hist_rows = max_hist_rows
         self.max_line = max_line
         self._lock = threading.RLock()
-        self.version = 0
+        self.version = 0  # changes (to a number no Run of this process had) whenever what was read changes
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -422,8 +424,11 @@ class Run:
         start (the version changes). Never raises for anything in the files.
         """
         with self._lock:
+            created = self.meta.created
             changed = self._read_meta()
             n, reset = self._read_data()
+            if created is not None and self.meta.created != created:
+                reset = True  # the folder was deleted and made again under the same name
             if reset:
                 log.info("run %s was rewritten; reading it again", self.name)
                 self._reset_state()
@@ -431,7 +436,9 @@ class Run:
                 n, _ = self._read_data()
                 changed = True
             if n or changed:
-                self.version += 1
+                # From one process-wide counter: a run deleted and made again under the same name
+                # (a new Run) never repeats a version an open page already shows.
+                self.version = next(_VERSIONS)
             return n
 
     def _problem(self, p: Problem) -> None:

@@ -204,9 +204,15 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
                                                                              allow_duplicate=True),
                   Input(ids.VERSION, "data"), State({"type": ids.MISSING, "i": ALL}, "data"),
                   State(ids.URL, "pathname"), State(ids.URL, "search"), prevent_initial_call=True)
-    def _retry_missing(_version: Any, missing: list[str], pathname: str | None, search: str | None) -> Any:
+    def _retry_missing(version: Any, missing: list[str], pathname: str | None, search: str | None) -> Any:
         # Pattern-matching State: an empty list (not an error) on pages that found their run.
-        if not missing or ctx.run(missing[0]) is None:
+        if not missing:
+            # A page showing a run that has gone (deleted, renamed) says so instead of staying stale.
+            key = version.get("key") if isinstance(version, dict) else None
+            if isinstance(key, list) and key[:1] == ["missing"]:
+                return _render(pathname, search)
+            return no_update, no_update
+        if ctx.run(missing[0]) is None:
             return no_update, no_update
         return _render(pathname, search)
 
