@@ -1,10 +1,13 @@
-"""20 browser-like clients poll the live dashboard for a minute while a training writes.
+"""20 browser-like clients poll the live dashboard for a minute while a large run grows.
 
-Each client is a thread doing what an open page does once a second: the live-refresh
-callback (``POST /_dash-update-component`` with the Interval payload, shape taken from the
-running app's ``/_dash-layout`` and ``/_dash-dependencies``), and, when the version
-changed, the page's figure callbacks. Loopback only, 20 clients, ``LOAD_SECONDS`` (60).
-No request may fail; the refresh latency (p50/p95) goes to test-artifacts/load.json.
+The run has 100 layers and 100 parameters with 5,000 logged steps already written (every
+step: activation statistics with 64-bin histograms, parameter statistics, the loss), and
+grows by one step a second while the clients poll. Each client is a thread doing what an
+open page does once a second: the live-refresh callback (``POST /_dash-update-component``
+with the Interval payload, shape taken from the running app's ``/_dash-layout`` and
+``/_dash-dependencies``), and, when the version changed, the page's figure callbacks; the
+clients are spread over the Overview, Layers and Updates pages. Loopback only, 20 clients,
+``LOAD_SECONDS`` (60). No request may fail; the figures go to test-artifacts/load.json.
 Run with:  bash test.sh -m load
 """
 
@@ -28,28 +31,45 @@ ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 20
 SECONDS = float(os.environ.get("LOAD_SECONDS", "60"))
 
+HISTORY = int(os.environ.get("LOAD_HISTORY", "5000"))
+LAYERS = 100
+
 TRAIN = """
 import sys, time, numpy as np
+from core.schema import ACT_FIELDS, PARAM_FIELDS
 from monitor import Monitor
 rng = np.random.default_rng(0)
-with Monitor(sys.argv[1], "live", every=5, heartbeat=1) as mon:
-    end = time.time() + float(sys.argv[2])
-    step = 0
+L, history, seconds = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+names = [f"layer{i}" for i in range(L)]
+params = [n + ".weight" for n in names]
+
+def step(mon, s):
+    acts = {f: rng.random(L) for f in ACT_FIELDS}
+    acts.update(hist_lo=-rng.random(L), hist_hi=rng.random(L), hist=rng.integers(0, 500, (L, 64)))
+    mon.write_acts(s, names, acts)
+    mon.write_params(s, params, {f: rng.random(L) * 1e-3 for f in PARAM_FIELDS})
+    mon.log(s, loss=1.0 / (s + 1), val_acc=min(1.0, s / history), lr=0.1)
+
+with Monitor(sys.argv[1], "live", every=1, heartbeat=1) as mon:
+    for s in range(history):
+        step(mon, s)
+    print("HISTORY_WRITTEN", flush=True)
+    end = time.time() + seconds
+    s = history
     while time.time() < end:
-        for i in range(6):
-            mon.activation(step, f"fc{i}", np.maximum(0, rng.standard_normal((64, 100))), kind="relu")
-        mon.log(step, loss=1.0 / (step + 1))
-        step += 1
-        time.sleep(0.01)
+        step(mon, s)
+        s += 1
+        time.sleep(1.0)
 """
+PAGES = ("/run/live", "/run/live/layers", "/run/live/updates")
 
 
 @pytest.mark.load
-def test_twenty_clients_poll_a_live_run_for_a_minute(tmp_path):
+def test_twenty_clients_poll_a_live_run_of_100_layers_and_5000_steps_for_a_minute(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
-    train = subprocess.Popen([sys.executable, "-c", TRAIN, str(tmp_path), str(SECONDS + 5)], env=env)
-    while not (tmp_path / "live" / "scalars.r0.jsonl").exists():
-        time.sleep(0.05)
+    train = subprocess.Popen([sys.executable, "-c", TRAIN, str(tmp_path), str(LAYERS), str(HISTORY),
+                              str(SECONDS + 120)], env=env, stdout=subprocess.PIPE, text=True)
+    assert train.stdout.readline().strip() == "HISTORY_WRITTEN"
     proc, port = _start(tmp_path)
     latencies: list[float] = []
     errors: list[str] = []
@@ -58,10 +78,22 @@ def test_twenty_clients_poll_a_live_run_for_a_minute(tmp_path):
     try:
         _wait_up(proc, port)
         base = f"http://127.0.0.1:{port}"
+        t0 = time.perf_counter()
+        first = PageDriver(*http_transport(base, timeout=300))
+        first.visit("/run/live")  # the first visit reads the whole history
+        first_load = time.perf_counter() - t0
+        assert first.errors == [], first.errors
 
         def client(i: int) -> None:
+            try:
+                run_client(i)
+            except Exception as err:  # a timeout or a dropped connection is a failure too
+                with lock:
+                    errors.append(f"client {i}: {type(err).__name__}: {err}")
+
+        def run_client(i: int) -> None:
             driver = PageDriver(*http_transport(base))
-            comps = driver.visit("/run/live" if i % 2 else "/run/live/layers")
+            comps = driver.visit(PAGES[i % len(PAGES)])
             end = time.monotonic() + SECONDS
             while time.monotonic() < end:
                 t0 = time.perf_counter()
@@ -82,6 +114,8 @@ def test_twenty_clients_poll_a_live_run_for_a_minute(tmp_path):
         for t in threads:
             t.join(timeout=SECONDS + 120)
         assert proc.poll() is None, "the server died"
+        last = (tmp_path / "live" / "scalars.r0.jsonl").read_bytes().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+        steps_during = json.loads(last)["step"] + 1 - HISTORY
     finally:
         server_log = _stop(proc)
         train.kill()
@@ -89,7 +123,9 @@ def test_twenty_clients_poll_a_live_run_for_a_minute(tmp_path):
     assert errors == [], (errors[:3], server_log[-3000:])
     lat = np.array(latencies) * 1000
     assert len(lat) >= CLIENTS * 2, "the clients hardly got an answer"
-    figures = {"clients": CLIENTS, "seconds": SECONDS, "requests": calls[0], "refreshes": len(lat),
+    figures = {"clients": CLIENTS, "seconds": SECONDS, "layers": LAYERS, "history_steps": HISTORY,
+               "steps_during_test": steps_during,
+               "first_visit_s": round(first_load, 1), "requests": calls[0], "refreshes": len(lat),
                "refresh_p50_ms": round(float(np.percentile(lat, 50)), 1),
                "refresh_p95_ms": round(float(np.percentile(lat, 95)), 1),
                "refresh_max_ms": round(float(lat.max()), 1)}
