@@ -11,6 +11,11 @@ previous call (``core._tail.FileTail``) and appends them to numpy columns:
 * parameters (``params``): the same table shape for ``PARAM_FIELDS``;
 * the input batch statistics, and findings written by the training process.
 
+What one run may make the reader hold is bounded (``core.schema``: ``MAX_LAYERS``,
+``MAX_PARAMS``, ``MAX_SCALARS`` names, ``MAX_BINS`` bins, a histogram cell budget that
+thins old rows sooner for wide models): a record that would pass a bound is skipped and
+reported, so a small file can never make the reader allocate gigabytes.
+
 Layer and parameter statistics are kept for rank 0 (the lowest rank seen); every rank's
 scalars are kept. Nothing read is ever evaluated: records are parsed as strict JSON and
 checked field by field. Problems (corrupt lines, a missing ``meta.json``, a future format
@@ -41,8 +46,8 @@ from ._tail import MAX_LINE, FileTail
 from .errors import RunNotFoundError
 from .schema import (
     ACT_FIELDS, DATA_SUFFIX, FORMAT_VERSION, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING, KIND_INPUT,
-    KIND_PARAMS, KIND_SCALARS, MAX_BINS, MAX_LAYERS, MAX_NESTING, MAX_PARAMS, META_FILE, PARAM_FIELDS, Finding, Meta,
-    Problem, metric_key, rank_of,
+    KIND_PARAMS, KIND_SCALARS, MAX_BINS, MAX_LAYERS, MAX_NESTING, MAX_PARAMS, MAX_SCALARS, META_FILE, PARAM_FIELDS,
+    Finding, Meta, Problem, metric_key, rank_of,
 )
 
 log = logging.getLogger(__name__)
@@ -147,8 +152,12 @@ class Table:
     ``hist[hrow, col, bin]`` for the rows in ``hist_steps``.
     """
 
-    def __init__(self, fields: tuple[str, ...], with_hist: bool = False, max_hist_rows: int = 2048) -> None:
+    def __init__(self, fields: tuple[str, ...], with_hist: bool = False, max_hist_rows: int = 2048,
+                 max_cols: int = MAX_LAYERS, what: str = "layers", max_hist_cells: int = 1 << 25) -> None:
         self.fields = fields
+        self.max_cols = max_cols  # names this table takes; records that would add more are refused
+        self.what = what
+        self.max_hist_cells = max_hist_cells  # kept histogram cells (rows x columns x bins) before thinning
         self.names: list[str] = []
         self.index: dict[str, int] = {}
         self.n = 0
@@ -205,6 +214,8 @@ class Table:
             ValueError, TypeError: for a malformed record.
         """
         k = len(names)
+        if k > self.max_cols:  # checked first: nothing is allocated for a record listing a million names
+            raise ValueError(f"{k} {self.what} in one record; a run may have at most {self.max_cols}")
         if len(set(names)) != k:
             raise ValueError("names repeat")
         parsed: dict[str, np.ndarray] = {}
@@ -223,6 +234,8 @@ class Table:
             hi = np.asarray(rec.get("hist_hi"), dtype=np.float64)
             if hist.ndim != 2 or hist.shape[0] != k or lo.shape != (k,) or hi.shape != (k,) or hist.shape[1] < 1:
                 raise ValueError("hist, hist_lo and hist_hi must have one entry per name")
+            if hist.shape[1] > MAX_BINS:
+                raise ValueError(f"hist has {hist.shape[1]} bins; at most {MAX_BINS} are read")
             if self._bins and hist.shape[1] != self._bins:
                 raise ValueError(f"hist has {hist.shape[1]} bins; this run uses {self._bins}")
             return parsed, (hist, lo, hi)
@@ -233,6 +246,9 @@ class Table:
         parsed, h = self.parse(names, rec)
         k = len(names)
         cols_new = [n for n in names if n not in self.index]
+        if len(self.names) + len(cols_new) > self.max_cols:
+            raise ValueError(f"{len(cols_new)} new {self.what} after {len(self.names)}; a run may have at most "
+                             f"{self.max_cols} (records with more are skipped)")
         for n in cols_new:
             self.index[n] = len(self.names)
             self.names.append(n)
@@ -265,7 +281,8 @@ class Table:
         self._hist_lo[hrow, idx] = lo
         self._hist_hi[hrow, idx] = hi
         self.hist_rows.append(row)
-        if len(self.hist_rows) > self.max_hist_rows:
+        if (len(self.hist_rows) > self.max_hist_rows
+                or len(self.hist_rows) * self._hist.shape[1] * self._bins > self.max_hist_cells):
             self._thin()
 
     def _thin(self) -> None:
@@ -401,8 +418,9 @@ class Run:
         self._meta_problem: Problem | None = None
         self._tails: dict[str, FileTail] = {}
         self._scalars: dict[tuple[int, str], _ScalarCol] = {}
-        self.acts = Table(ACT_FIELDS, with_hist=True, max_hist_rows=self.max_hist_rows)
-        self.params = Table(PARAM_FIELDS)
+        self._scalar_count: dict[int, int] = {}  # scalar names per rank
+        self.acts = Table(ACT_FIELDS, with_hist=True, max_hist_rows=self.max_hist_rows, max_cols=MAX_LAYERS)
+        self.params = Table(PARAM_FIELDS, max_cols=MAX_PARAMS, what="parameters")
         self._input: dict[str, _Grow] = {f: _Grow(np.float64) for f in ("step", *INPUT_FIELDS)}
         self.findings: list[Finding] = []
         self.problems: list[Problem] = []
@@ -565,6 +583,11 @@ class Run:
                     points.append((key, float(v)))
                 else:
                     raise ValueError(f"scalar {key!r} must be a number or null, got {type(v).__name__}")
+            new = sum(1 for key, _ in points if (rank, key) not in self._scalars)
+            if new and self._scalar_count.get(rank, 0) + new > MAX_SCALARS:
+                raise ValueError(f"{new} new scalar names after {self._scalar_count.get(rank, 0)}; a run may have "
+                                 f"at most {MAX_SCALARS} per rank")
+            self._scalar_count[rank] = self._scalar_count.get(rank, 0) + new
             for key, fv in points:
                 col = self._scalars.get((rank, key))
                 if col is None:

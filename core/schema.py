@@ -106,6 +106,7 @@ MAX_NESTING = 24       # levels of nesting kept in meta.json (deeper hyperparame
 MAX_BINS = 1024        # histogram bins per layer
 MAX_LAYERS = 4096      # layer names per run (an "acts" record that would add more is skipped)
 MAX_PARAMS = 4096      # parameter names per run (likewise for "params" records)
+MAX_SCALARS = 4096     # scalar names per run and rank (a "scalars" record that would add more is skipped)
 SEVERITIES = ("error", "warning", "info")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # most severe first
 
