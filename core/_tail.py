@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import orjson
 
-from .schema import KINDS, Problem
+from .schema import KINDS, STEP_LIMIT, Problem
 
 CHUNK = 4 << 20
 MAX_LINE = 16 << 20  # far above any real record (1000 layers x 64 bins is about 0.5 MB)
@@ -47,7 +47,7 @@ def check_record(obj: Any) -> str | None:
     step = obj.get("step")
     if not isinstance(step, int) or isinstance(step, bool):
         return f"'step' must be an integer, got {step!r}"
-    if not -(2**62) < step < 2**62:
+    if not -STEP_LIMIT < step < STEP_LIMIT:
         return f"'step' {step} is out of range"
     return None
 

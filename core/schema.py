@@ -101,6 +101,7 @@ def metric_key(names: Iterable[str], metric: str) -> str | None:
             return key
     return None
 
+STEP_LIMIT = 2**62     # every step is an integer with abs(step) < STEP_LIMIT
 # Limits a reader enforces (what is beyond them is reported as a problem, never held):
 MAX_NESTING = 24       # levels of nesting kept in meta.json (deeper hyperparameters are cut)
 MAX_BINS = 1024        # histogram bins per layer

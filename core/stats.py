@@ -20,6 +20,11 @@ Definitions (CS231n "Training Neural Networks I"):
   weights of a constant initialisation. ``None`` for fewer than two units.
 * hist: ``DEFAULT_BINS`` equal-width counts over [lo, hi] = [min, max] of the finite values.
 * nan/inf: counts of non-finite elements; they are excluded from every other statistic.
+
+Values are taken as float64: wider floats (float128) beyond its range count as Inf, and
+values near its limits (``±1.797e308``) are scaled before they are summed, so a mean, a
+std, a norm or a histogram range does not overflow. Complex arrays are refused (a
+``ValueError`` saying so) instead of losing their imaginary part.
 """
 
 from __future__ import annotations
@@ -34,6 +39,24 @@ from .schema import DEFAULT_BINS, RELU_FAMILY, SATURATING
 __all__ = ["activation_stats", "param_stats", "input_stats", "histogram", "SAT_EPS"]
 
 SAT_EPS = 0.01  # distance to an asymptote counted as saturated
+
+
+def _real(a: Any) -> np.ndarray:
+    """``a`` as a real array: bool and object become float64, floats wider than 64 bits become float64."""
+    arr = np.asarray(a)
+    if arr.dtype.kind == "c":
+        raise ValueError("complex values: Babysitter records statistics of real numbers; "
+                         "pass x.real, x.imag or abs(x)")
+    if arr.dtype.kind not in "fiu" or (arr.dtype.kind == "f" and arr.dtype.itemsize > 8):
+        with np.errstate(over="ignore"):
+            arr = arr.astype(np.float64)
+    return arr
+
+
+def _scale(v: np.ndarray) -> float:
+    """1.0, or the largest magnitude of ``v`` when sums over it could overflow float64."""
+    m = float(np.max(np.abs(v))) if v.size else 0.0
+    return m if m > 1e150 else 1.0
 
 
 def _finite_view(a: np.ndarray) -> tuple[np.ndarray, int, int, np.ndarray | None]:
@@ -63,6 +86,10 @@ def histogram(values: np.ndarray, bins: int = DEFAULT_BINS) -> tuple[float, floa
         counts = [0] * bins
         counts[0] = int(v.size)
         return lo, hi, counts
+    if not math.isfinite(hi - lo):  # a range wider than float64 holds: bin the halves instead
+        v, lo2, hi2 = v / 2, lo / 2, hi / 2
+        counts, _ = np.histogram(v, bins=bins, range=(lo2, hi2))
+        return lo, hi, counts.astype(np.int64).tolist()
     counts, _ = np.histogram(v, bins=bins, range=(lo, hi))
     return lo, hi, counts.astype(np.int64).tolist()
 
@@ -85,15 +112,15 @@ def activation_stats(a: Any, kind: str = "linear", *, bins: int = DEFAULT_BINS) 
         Statistics that do not apply (dead units of a tanh layer) or cannot be computed
         (every element non-finite) are ``None``.
     """
-    arr = np.asarray(a)
-    if arr.dtype.kind not in "fiu":  # bool and object arrays become float64
-        arr = arr.astype(np.float64)
+    arr = _real(a)
     fin, n_nan, n_inf, mask = _finite_view(arr)
     out: dict[str, Any] = {"nan": n_nan, "inf": n_inf}
     if fin.size:
         f64 = fin.astype(np.float64, copy=False)
-        out["mean"] = _f(f64.mean())
-        out["std"] = _f(f64.std())
+        k = _scale(f64)
+        g = f64 / k if k != 1.0 else f64
+        out["mean"] = _f(g.mean() * k)
+        out["std"] = _f(g.std() * k)
         out["min"] = _f(f64.min())
         out["max"] = _f(f64.max())
         out["zero_frac"] = float(np.count_nonzero(f64 == 0) / f64.size)
@@ -115,7 +142,9 @@ def activation_stats(a: Any, kind: str = "linear", *, bins: int = DEFAULT_BINS) 
     out["unit_std"] = None
     if arr.ndim >= 2 and arr.shape[1] >= 2 and arr.shape[0] and mask is None:
         axes = (0, *range(2, arr.ndim))
-        out["unit_std"] = _f(arr.astype(np.float64, copy=False).mean(axis=axes).std())
+        a64 = arr.astype(np.float64, copy=False)
+        k = _scale(a64)
+        out["unit_std"] = _f((a64 / k if k != 1.0 else a64).mean(axis=axes).std() * k)
 
     out["sat_frac"] = None
     if kind in SATURATING and fin.size:
@@ -133,11 +162,14 @@ def activation_stats(a: Any, kind: str = "linear", *, bins: int = DEFAULT_BINS) 
 def _norm_and_bad(a: np.ndarray | None) -> tuple[float | None, float | None, int, int]:
     if a is None:
         return None, None, 0, 0
-    arr = np.asarray(a, dtype=np.float64)
+    arr = _real(a).astype(np.float64, copy=False).reshape(-1)
     fin, n_nan, n_inf, _ = _finite_view(arr)
     if fin.size == 0:
         return None, None, n_nan, n_inf
-    return _f(np.sqrt(np.dot(fin, fin))), _f(fin.std()), n_nan, n_inf
+    k = _scale(fin)
+    g = fin / k if k != 1.0 else fin
+    with np.errstate(over="ignore"):  # a norm past float64's range is not a number it can hold: None
+        return _f(np.sqrt(np.dot(g, g)) * k), _f(g.std() * k), n_nan, n_inf
 
 
 def param_stats(weight: Any, update: Any = None, grad: Any = None, before: Any = None) -> dict[str, Any]:
@@ -173,12 +205,12 @@ def param_stats(weight: Any, update: Any = None, grad: Any = None, before: Any =
 
 def input_stats(x: Any) -> dict[str, Any]:
     """Mean, std, min, max and non-finite counts of the first layer's input batch."""
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "fiu":  # bool and object arrays become float64
-        arr = arr.astype(np.float64)
+    arr = _real(x)
     fin, n_nan, n_inf, _ = _finite_view(arr)
     if fin.size == 0:
         return {"mean": None, "std": None, "min": None, "max": None, "nan": n_nan, "inf": n_inf}
     f64 = fin.astype(np.float64, copy=False)
-    return {"mean": _f(f64.mean()), "std": _f(f64.std()), "min": _f(f64.min()), "max": _f(f64.max()),
+    k = _scale(f64)
+    g = f64 / k if k != 1.0 else f64
+    return {"mean": _f(g.mean() * k), "std": _f(g.std() * k), "min": _f(f64.min()), "max": _f(f64.max()),
             "nan": n_nan, "inf": n_inf}

@@ -88,6 +88,11 @@ function(n, data) {
 """
 
 
+def _text_or_none(v: Any) -> str | None:
+    # What a request sends as a URL part may be anything; only a string is a URL part.
+    return v if isinstance(v, str) else None
+
+
 def version_key(ctx: AppContext, pathname: str | None, registered: list[pages.Page], now: float) -> dict[str, Any]:
     """What the page at ``pathname`` shows, as a value that changes exactly when it must be redrawn.
 
@@ -198,7 +203,7 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
                   Input(ids.URL, "pathname"), Input(ids.URL, "search"))
     def _route(pathname: str | None, search: str | None) -> Any:
         ctx.refresh(wait=True)  # a run created since the last tick is found at once
-        return _render(pathname, search)
+        return _render(_text_or_none(pathname), _text_or_none(search))
 
     @app.callback(Output(ids.PAGE, "children", allow_duplicate=True), Output(ids.CRUMBS, "children",
                                                                              allow_duplicate=True),
@@ -206,6 +211,9 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
                   State(ids.URL, "pathname"), State(ids.URL, "search"), prevent_initial_call=True)
     def _retry_missing(version: Any, missing: list[str], pathname: str | None, search: str | None) -> Any:
         # Pattern-matching State: an empty list (not an error) on pages that found their run.
+        pathname, search = _text_or_none(pathname), _text_or_none(search)
+        if not isinstance(missing, list) or not all(isinstance(m, str) for m in missing):
+            missing = []
         if not missing:
             # A page showing a run that has gone (deleted, renamed) says so instead of staying stale.
             key = version.get("key") if isinstance(version, dict) else None
@@ -239,8 +247,8 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
     def _tick(_n: int | None, pathname: str | None, seen: dict[str, Any] | None) -> Any:
         ctx.refresh()
         now = time.time()
-        cur = version_key(ctx, pathname, registered, now)
-        if seen and seen.get("key") == cur["key"] and seen.get("live") == cur["live"]:
+        cur = version_key(ctx, _text_or_none(pathname), registered, now)
+        if isinstance(seen, dict) and seen.get("key") == cur["key"] and seen.get("live") == cur["live"]:
             return no_update
         cur["now"] = now
         return cur

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import logging
 import math
+import operator
 import os
 import secrets
 import socket
@@ -34,7 +35,7 @@ from core.diagnose import DiagnosisConfig, loss_explosion_finding, nan_loss_find
 from core.errors import ConfigError, RunExistsError
 from core.schema import (
     ACT_FIELDS, ACT_HIST_FIELDS, DATA_SUFFIX, DEFAULT_BINS, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING,
-    KIND_INPUT, KIND_PARAMS, KIND_SCALARS, LAYER_KINDS, LOSS_KEYS, META_FILE, PARAM_FIELDS, STREAM_LAYERS,
+    KIND_INPUT, KIND_PARAMS, KIND_SCALARS, LAYER_KINDS, LOSS_KEYS, META_FILE, PARAM_FIELDS, STEP_LIMIT, STREAM_LAYERS,
     STREAM_SCALARS, Finding, LayerInfo, Meta, data_file, finite_or_none, nonfinite_tag,
 )
 from core.stats import activation_stats, input_stats, param_stats
@@ -77,6 +78,13 @@ def validate_run_name(name: str) -> str:
         raise ConfigError(f"run name must be a non-empty string, got {name!r}")
     if "/" in name or "\\" in name or "\x00" in name or name in (".", ".."):
         raise ConfigError(f"run name {name!r} must be one folder name: no '/', '\\', NUL, '.' or '..'")
+    if name.startswith("."):
+        raise ConfigError(f"run name {name!r} starts with '.': such folders are hidden and never listed as runs")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"run name {name!r} is not valid Unicode (a lone surrogate); it cannot be a folder name") \
+            from None
     if len(name.encode("utf-8")) > 200:
         raise ConfigError(f"run name is {len(name.encode('utf-8'))} bytes long; keep it under 200")
     return name
@@ -129,6 +137,25 @@ def _forget_monitors_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_monitors_in_child)
+
+
+def valid_step(step: Any) -> int:
+    """``step`` as an int; raises ``ConfigError`` for anything a reader would drop or misread.
+
+    Integers (Python, numpy, 0-d integer tensors) and floats with no fraction are taken; a
+    fraction would be cut silently, and ``abs(step) >= 2**62`` is out of the format's range.
+    """
+    if isinstance(step, float) and step.is_integer():
+        step = int(step)
+    try:
+        if isinstance(step, bool):
+            raise TypeError
+        value = operator.index(step)
+    except TypeError:
+        raise ConfigError(f"step must be an integer (the training step), got {step!r}") from None
+    if not -STEP_LIMIT < value < STEP_LIMIT:
+        raise ConfigError(f"step {value} is out of range: steps must be below 2**62 in absolute value")
+    return value
 
 
 def _scalar_value(key: str, v: Any) -> float | None:
@@ -463,6 +490,7 @@ class Monitor:
         return step == self._first_stats_step or step % self.every == 0
 
     def _stats_step(self, step: int) -> bool:
+        valid_step(step)
         if self._closed:
             return False
         if not self.stats_due(step):
@@ -529,19 +557,21 @@ class Monitor:
 
     def write_acts(self, step: int, names: list[str], columns: Mapping[str, list[Any]]) -> None:
         """Append one ``acts`` record: ``columns`` maps each field of ACT_FIELDS and hist fields to a list parallel to ``names``."""
-        rec: dict[str, Any] = {"kind": KIND_ACTS, "step": int(step), "time": time.time(), "layers": list(names)}
+        rec: dict[str, Any] = {"kind": KIND_ACTS, "step": valid_step(step), "time": time.time(),
+                               "layers": list(names)}
         rec.update(columns)
         self._writer_for_event().append(STREAM_LAYERS, rec)
 
     def write_params(self, step: int, names: list[str], columns: Mapping[str, list[Any]]) -> None:
         """Append one ``params`` record: ``columns`` maps each field of PARAM_FIELDS to a list parallel to ``names``."""
-        rec: dict[str, Any] = {"kind": KIND_PARAMS, "step": int(step), "time": time.time(), "params": list(names)}
+        rec: dict[str, Any] = {"kind": KIND_PARAMS, "step": valid_step(step), "time": time.time(),
+                               "params": list(names)}
         rec.update(columns)
         self._writer_for_event().append(STREAM_LAYERS, rec)
 
     def write_input(self, step: int, stats: Mapping[str, Any]) -> None:
         """Append one ``input`` record with the fields of INPUT_FIELDS."""
-        rec = {"kind": KIND_INPUT, "step": int(step), "time": time.time()}
+        rec = {"kind": KIND_INPUT, "step": valid_step(step), "time": time.time()}
         rec.update({k: stats.get(k) for k in INPUT_FIELDS})
         self._writer_for_event().append(STREAM_LAYERS, rec)
 
@@ -590,7 +620,9 @@ class Monitor:
             TrainingDivergedError: with ``on_nan="raise"`` when the loss is NaN/Inf, with
                 ``on_explode="raise"`` when it blew up (its ``step`` is the loss's step, which on
                 an accelerator may be an earlier step than this call's).
+            ConfigError: when ``step`` is not an integer or is out of range (``abs(step) >= 2**62``).
         """
+        step = valid_step(step)
         if not self._closed:
             for filt in list(self._scalar_filters):
                 scalars = filt(step, scalars)

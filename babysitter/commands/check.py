@@ -48,7 +48,7 @@ def _list_rules() -> int:
 def run(args: argparse.Namespace) -> int:
     from core.diagnose import DiagnosisConfig, Diagnoser, parse_overrides
     from core.errors import ConfigError
-    from core.reader import Run, is_run_dir
+    from core.reader import LogDir, Run, is_run_dir
 
     if args.rules:
         return _list_rules()
@@ -59,23 +59,25 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return _usage_error(str(err))
 
-    run_dirs: list[Path] = []
+    runs: list[tuple[Path, Run]] = []
     for raw in args.paths:
         p = Path(raw)
         if not p.is_dir():
             return _usage_error(f"{raw}: no such run folder or log directory")
         if is_run_dir(p):
-            run_dirs.append(p)
+            run_obj = Run(p)
+            run_obj.update()
+            runs.append((p, run_obj))
             continue
-        children = sorted(c for c in p.iterdir() if not c.name.startswith(".") and is_run_dir(c))
-        if not children:
+        # The runs of a log directory as the dashboard lists them: no hidden folder, no symlink out.
+        logdir = LogDir(p)
+        logdir.refresh()
+        if not logdir.runs():
             return _usage_error(f"{raw}: neither a run folder (meta.json, *.jsonl) nor a log directory holding runs")
-        run_dirs.extend(children)
+        runs.extend((p / r.name, r) for r in logdir.runs())
 
     results = []
-    for rd in run_dirs:
-        run_obj = Run(rd)
-        run_obj.update()
+    for rd, run_obj in runs:
         dx = Diagnoser(config)
         dx.update(run_obj)
         results.append((rd, run_obj, dx.findings()))

@@ -21,7 +21,7 @@ from core.compare import (
 )
 
 from .. import ids, theme
-from ..compare_figures import overlay_figure, parallel_figure, scatter_figure
+from ..compare_figures import MAX_OVERLAY, overlay_figure, parallel_figure, scatter_figure
 from ..context import AppContext
 from . import Page
 from ._common import card, graph
@@ -200,7 +200,9 @@ def register(app: Any, ctx: AppContext) -> None:
     @app.callback(Output(ids.COMPARE_LOSS_GRAPH, "figure"), Output(ids.COMPARE_ACC_GRAPH, "figure"),
                   Input(ids.COMPARE_TABLE, "selected_row_ids"), Input(ids.COMPARE_SEEN, "data"))
     def _overlay(selected: list[str] | None, _seen: Any) -> Any:
-        names = [n for n in (selected or []) if isinstance(n, str)]
+        # At most MAX_OVERLAY distinct names are looked up: a request may list 200,000 of them.
+        names = list(dict.fromkeys(n for n in (selected if isinstance(selected, list) else [])
+                                   if isinstance(n, str)))[:MAX_OVERLAY]
         loss = _curves(ctx, names, "loss")
         acc = _curves(ctx, names, "val_acc")
         return (overlay_figure(loss, title="Training loss of the selected runs", y_title="loss", log_y=True,
@@ -214,6 +216,7 @@ def register(app: Any, ctx: AppContext) -> None:
                   Input(ids.COMPARE_SEEN, "data"), prevent_initial_call=True)
     def _scatter(x: str | None, color: str | None, metric: str | None, _seen: Any) -> Any:
         summaries, df, specs, edges = _snapshot(ctx)
+        x, color, metric = (v if isinstance(v, str) else None for v in (x, color, metric))  # a request sends anything
         metric = metric if metric in dict(METRICS) else "best_val_acc"
         params = _numeric_params(specs)
         by_param = {e.param: e for e in edges} if metric == "best_val_acc" else {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,14 @@ def _marks(steps: np.ndarray) -> dict[int, str]:
     return {int(i): str(int(steps[i])) for i in picks}
 
 
+def _row(value: Any) -> int | None:
+    """A slider position sent by the browser, or None when it is not one (a request may send anything)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def slider_state(run: Run, value: int | None, old_max: int | None) -> tuple[int, dict[int, str], int]:
     """``(max, marks, value)`` of the step slider; a slider at its end follows new steps."""
+    value, old_max = _row(value), _row(old_max)
     steps = run.acts.step_array()
     new_max = max(0, len(steps) - 1)
     if value is None or old_max is None or value >= old_max or value > new_max:
@@ -87,7 +94,7 @@ def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) 
     layer = query.get("layer") if query.get("layer") in names else (names[0] if names else None)
     steps = r.acts.step_array()
     value = len(steps) - 1 if len(steps) else 0
-    if query.get("step", "").lstrip("-").isdigit():
+    if re.fullmatch(r"-?[0-9]{1,19}", query.get("step", "")):  # not str.isdigit: "²" is a digit to it
         at = r.acts.row_at(int(query["step"]))
         value = at if at is not None else 0
     note = None
@@ -138,6 +145,7 @@ def register(app: Any, ctx: AppContext) -> None:
         run = ctx.run(name)
         if run is None:
             return (no_update,) * 3
+        row = _row(row)
         with run.reading():  # one moment of a growing run for all three outputs
             steps = run.acts.step_array()
             label = f"step {int(steps[row])}" if row is not None and 0 <= row < len(steps) else ""
