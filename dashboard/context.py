@@ -1,10 +1,11 @@
-"""What pages share: the log directory, the refresh lock, the findings cache and URL helpers."""
+"""What pages share: the log directory, the refresh lock, the findings and figure caches, URL helpers."""
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
 from core import LogDir, Run
@@ -25,6 +26,37 @@ def run_href(run: str, page: str = "", **query: Any) -> str:
     return href + ("?" + urlencode(q) if q else "")
 
 
+class Drawn:
+    """What page callbacks drew, per (callback, run, run version, arguments).
+
+    Every open page redraws when its run gains a step: twenty viewers of one live run ask for
+    the same figures within the same second. The first request draws them; the others wait
+    for it and get the same result. A new version is a new key, so nothing stale is served;
+    the oldest entries are dropped past ``size``.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self._lock = threading.Lock()
+        self._items: "OrderedDict[tuple, list[Any]]" = OrderedDict()
+        self._size = size
+
+    def get(self, key: tuple, draw: Callable[[], Any]) -> Any:
+        """``draw()``'s result for ``key``, drawn once however many threads ask at the same time."""
+        with self._lock:
+            entry = self._items.get(key)
+            if entry is None:
+                entry = self._items[key] = [threading.Lock(), False, None]  # lock, done, value
+                while len(self._items) > self._size:
+                    self._items.popitem(last=False)
+            else:
+                self._items.move_to_end(key)
+        with entry[0]:
+            if not entry[1]:
+                entry[2] = draw()  # raises through; the next caller draws again
+                entry[1] = True
+            return entry[2]
+
+
 @dataclass
 class AppContext:
     """Shared state of one dashboard app.
@@ -42,6 +74,7 @@ class AppContext:
     stale_after: float = 60.0
     summaries: SummaryCache = field(default_factory=SummaryCache)
     findings: FindingSource = None  # type: ignore[assignment]  # built over ``summaries``
+    drawn: Drawn = field(default_factory=Drawn)
     _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -61,6 +94,10 @@ class AppContext:
             self.logdir.refresh()
         finally:
             self._refresh_lock.release()
+
+    def draw(self, what: str, run: Run, args: tuple, draw: Callable[[], Any]) -> Any:
+        """``draw()`` for callback ``what`` of ``run`` at its current version and ``args``, shared between viewers."""
+        return self.drawn.get((what, id(run), run.version, repr(args)), draw)
 
     def run(self, name: str | None) -> Run | None:
         """The run called ``name`` inside the log directory, or None."""

@@ -146,6 +146,9 @@ def register(app: Any, ctx: AppContext) -> None:
         if run is None:
             return (no_update,) * 3
         row = _row(row)
+        return ctx.draw("layers-step", run, (row, layer), lambda: _draw_at_step(run, row, layer))
+
+    def _draw_at_step(run: Run, row: int | None, layer: Any) -> Any:
         with run.reading():  # one moment of a growing run for all three outputs
             steps = run.acts.step_array()
             label = f"step {int(steps[row])}" if row is not None and 0 <= row < len(steps) else ""
@@ -157,6 +160,9 @@ def register(app: Any, ctx: AppContext) -> None:
         run = ctx.run(name)
         if run is None:
             return no_update, no_update
+        return ctx.draw("layers-time", run, (layer,), lambda: _draw_over_time(run, layer))
+
+    def _draw_over_time(run: Run, layer: Any) -> Any:
         with run.reading():  # one moment of a growing run; copies (fancy indexing), drawn after
             names, cols = _order(run)
             if not names:

@@ -87,6 +87,9 @@ def register(app: Any, ctx: AppContext) -> None:
         run = ctx.run(name)
         if run is None:
             return (no_update,) * 4
+        return ctx.draw("overview", run, (), lambda: _draw(run))
+
+    def _draw(run: Any) -> Any:
         ta, va, lr = run.metric("train_acc"), run.metric("val_acc"), run.scalar("lr")
         return (findings_list(run, ctx.findings(run)), problems_list(run),
                 figures.accuracy_figure(ta.steps, ta.values, va.steps, va.values, max_points=ctx.max_points),
@@ -98,6 +101,9 @@ def register(app: Any, ctx: AppContext) -> None:
         run = ctx.run(name)
         if run is None:
             return no_update
+        return ctx.draw("overview-loss", run, (scale,), lambda: _draw_loss(run, scale))
+
+    def _draw_loss(run: Any, scale: Any) -> Any:
         loss, val = run.metric("loss"), run.metric("val_loss")
         return figures.loss_figure(loss.steps, loss.values, val_steps=val.steps, val_loss=val.values,
                                    log_y=scale == "log", max_points=ctx.max_points)

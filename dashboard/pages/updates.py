@@ -43,6 +43,9 @@ def register(app: Any, ctx: AppContext) -> None:
         run = ctx.run(name)
         if run is None:
             return no_update, no_update, no_update
+        return ctx.draw("updates", run, (param,), lambda: _draw(run, param))
+
+    def _draw(run: Any, param: str | None) -> Any:
         with run.reading():  # one moment of a growing run: steps and fields of the same length
             p = run.params
             names = list(p.names)

@@ -25,7 +25,8 @@ import pytest
 from core import LogDir
 from core.reader import Table
 from core.schema import ACT_FIELDS, PARAM_FIELDS
-from dashboard import create_app
+from dashboard import create_app, figures
+from dashboard.context import Drawn
 from monitor import Monitor
 
 from ._dashclient import PageDriver, flask_transport
@@ -59,7 +60,9 @@ def test_a_run_growing_in_the_middle_of_a_callback_does_not_break_it(live, monke
     logdir, mon = live
     ld = LogDir(logdir)
     ld.refresh()
-    driver = PageDriver(*flask_transport(create_app(ld)))
+    app = create_app(ld)
+    app.babysitter_context.drawn = Drawn(size=0)  # every call draws: the drawing itself is under test
+    driver = PageDriver(*flask_transport(app))
     comps = driver.visit(path)
     assert driver.errors == []
     step = [200]
@@ -131,3 +134,21 @@ def test_viewers_of_a_run_growing_under_them_never_get_an_error(live):
     errors = [e for d in drivers for e in d.errors]
     assert errors == [], errors[:3]
     assert sum(d.calls for d in drivers) > 20 and len(ld.get("live").params) > 210
+
+
+def test_viewers_of_one_run_at_one_version_share_one_drawing(live, monkeypatch):
+    logdir, _ = live
+    ld = LogDir(logdir)
+    ld.refresh()
+    app = create_app(ld)
+    drawn = []
+    real = figures.update_ratio_figure
+    monkeypatch.setattr(figures, "update_ratio_figure", lambda *a, **k: drawn.append(1) or real(*a, **k))
+    drivers = [PageDriver(*flask_transport(app)) for _ in range(8)]
+    threads = [threading.Thread(target=d.visit, args=("/run/live/updates",)) for d in drivers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(d.errors == [] and d.calls for d in drivers)
+    assert len(drawn) == 1
