@@ -76,7 +76,7 @@ def test_twenty_clients_poll_a_live_run_of_100_layers_and_5000_steps_for_a_minut
     calls = [0]
     lock = threading.Lock()
     try:
-        _wait_up(proc, port)
+        _wait_up(proc, port, timeout=180)  # a busy shared machine may take a while
         base = f"http://127.0.0.1:{port}"
         t0 = time.perf_counter()
         first = PageDriver(*http_transport(base, timeout=300))

@@ -49,8 +49,8 @@ def _start(logdir: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
-def _wait_up(proc: subprocess.Popen, port: int, host: str = "127.0.0.1") -> str:
-    end = time.monotonic() + 30
+def _wait_up(proc: subprocess.Popen, port: int, host: str = "127.0.0.1", timeout: float = 30) -> str:
+    end = time.monotonic() + timeout
     while time.monotonic() < end:
         assert proc.poll() is None, proc.stdout.read()
         try:
