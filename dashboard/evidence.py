@@ -25,7 +25,7 @@ from core.diagnose import UPDATE_RATIO_RELATIVE, Delta, DiagnosisConfig, activat
 from core.schema import LOSS_KEYS
 
 from . import figures, theme
-from .compare_figures import plot_text
+from ._text import plot_text
 from .context import run_href
 
 __all__ = ["evidence_page", "evidence_href", "evidence_figure", "find_finding", "EVIDENCE_RULES"]

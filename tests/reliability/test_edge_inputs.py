@@ -67,7 +67,7 @@ def test_values_at_the_limits_of_float64_and_float128_keep_their_statistics(tmp_
     _, lo, hi, counts = acts.histograms()
     assert counts[0, b].sum() == 16 and hi[0, b] == 1.797e308
     assert acts.field("mean")[0, w] == 3.0 and counts[0, w].sum() == 12
-    assert run.params.field("upd_ratio")[0, 0] == pytest.approx(1e-3)
+    assert run.params.field("upd_ratio")[0, 0] == pytest.approx(1e-3, rel=1e-2)
     assert run.input_stats()["max"].tolist() == [1.797e308]
 
 
