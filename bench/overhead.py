@@ -1,7 +1,15 @@
 """Step-time overhead of watching a PyTorch model: Babysitter against TensorBoard and wandb.
 
-The model is the lecture's 10-layer MLP (10 x [Linear(500, 500), Tanh], then Linear(500, 10)),
-batch 256, plain SGD, on the CPU. Variants, each with its own copy of the model:
+Models (``--models``, default all three), each measured on its own:
+
+* ``mlp``: the lecture's 10-layer MLP (10 x [Linear(500, 500), Tanh], then Linear(500, 10)),
+  batch 256, plain SGD.
+* ``bn_cnn``: four Conv-BatchNorm-ReLU blocks (16-32 channels) on 3 x 16 x 16 images, batch 64,
+  SGD with momentum.
+* ``transformer``: token embedding and a 2-layer ``nn.TransformerEncoder`` (d 64, 4 heads,
+  FFN 128, sequences of 32 tokens, batch 32, a padding mask passed as a keyword), AdamW.
+
+All on the CPU. Variants, each with its own copy of the model:
 
 * ``none``: the plain training step.
 * ``babysitter_every10``: ``Monitor(every=10)`` + ``mon.watch(model, opt)`` + ``mon.log(step, loss=loss)``
@@ -11,6 +19,9 @@ batch 256, plain SGD, on the CPU. Variants, each with its own copy of the model:
   weight at every step (what a user writes to get the same picture from TensorBoard).
 * ``wandb_watch``: ``wandb.watch(model, log="all", log_freq=1)`` with ``WANDB_MODE=offline``
   (only when wandb is installed: ``pip install -e ".[bench]"``).
+* ``compiled_none`` and ``compiled_babysitter_every10`` (with ``--compile``): the model through
+  ``torch.compile`` (inductor) without and with the monitor at the default cadence; the
+  latter's ratio is also given to ``compiled_none`` (``ratio_to_compiled``).
 
 The variants run interleaved: round-robin blocks of ``--block`` steps (the order rotates
 each repetition), ``--reps`` repetitions; a block's time per step is its wall time divided
@@ -52,6 +63,7 @@ from torch import nn  # noqa: E402
 from monitor import Monitor  # noqa: E402
 
 DEPTH, WIDTH, BATCH, CLASSES = 10, 500, 256, 10
+VOCAB, SEQ, D_MODEL = 1000, 32, 64
 
 
 def make_model(seed: int = 0) -> nn.Sequential:
@@ -66,6 +78,66 @@ def make_model(seed: int = 0) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def make_cnn(seed: int = 0) -> nn.Sequential:
+    """Four Conv-BatchNorm-ReLU blocks (two with stride 2), global pooling, a Linear head."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    c_in = 3
+    for c, stride in ((16, 1), (16, 2), (32, 1), (32, 2)):
+        layers += [nn.Conv2d(c_in, c, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+        c_in = c
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, CLASSES)]
+    return nn.Sequential(*layers)
+
+
+class TokenTransformer(nn.Module):
+    """Embedding, a 2-layer TransformerEncoder (batch first, ReLU FFN called as F.relu), mean pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, D_MODEL)
+        layer = nn.TransformerEncoderLayer(D_MODEL, 4, 2 * D_MODEL, dropout=0.1, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(D_MODEL, CLASSES)
+
+    def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.encoder(self.embed(tokens), src_key_padding_mask=padding_mask).mean(1))
+
+
+def make_transformer(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return TokenTransformer()
+
+
+class Workload:
+    """A model family: how to build it, its optimizer, one fixed batch and the forward call."""
+
+    def __init__(self, name: str, describe: str, make: Callable[[], nn.Module],
+                 opt: Callable[[nn.Module], torch.optim.Optimizer], batch: Callable[[], tuple]) -> None:
+        self.name, self.describe, self.make, self.opt = name, describe, make, opt
+        g = torch.Generator().manual_seed(1)
+        self.args, self.kwargs, self.y = batch(g)
+
+
+WORKLOADS = {
+    "mlp": lambda: Workload(
+        "mlp", f"{DEPTH}x{WIDTH} tanh MLP, batch {BATCH}, SGD, CPU", make_model,
+        lambda m: torch.optim.SGD(m.parameters(), lr=0.01),
+        lambda g: ((torch.randn(BATCH, WIDTH, generator=g),), {}, torch.randint(0, CLASSES, (BATCH,), generator=g))),
+    "bn_cnn": lambda: Workload(
+        "bn_cnn", "4 x Conv-BatchNorm-ReLU (16-32 ch), 3x16x16, batch 64, SGD momentum, CPU", make_cnn,
+        lambda m: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9),
+        lambda g: ((torch.randn(64, 3, 16, 16, generator=g),), {}, torch.randint(0, CLASSES, (64,), generator=g))),
+    "transformer": lambda: Workload(
+        "transformer", f"2-layer TransformerEncoder d{D_MODEL}, {SEQ} tokens, batch 32, padding mask, AdamW, CPU",
+        make_transformer, lambda m: torch.optim.AdamW(m.parameters(), lr=1e-3),
+        lambda g: ((torch.randint(0, VOCAB, (32, SEQ), generator=g),),
+                   {"padding_mask": torch.arange(SEQ)[None, :] >= torch.randint(SEQ // 2, SEQ + 1, (32, 1),
+                                                                                    generator=g)},
+                   torch.randint(0, CLASSES, (32,), generator=g))),
+}
+
+
 class Variant:
     """One way of training: ``step(i)`` runs training step ``i``; ``close()`` ends it."""
 
@@ -76,50 +148,52 @@ class Variant:
         self.steps = 0
 
 
-def _plain_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    loss = F.cross_entropy(model(x), y)
+def _plain_step(model: nn.Module, opt: torch.optim.Optimizer, w: Workload) -> torch.Tensor:
+    loss = F.cross_entropy(model(*w.args, **w.kwargs), w.y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     return loss
 
 
-def build_variants(workdir: Path, x: torch.Tensor, y: torch.Tensor, *, use_tb: bool, use_wandb: bool) -> list[Variant]:
+def build_variants(workdir: Path, w: Workload, *, use_tb: bool, use_wandb: bool,
+                   compile_models: bool = False) -> list[Variant]:
     out: list[Variant] = []
 
-    model = make_model()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    out.append(Variant("none", lambda i, m=model, o=opt: _plain_step(m, o, x, y)))
+    model = w.make()
+    opt = w.opt(model)
+    out.append(Variant("none", lambda i, m=model, o=opt: _plain_step(m, o, w)))
 
     for every in (10, 1):
-        model = make_model()
-        opt = torch.optim.SGD(model.parameters(), lr=0.01)
-        mon = Monitor(workdir / "babysitter", f"every{every}", every=every)
+        model = w.make()
+        opt = w.opt(model)
+        mon = Monitor(workdir / "babysitter", f"{w.name}_every{every}", every=every)
         mon.watch(model, opt)
 
         def step(i: int, m=model, o=opt, mon=mon) -> None:
-            mon.log(i, loss=_plain_step(m, o, x, y))
+            mon.log(i, loss=_plain_step(m, o, w))
 
         out.append(Variant(f"babysitter_every{every}", step, mon.close))
 
     if use_tb:
         from torch.utils.tensorboard import SummaryWriter
 
-        model = make_model()
-        opt = torch.optim.SGD(model.parameters(), lr=0.01)
-        writer = SummaryWriter(str(workdir / "tensorboard"))
+        model = w.make()
+        opt = w.opt(model)
+        writer = SummaryWriter(str(workdir / "tensorboard" / w.name))
         acts: dict[str, torch.Tensor] = {}
         for name, mod in model.named_modules():
-            if isinstance(mod, (nn.Linear, nn.Tanh)):
-                mod.register_forward_hook(lambda m, a, o, n=name: acts.__setitem__(n, o.detach()))
+            if not list(mod.children()):  # every leaf module's output
+                mod.register_forward_hook(
+                    lambda m, a, o, n=name: acts.__setitem__(n, o.detach()) if isinstance(o, torch.Tensor) else None)
 
-        def tb_step(i: int, m=model, o=opt, w=writer) -> None:
-            loss = _plain_step(m, o, x, y)
-            w.add_scalar("loss", loss.item(), i)
+        def tb_step(i: int, m=model, o=opt, wr=writer) -> None:
+            loss = _plain_step(m, o, w)
+            wr.add_scalar("loss", loss.item(), i)
             for n, t in acts.items():
-                w.add_histogram(f"act/{n}", t, i)
+                wr.add_histogram(f"act/{n}", t.float(), i)
             for n, p in m.named_parameters():
-                w.add_histogram(f"param/{n}", p.detach(), i)
+                wr.add_histogram(f"param/{n}", p.detach(), i)
 
         out.append(Variant("tensorboard_hist", tb_step, writer.close))
 
@@ -128,34 +202,49 @@ def build_variants(workdir: Path, x: torch.Tensor, y: torch.Tensor, *, use_tb: b
         os.environ.setdefault("WANDB_SILENT", "true")
         import wandb
 
-        model = make_model()
-        opt = torch.optim.SGD(model.parameters(), lr=0.01)
-        run = wandb.init(project="babysitter-bench", dir=str(workdir), mode="offline")
+        model = w.make()
+        opt = w.opt(model)
+        run = wandb.init(project="babysitter-bench", dir=str(workdir), mode="offline", reinit=True)
         wandb.watch(model, log="all", log_freq=1)
 
         def wb_step(i: int, m=model, o=opt) -> None:
-            loss = _plain_step(m, o, x, y)
+            loss = _plain_step(m, o, w)
             wandb.log({"loss": loss.item()}, step=i)
 
         out.append(Variant("wandb_watch", wb_step, run.finish))
+
+    if compile_models:
+        model = w.make()
+        opt = w.opt(model)
+        compiled = torch.compile(model)
+        out.append(Variant("compiled_none", lambda i, m=compiled, o=opt: _plain_step(m, o, w)))
+        model = w.make()
+        opt = w.opt(model)
+        compiled = torch.compile(model)
+        mon = Monitor(workdir / "babysitter", f"{w.name}_compiled", every=10)
+        mon.watch(compiled, opt)
+
+        def cstep(i: int, m=compiled, o=opt, mon=mon) -> None:
+            mon.log(i, loss=_plain_step(m, o, w))
+
+        out.append(Variant("compiled_babysitter_every10", cstep, mon.close))
     return out
 
 
-def run_bench(reps: int = 7, block: int = 20, warmup_blocks: int = 1, *, use_tb: bool = True,
-              use_wandb: bool | None = None, log: Callable[[str], None] = print) -> dict:
-    """Run the interleaved benchmark and return its results (seconds per step, ratios to ``none``)."""
-    if use_wandb is None:
-        try:
-            import wandb  # noqa: F401
-            use_wandb = True
-        except ImportError:
-            use_wandb = False
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(BATCH, WIDTH, generator=g)
-    y = torch.randint(0, CLASSES, (BATCH,), generator=g)
+def run_bench(reps: int = 7, block: int = 20, warmup_blocks: int = 1, *, use_tb: bool | None = None,
+              use_wandb: bool | None = None, log: Callable[[str], None] = print, model: str = "mlp",
+              compile_models: bool = False) -> dict:
+    """Run the interleaved benchmark of one model and return its results (seconds per step, ratios to ``none``)."""
+    import importlib.util
+
+    if use_wandb is None:  # the comparisons need ``pip install -e ".[bench]"``
+        use_wandb = importlib.util.find_spec("wandb") is not None
+    if use_tb is None:
+        use_tb = importlib.util.find_spec("tensorboard") is not None
+    w = WORKLOADS[model]()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="babysitter-bench-") as tmp:
-        variants = build_variants(Path(tmp), x, y, use_tb=use_tb, use_wandb=use_wandb)
+        variants = build_variants(Path(tmp), w, use_tb=use_tb, use_wandb=use_wandb, compile_models=compile_models)
         try:
             for r in range(warmup_blocks + reps):
                 shift = r % len(variants)
@@ -180,7 +269,7 @@ def run_bench(reps: int = 7, block: int = 20, warmup_blocks: int = 1, *, use_tb:
     base_min = min(variants[0].blocks)
     base_cpu = statistics.median(variants[0].cpu_blocks)
     result = {
-        "model": f"{DEPTH}x{WIDTH} tanh MLP, batch {BATCH}, SGD, CPU",
+        "model": w.describe,
         "reps": reps, "block_steps": block,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
@@ -197,6 +286,10 @@ def run_bench(reps: int = 7, block: int = 20, warmup_blocks: int = 1, *, use_tb:
             "cpu_median_ms": cpu * 1e3, "cpu_ratio": cpu / base_cpu,
             "blocks_ms": [b * 1e3 for b in v.blocks], "cpu_blocks_ms": [b * 1e3 for b in v.cpu_blocks],
         }
+    if "compiled_none" in result["variants"]:
+        c = result["variants"]["compiled_none"]["median_ms"]
+        for v in result["variants"].values():
+            v["ratio_to_compiled"] = v["median_ms"] / c
     return result
 
 
@@ -204,23 +297,34 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=7, help="measured repetitions (default %(default)s)")
     ap.add_argument("--block", type=int, default=20, help="steps per block, a multiple of 10 (default %(default)s)")
+    ap.add_argument("--models", default="mlp,bn_cnn,transformer",
+                    help=f"comma-separated, of {', '.join(WORKLOADS)} (default %(default)s)")
+    ap.add_argument("--compile", action="store_true", help="add the torch.compile variants (minutes of compiling)")
     ap.add_argument("--no-tensorboard", action="store_true", help="leave out the TensorBoard variant")
     ap.add_argument("--no-wandb", action="store_true", help="leave out the wandb variant")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "overhead.json",
                     help="where the JSON results go (default %(default)s)")
     args = ap.parse_args(argv)
-    res = run_bench(args.reps, args.block, use_tb=not args.no_tensorboard,
-                    use_wandb=False if args.no_wandb else None)
-    print(f"\n{res['model']}; {res['reps']} reps of {res['block_steps']}-step blocks; "
-          f"torch threads {res['machine']['torch_threads']}, load {res['machine']['loadavg_before'][0]:.2f}")
-    print("wall time per step: median over blocks (ratio to none), best block (ratio); process CPU time (ratio)")
-    print(f"{'variant':22s} {'ms/step':>9s} {'ratio':>7s} {'IQR/med':>8s} {'best ms':>9s} {'ratio':>7s} "
-          f"{'cpu ms':>9s} {'ratio':>7s}")
-    for name, v in res["variants"].items():
-        print(f"{name:22s} {v['median_ms']:9.2f} {v['ratio']:7.3f} {v['iqr_over_median']:8.3f} "
-              f"{v['min_ms']:9.2f} {v['ratio_of_min']:7.3f} {v['cpu_median_ms']:9.2f} {v['cpu_ratio']:7.3f}")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in WORKLOADS]
+    if unknown:
+        ap.error(f"unknown model(s) {unknown}; known: {', '.join(WORKLOADS)}")
+    results = {}
+    for name in models:
+        res = results[name] = run_bench(args.reps, args.block, use_tb=False if args.no_tensorboard else None,
+                                        use_wandb=False if args.no_wandb else None, model=name,
+                                        compile_models=args.compile)
+        print(f"\n{res['model']}; {res['reps']} reps of {res['block_steps']}-step blocks; "
+              f"torch threads {res['machine']['torch_threads']}, load {res['machine']['loadavg_before'][0]:.2f}")
+        print("wall time per step: median over blocks (ratio to none), best block (ratio); process CPU time (ratio)")
+        print(f"{'variant':28s} {'ms/step':>9s} {'ratio':>7s} {'IQR/med':>8s} {'best ms':>9s} {'ratio':>7s} "
+              f"{'cpu ms':>9s} {'ratio':>7s}")
+        for vname, v in res["variants"].items():
+            extra = f"  ({v['ratio_to_compiled']:.3f} to compiled_none)" if "ratio_to_compiled" in v else ""
+            print(f"{vname:28s} {v['median_ms']:9.2f} {v['ratio']:7.3f} {v['iqr_over_median']:8.3f} "
+                  f"{v['min_ms']:9.2f} {v['ratio_of_min']:7.3f} {v['cpu_median_ms']:9.2f} {v['cpu_ratio']:7.3f}{extra}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written: {args.out}")
     return 0
 

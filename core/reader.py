@@ -710,6 +710,10 @@ class Run:
         """Layer name to kind, from ``meta.json``."""
         return {li.name: li.kind for li in self.meta.layers}
 
+    def layer_types(self) -> dict[str, str]:
+        """Layer name to what computes it (module class name, ``relu()``), for layers ``meta.json`` says."""
+        return {li.name: li.type for li in self.meta.layers if li.type}
+
     def layer_order(self) -> list[str]:
         """Recorded layers in depth order: ``meta.json``'s order first, then any others as first seen."""
         declared = [li.name for li in self.meta.layers]

@@ -10,7 +10,7 @@ text, never Plotly markup).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -22,7 +22,7 @@ from ._text import plot_text
 __all__ = [
     "decimate_index", "rebin", "loss_figure", "accuracy_figure", "lr_figure", "depth_figure",
     "histograms_figure", "heatmap_figure", "dead_saturation_figure", "update_ratio_figure", "grad_norm_figure",
-    "empty_figure", "points_per_trace", "HEALTHY_RATIO", "RATIO_BAND",
+    "empty_figure", "points_per_trace", "layer_labels", "HEALTHY_RATIO", "RATIO_BAND",
 ]
 
 HEALTHY_RATIO = 1e-3          # the lecture's "update:weight should be around 1e-3"
@@ -72,6 +72,23 @@ def decimate_index(y: np.ndarray, max_points: int) -> np.ndarray:
 def _thin(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
     idx = decimate_index(y, max_points)
     return np.asarray(x)[idx], np.asarray(y, dtype=np.float64)[idx]
+
+
+def layer_labels(names: Sequence[str], types: Mapping[str, str] | None, limit: int | None = None) -> list[str]:
+    """``name (Type)`` per layer whose module class is known, else the name; escaped for Plotly's label markup.
+
+    With ``limit``, a longer label keeps its last ``limit`` characters (the distinguishing part and the class).
+    """
+    types = types or {}
+    out = []
+    for n in names:
+        t = types.get(n)
+        # an activation function's name says it already: "block.relu()", not "block.relu() (relu())"
+        label = f"{n} ({t})" if t and t not in str(n).rsplit(".", 1)[-1] else str(n)
+        if limit is not None and len(label) > limit:
+            label = "…" + label[-(limit - 1):]
+        out.append(plot_text(label, len(label)))
+    return out
 
 
 def empty_figure(message: str, height: int = theme.SMALL_GRAPH_HEIGHT) -> go.Figure:
@@ -176,7 +193,8 @@ def lr_figure(steps: np.ndarray, lr: np.ndarray, *, max_points: int = 2000) -> g
 
 
 def depth_figure(names: Sequence[str], mean: np.ndarray, std: np.ndarray, *, step: int | None = None,
-                 highlight: str | None = None, kinds: Sequence[str] | None = None) -> go.Figure:
+                 highlight: str | None = None, kinds: Sequence[str] | None = None,
+                 types: Mapping[str, str] | None = None) -> go.Figure:
     """Activation mean and standard deviation versus depth at one step (the lecture's plot)."""
     names = list(names)
     if not names:
@@ -186,6 +204,8 @@ def depth_figure(names: Sequence[str], mean: np.ndarray, std: np.ndarray, *, ste
     depth = np.arange(1, len(names) + 1)
     hover = ([f"{plot_text(n, 200)} ({plot_text(k, 60)})" for n, k in zip(names, kinds)] if kinds
              else [plot_text(n, 200) for n in names])
+    if types:  # "name (Class)" where meta.json says what computes the layer
+        hover = [lab if n in types else h for n, h, lab in zip(names, hover, layer_labels(names, types, 200))]
     for col, (vals, color) in enumerate(((mean, theme.MEAN), (std, theme.STD)), start=1):
         fig.add_trace(go.Scatter(x=depth, y=vals, mode="lines+markers", marker=dict(size=6, color=color),
                                  line=dict(color=color), text=hover, name=("mean", "std")[col - 1],
@@ -206,7 +226,8 @@ def depth_figure(names: Sequence[str], mean: np.ndarray, std: np.ndarray, *, ste
 
 
 def histograms_figure(names: Sequence[str], lo: np.ndarray, hi: np.ndarray, counts: np.ndarray,
-                      *, step: int | None = None, highlight: str | None = None, cols: int = 4) -> go.Figure:
+                      *, step: int | None = None, highlight: str | None = None, cols: int = 4,
+                      types: Mapping[str, str] | None = None) -> go.Figure:
     """Small multiples: one histogram per layer at one step.
 
     Args:
@@ -218,7 +239,8 @@ def histograms_figure(names: Sequence[str], lo: np.ndarray, hi: np.ndarray, coun
     if not names:
         return empty_figure("No histograms recorded yet.")
     rows = math.ceil(len(names) / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[plot_text(n, 40) for n in names],
+    titles = layer_labels(names, types, limit=40)  # short enough not to overlap the neighbouring title
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
                         vertical_spacing=min(0.12, 0.5 / rows), horizontal_spacing=0.05)
     for i, name in enumerate(names):
         c = np.asarray(counts[i], np.float64)
@@ -303,7 +325,8 @@ def heatmap_figure(name: str, steps: np.ndarray, lo: np.ndarray, hi: np.ndarray,
 
 
 def _lines(fig: go.Figure, steps: np.ndarray, matrix: np.ndarray, names: Sequence[str], *, max_points: int,
-           row: int | None = None, highlight: str | None = None, positive: bool = False) -> int:
+           row: int | None = None, highlight: str | None = None, positive: bool = False,
+           labels: Sequence[str] | None = None) -> int:
     """Add one line per column of ``matrix`` that has any finite value; returns how many were drawn."""
     cols = [j for j in range(matrix.shape[1]) if np.isfinite(matrix[:, j]).any()]
     per = points_per_trace(len(cols), max_points)
@@ -314,8 +337,8 @@ def _lines(fig: go.Figure, steps: np.ndarray, matrix: np.ndarray, names: Sequenc
         x, yy = _thin(steps, y, per)
         hl = names[j] == highlight
         color = theme.HIGHLIGHT if hl else theme.PALETTE[k % len(theme.PALETTE)]
-        tr = go.Scatter(x=x, y=yy, mode="lines", name=plot_text(names[j], 40), legendgroup=str(names[j]),
-                        line=dict(color=color, width=3 if hl else 1.3))
+        tr = go.Scatter(x=x, y=yy, mode="lines", name=labels[j] if labels else plot_text(names[j], 40),
+                        legendgroup=str(names[j]), line=dict(color=color, width=3 if hl else 1.3))
         if row is None:
             fig.add_trace(tr)
         else:
@@ -324,7 +347,8 @@ def _lines(fig: go.Figure, steps: np.ndarray, matrix: np.ndarray, names: Sequenc
 
 
 def dead_saturation_figure(steps: np.ndarray, dead: np.ndarray, sat: np.ndarray, names: Sequence[str],
-                           *, max_points: int = 2000, highlight: str | None = None) -> go.Figure:
+                           *, max_points: int = 2000, highlight: str | None = None,
+                           types: Mapping[str, str] | None = None) -> go.Figure:
     """Dead-unit fraction (ReLU family) and saturated fraction (tanh/sigmoid) over time, per layer."""
     steps = np.asarray(steps)
     dead, sat = np.asarray(dead, np.float64), np.asarray(sat, np.float64)
@@ -332,8 +356,9 @@ def dead_saturation_figure(steps: np.ndarray, dead: np.ndarray, sat: np.ndarray,
         return empty_figure("No layer statistics recorded yet.")
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         subplot_titles=("dead units (ReLU family)", "saturated units (tanh / sigmoid)"))
-    nd = _lines(fig, steps, dead, names, max_points=max_points, row=1, highlight=highlight)
-    ns = _lines(fig, steps, sat, names, max_points=max_points, row=2, highlight=highlight)
+    labels = layer_labels(names, types, limit=40) if types else None
+    nd = _lines(fig, steps, dead, names, max_points=max_points, row=1, highlight=highlight, labels=labels)
+    ns = _lines(fig, steps, sat, names, max_points=max_points, row=2, highlight=highlight, labels=labels)
     for r, n in ((1, nd), (2, ns)):
         if not n:
             fig.add_annotation(text="no layer of this kind", showarrow=False, xref="x domain", yref="y domain",

@@ -68,7 +68,8 @@ def depth_data(run: Run, row: int, highlight: str | None) -> Any:
     step = int(run.acts.step_array()[row])
     kinds = run.layer_kinds()
     return figures.depth_figure(names, run.acts.field("mean")[row, cols], run.acts.field("std")[row, cols],
-                                step=step, highlight=highlight, kinds=[kinds.get(n, "?") for n in names])
+                                step=step, highlight=highlight, kinds=[kinds.get(n, "?") for n in names],
+                                types=run.layer_types())
 
 
 def hist_data(run: Run, row: int, highlight: str | None) -> Any:
@@ -82,7 +83,7 @@ def hist_data(run: Run, row: int, highlight: str | None) -> Any:
     show = pick_layers(names, highlight)
     cols = [run.acts.index[n] for n in show]
     return figures.histograms_figure(show, lo[h, cols], hi[h, cols], counts[h, cols], step=int(hsteps[h]),
-                                     highlight=highlight)
+                                     highlight=highlight, types=run.layer_types())
 
 
 def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) -> Any:
@@ -182,7 +183,7 @@ def register(app: Any, ctx: AppContext) -> None:
         dead = np.where(relu[None, :], dead, np.nan)
         sat = np.where(sats[None, :], sat, np.nan)
         return heat, figures.dead_saturation_figure(steps, dead, sat, names, max_points=ctx.max_points,
-                                                    highlight=layer)
+                                                    highlight=layer, types=run.layer_types())
 
 
 PAGE = Page(path="/run/<run>/layers", title="Layers", layout=layout, register=register, tab=True)

@@ -168,3 +168,17 @@ def test_pick_layers_keeps_highlight():
     picked = pick_layers(names, "l37", k=12)
     assert len(picked) == 12 and "l37" in picked and picked[0] == "l0" and picked[-1] == "l99"
     assert pick_layers(names[:5], None) == names[:5]
+
+
+def test_layer_legends_and_hover_read_name_and_module_class_literally():
+    names = ["encoder.layers.0.relu()", "fc<b>1</b>", "plain"]
+    types = {"encoder.layers.0.relu()": "relu()", "fc<b>1</b>": "Linear"}
+    steps = np.arange(3)
+    frac = np.full((3, 3), 0.1)
+    fig = F.dead_saturation_figure(steps, frac, frac, names, types=types)
+    legend = [tr.name for tr in fig.data[:3]]
+    assert legend == ["encoder.layers.0.relu()", "fc&lt;b&gt;1&lt;/b&gt; (Linear)", "plain"]
+    fig = F.depth_figure(names, np.zeros(3), np.ones(3), kinds=["relu", "linear", "tanh"], types=types)
+    assert list(fig.data[0].text) == ["encoder.layers.0.relu()", "fc&lt;b&gt;1&lt;/b&gt; (Linear)", "plain (tanh)"]
+    fig = F.histograms_figure(names, np.zeros(3), np.ones(3), np.ones((3, 4)), types=types)
+    assert [a.text for a in fig.layout.annotations] == legend
