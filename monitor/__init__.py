@@ -20,7 +20,7 @@ __all__ = [
 _WATCH_OPTIONS = ("start_step", "log_input", "hist_sample", "defer_scalars", "kinds", "functional", "scaler")
 
 
-def watch(model: Any, optimizer: Any, logdir: str | os.PathLike[str] = "runs", name: str | None = None,
+def watch(model: Any, optimizer: Any = None, logdir: str | os.PathLike[str] = "runs", name: str | None = None,
           **options: Any) -> Monitor:
     """Open a run and record a PyTorch model and its optimizer: ``Monitor(...)`` + ``Monitor.watch``.
 
@@ -34,7 +34,7 @@ def watch(model: Any, optimizer: Any, logdir: str | os.PathLike[str] = "runs", n
 
     Args:
         model: a ``torch.nn.Module``.
-        optimizer: its ``torch.optim.Optimizer``.
+        optimizer: its ``torch.optim.Optimizer`` (a list of them, or ``None``: see ``Monitor.watch``).
         logdir: the log directory.
         name: the run name (generated when ``None``).
         **options: ``Monitor`` options (``every``, ``hparams``, ``num_classes``, ``on_nan``, ...)

@@ -1247,8 +1247,12 @@ class TorchWatch:
         try:
             with torch.no_grad():
                 if self.scaler is not None and self._grad_scale is None:
-                    self._grad_scale = float(self.scaler.get_scale()) if g.device.type == "cpu" else \
-                        getattr(self.scaler, "_scale", None)
+                    # The scale the loss was multiplied by (update() changes it before the step ends).
+                    scale = getattr(self.scaler, "_scale", None)
+                    if g.device.type == "cpu" or not isinstance(scale, torch.Tensor):
+                        self._grad_scale = float(self.scaler.get_scale())
+                    else:  # a copy on the device: reading it would wait for the device
+                        self._grad_scale = scale.detach().to(torch.float64).reshape(()).clone()
                 if g.device.type == "cpu" and not g.is_sparse and g.dtype in (torch.float32, torch.float64):
                     self._grads[id(p)] = cpu_grad_lists([g])[0]
                 else:

@@ -872,3 +872,16 @@ def test_optimizer_none_records_eval_forwards_and_recreated_optimizer_keeps_its_
     assert [len(r["params"]) for r in records(mon.run_dir, "params")] == [4, 4, 4, 4]  # no duplicated rows
     up = [params_by_name(r)["0.weight"]["upd_norm"] for r in records(mon.run_dir, "params")]
     assert all(u is not None and u > 0 for u in up)
+
+
+def test_wrapped_model_is_recorded_under_the_inner_names(tmp_path):
+    torch.manual_seed(8)
+    inner = mlp(nn.ReLU, width=8, depth=1)
+    model = nn.DataParallel(inner)  # on a machine without GPUs it calls the module itself
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Monitor(tmp_path, "r", every=1) as mon:
+        w = mon.watch(model, opt)
+        train(model, opt, mon, 1)
+    assert w.layers == ["0", "1", "2"]
+    assert records(mon.run_dir, "acts")[0]["layers"] == ["0", "1", "2"]
+    assert records(mon.run_dir, "params")[0]["params"] == ["0.weight", "0.bias", "2.weight", "2.bias"]
