@@ -1196,7 +1196,8 @@ class TorchWatch:
         unit_axis, batch_axis = self._layout(rule, inp, out, seq_first)
         if unit_axis == 1 and out.ndim >= 3:
             self._chan[id(out)] = out  # an activation of this output keeps its channels
-        with torch.no_grad(), _OneThread(out.device, out.numel()):
+        # The statistics' own ops do not go through the activation mode (nor any __torch_function__).
+        with torch.no_grad(), torch._C.DisableTorchFunction(), _OneThread(out.device, out.numel()):
             vec = activation_vector(out, kind, bins=self.mon.bins, hist_sample=self.hist_sample,
                                     zero=self._zero(out.device), scratch=self._scratch,
                                     unit_axis=unit_axis, batch_axis=batch_axis)
