@@ -303,9 +303,11 @@ def search_findings(
 ) -> list[EdgeOfRange]:
     """``edge_of_range`` for every search among ``summaries``.
 
-    Runs are grouped by the search space in their ``meta.json``: runs of one search share
-    it, and a coarse and a fine search (different ranges) are judged apart. Runs without a
-    search space are not part of any search.
+    Runs are grouped by study (``meta.json``'s ``study``: each study is judged on its own,
+    on the objective of its complete trials, in its direction; pruned and failed trials do
+    not compete), and other runs by the search space in their ``meta.json``: runs of one
+    search share it, and a coarse and a fine search (different ranges) are judged apart.
+    Runs without a search space are not part of any search.
 
     Args:
         summaries: run summaries.
@@ -319,15 +321,28 @@ def search_findings(
     """
     groups: dict[str, list[RunSummary]] = {}
     for s in summaries:
-        if s.search_space:
+        if s.study is not None:
+            groups.setdefault("study\0" + s.study.name, []).append(s)
+        elif s.search_space:
             groups.setdefault(json.dumps(s.search_space, sort_keys=True, default=str), []).append(s)
     out: list[EdgeOfRange] = []
     for members in groups.values():
+        study = members[0].study
+        space = next((s.search_space for s in members if s.search_space), {})
+        if study is not None:
+            scored = [(s.run, s.hparams, s.study.value if s.study and s.study.state == "complete" else None)
+                      for s in members]
+            if any(v is not None for _, _, v in scored):
+                found = edge_of_range(scored, space, mode="min" if study.direction == "minimize" else "max",
+                                      outer=outer, min_trials=min_trials, min_trend=min_trend,
+                                      min_trend_trials=min_trend_trials)
+                out.extend(dataclasses.replace(e, search=study.name) for e in found)
+                continue
         m, md = metric, mode
         if not any(_finite(getattr(s, m, None)) for s in members):
             m, md = "final_loss", "min"
         trials = [(s.run, s.hparams, getattr(s, m, None) if _finite(getattr(s, m, None)) else None) for s in members]
-        out.extend(edge_of_range(trials, members[0].search_space, mode=md, outer=outer, min_trials=min_trials,
+        out.extend(edge_of_range(trials, space, mode=md, outer=outer, min_trials=min_trials,
                                  min_trend=min_trend, min_trend_trials=min_trend_trials))
     return out
 

@@ -32,7 +32,7 @@ REG_KEYS = ("reg", "weight_decay", "l2", "lambda", "wd")
 LOSS_REG_KEYS = ("reg", "l2", "lambda")
 # meta.json fields and the JSON types they must have; a field of another type is ignored (and reported).
 META_TYPES: dict[str, Any] = {
-    "format_version": int, "run": str, "status": str, "hparams": dict, "search_space": dict, "layers": list,
+    "format_version": int, "run": str, "status": str, "hparams": dict, "search_space": dict, "study": dict, "layers": list,
     "num_classes": int, "every": int, "pid": int, "host": str, "created": (int, float), "ended": (int, float),
 }
 
@@ -109,6 +109,9 @@ MAX_LAYERS = 4096      # layer names per run (an "acts" record that would add mo
 MAX_PARAMS = 4096      # parameter names per run (likewise for "params" records)
 MAX_SCALARS = 4096     # scalar names per run and rank (a "scalars" record that would add more is skipped)
 SEVERITIES = ("error", "warning", "info")
+# States of a hyperparameter-search trial, as recorded in meta.json's ``study`` object
+# (the names of Optuna's trial states, lower case).
+TRIAL_STATES = ("running", "complete", "pruned", "fail")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # most severe first
 
 
@@ -283,6 +286,7 @@ class Meta:
     pid: int | None = None
     host: str | None = None
     sanity: str | None = None
+    study: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     ignored: tuple[str, ...] = ()  # fields read from the file with a type other than META_TYPES says (not written)
 
@@ -293,7 +297,7 @@ class Meta:
             "hparams": self.hparams, "search_space": self.search_space,
             "layers": [layer.to_json() for layer in self.layers], "num_classes": self.num_classes,
             "framework": self.framework, "every": self.every, "pid": self.pid, "host": self.host,
-            "sanity": self.sanity,
+            "sanity": self.sanity, "study": self.study,
         }
         out.update({k: v for k, v in self.extra.items() if k not in out})
         return out
@@ -322,7 +326,60 @@ class Meta:
         m.pid = int(obj["pid"]) if _is_int(obj.get("pid")) else None
         m.host = str(obj["host"]) if isinstance(obj.get("host"), str) else None
         m.sanity = str(obj["sanity"]) if isinstance(obj.get("sanity"), str) else None
+        m.study = obj["study"] if isinstance(obj.get("study"), dict) else {}
         m.extra = {k: v for k, v in obj.items() if k not in known and k != "format"}
         m.ignored = tuple(k for k, t in META_TYPES.items()
                           if obj.get(k) is not None and (not isinstance(obj[k], t) or isinstance(obj[k], bool)))
         return m
+
+
+@dataclass(frozen=True, slots=True)
+class StudyTrial:
+    """The ``study`` object of a run that is one trial of a hyperparameter search (Optuna study).
+
+    Attributes:
+        name: the study name (runs of one study share it; the run is ``<name>-t<trial>``).
+        trial: the trial number in the study.
+        state: one of ``TRIAL_STATES``.
+        storage: where the study lives (journal file path or database URL, password removed).
+        direction: ``"maximize"`` or ``"minimize"``.
+        metric: the scalar the objective is read from.
+        value: the objective, for a ``complete`` trial.
+        steps: the last step trained (a pruned trial stops early).
+        pruned_by: the finding that pruned the trial.
+    """
+
+    name: str
+    trial: int
+    state: str = "running"
+    storage: str | None = None
+    direction: str = "maximize"
+    metric: str | None = None
+    value: float | None = None
+    steps: int | None = None
+    pruned_by: Finding | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "trial": self.trial, "state": self.state, "storage": self.storage,
+            "direction": self.direction, "metric": self.metric, "value": finite_or_none(self.value),
+            "steps": self.steps, "pruned_by": self.pruned_by.to_json() if self.pruned_by else None,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> "StudyTrial | None":
+        """The trial described by ``obj`` (a ``meta.json`` ``study`` object); None when it names no trial."""
+        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"] \
+                or not _is_int(obj.get("trial")):
+            return None
+        state = obj.get("state") if obj.get("state") in TRIAL_STATES else "running"
+        direction = obj.get("direction") if obj.get("direction") in ("maximize", "minimize") else "maximize"
+        pruned = obj.get("pruned_by")
+        return cls(
+            name=obj["name"], trial=int(obj["trial"]), state=state,
+            storage=str(obj["storage"]) if isinstance(obj.get("storage"), str) else None,
+            direction=direction, metric=str(obj["metric"]) if isinstance(obj.get("metric"), str) else None,
+            value=finite_or_none(_num(obj.get("value"))),
+            steps=int(obj["steps"]) if _is_int(obj.get("steps")) else None,
+            pruned_by=Finding.from_json(pruned) if isinstance(pruned, dict) else None,
+        )

@@ -26,7 +26,7 @@ import numpy as np
 
 from .diagnose import Diagnoser
 from .reader import LogDir, Run
-from .schema import SEVERITY_RANK, Finding, severity_counts
+from .schema import SEVERITY_RANK, Finding, StudyTrial, severity_counts
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ __all__ = ["RunSummary", "SummaryCache", "summarize", "summarize_logdir", "summa
 HP_PREFIX = "hp."
 SUMMARY_COLUMNS = (
     "run", "status", "steps", "final_val_acc", "best_val_acc", "best_val_step", "final_train_acc", "gap",
-    "final_loss", "diverged", "errors", "warnings", "infos", "findings",
+    "final_loss", "diverged", "errors", "warnings", "infos", "findings", "study", "trial", "pruned_by",
 )
 
 
@@ -63,6 +63,8 @@ class RunSummary:
         error: the error recorded for a crashed run.
         created: start time (seconds since the epoch).
         version: the ``Run.version`` this summary was computed at.
+        study: for a trial of a search run as a study, its ``meta.json`` ``study`` object
+            (``core.schema.StudyTrial``); then ``status`` is ``"pruned"`` for a pruned trial.
     """
 
     run: str
@@ -82,6 +84,7 @@ class RunSummary:
     error: str | None
     created: float | None
     version: int
+    study: StudyTrial | None = None
 
     def row(self) -> dict[str, Any]:
         """A flat dict: the ``SUMMARY_COLUMNS`` then ``hp.<name>`` for each hyperparameter."""
@@ -92,6 +95,9 @@ class RunSummary:
             "final_loss": self.final_loss, "diverged": self.diverged,
             "errors": self.severities.get("error", 0), "warnings": self.severities.get("warning", 0),
             "infos": self.severities.get("info", 0), "findings": ", ".join(self.rules),
+            "study": self.study.name if self.study else None, "trial": self.study.trial if self.study else None,
+            "pruned_by": (f"{self.study.pruned_by.rule} at step {self.study.pruned_by.step}"
+                          if self.study and self.study.pruned_by else None),
         }
         for k, v in self.hparams.items():
             out[HP_PREFIX + str(k)] = v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)
@@ -101,6 +107,7 @@ class RunSummary:
         """JSON-safe form: non-finite numbers become None (the ``diverged`` flag keeps the fact)."""
         d = dataclasses.asdict(self)
         d["rules"] = list(self.rules)
+        d["study"] = self.study.to_json() if self.study else None
         for k, v in d.items():
             if isinstance(v, float) and not math.isfinite(v):
                 d[k] = None
@@ -123,6 +130,14 @@ def run_findings(run: Run, diagnoser: Diagnoser | None = None) -> list[Finding]:
     except Exception:  # a failing rule must not hide the whole comparison; it is logged
         log.exception("diagnosis of run %s failed; showing the findings written by training only", run.name)
         return list(run.findings)
+
+
+def trial_status(run: Run, status: str | None = None) -> str:
+    """``run.status()``, or ``"pruned"`` for a trial that a search pruned (the compare views show it apart)."""
+    status = status or run.status()
+    if status != "live" and run.meta.study.get("state") == "pruned":
+        return "pruned"
+    return status
 
 
 def summarize(run: Run, *, status: str | None = None, diagnoser: Diagnoser | None = None,
@@ -170,13 +185,13 @@ def summarize(run: Run, *, status: str | None = None, diagnoser: Diagnoser | Non
     rules = tuple(dict.fromkeys(f.rule for f in sorted(findings, key=lambda f: SEVERITY_RANK.get(f.severity, 9))))
     meta = run.meta
     return RunSummary(
-        run=run.name, status=status or run.status(), steps=run.last_step,
+        run=run.name, status=trial_status(run, status), steps=run.last_step,
         final_val_acc=final_val, best_val_acc=best_val, best_val_step=best_step,
         final_train_acc=final_train,
         gap=final_train - final_val if math.isfinite(final_train) and math.isfinite(final_val) else math.nan,
         final_loss=final_loss, diverged=diverged, severities=sev, rules=rules,
         hparams=dict(meta.hparams), search_space=dict(meta.search_space), error=meta.error,
-        created=meta.created, version=run.version,
+        created=meta.created, version=run.version, study=StudyTrial.from_json(meta.study),
     )
 
 
@@ -228,7 +243,7 @@ class SummaryCache:
 
     def get(self, run: Run) -> RunSummary:
         """The summary of ``run`` at its current version."""
-        status = run.status()
+        status = trial_status(run)
         e = self._entry(run)
         with e.lock:
             self._update(run, e)
@@ -261,7 +276,7 @@ def summaries_frame(summaries: Sequence[RunSummary]):
     rows = [s.row() for s in summaries]
     hp_cols = sorted({k for r in rows for k in r if k.startswith(HP_PREFIX)})
     df = pd.DataFrame(rows, columns=[*SUMMARY_COLUMNS, *hp_cols])
-    for col in ("steps", "best_val_step", "errors", "warnings", "infos"):
+    for col in ("steps", "best_val_step", "errors", "warnings", "infos", "trial"):
         df[col] = df[col].astype("Int64")  # integers with missing values, not floats
     return df
 

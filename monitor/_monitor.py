@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -207,6 +207,11 @@ class Monitor:
         sanity: ``"overfit_small"`` marks a run as the overfit-a-tiny-subset check.
         heartbeat: seconds between heartbeat touches; a live run whose heartbeat is older
             than the reader's ``stale_after`` is shown as crashed. ``0`` disables the thread.
+        study: for a trial of a hyperparameter search run as a study, the ``study`` object of
+            ``meta.json`` (``core.schema.StudyTrial.to_json()``: study name, trial number, state).
+        on_log: callables called as ``fn(monitor, step, values)`` after each ``log`` record
+            is written (``values``: the scalars as floats, None for NaN/Inf). An exception one
+            raises reaches the training code: that is how a search prunes a trial.
 
     Raises:
         ConfigError: for any option out of range, naming the allowed values.
@@ -229,6 +234,8 @@ class Monitor:
         search_space: Mapping[str, Any] | None = None,
         sanity: str | None = None,
         heartbeat: float = 5.0,
+        study: Mapping[str, Any] | None = None,
+        on_log: Iterable[Callable[["Monitor", int, Mapping[str, float | None]], None]] = (),
     ) -> None:
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ConfigError(f"every must be a positive integer (steps between statistics), got {every!r}")
@@ -267,8 +274,11 @@ class Monitor:
         self.heartbeat = heartbeat
         self._meta = Meta(
             hparams=dict(hparams or {}), num_classes=num_classes, every=every,
-            search_space=dict(search_space or {}), sanity=sanity, framework="numpy",
+            search_space=dict(search_space or {}), sanity=sanity, framework="numpy", study=dict(study or {}),
         )
+        self._on_log = list(on_log)
+        if not all(callable(fn) for fn in self._on_log):
+            raise ConfigError("on_log must be a list of callables fn(monitor, step, values)")
         self._writer: RunWriter | None = None
         self._owner_pid = os.getpid()  # the process that opened the run (a forked child never finishes it)
         self._closed = False
@@ -459,7 +469,11 @@ class Monitor:
             self._save_meta()
 
     def set_meta(self, **fields: Any) -> None:
-        """Update ``meta.json`` fields: ``hparams``, ``num_classes``, ``framework`` or extra keys."""
+        """Update ``meta.json`` fields: ``hparams``, ``num_classes``, ``framework``, ``study`` or extra keys.
+
+        Also after ``close``: the run's ``meta.json`` is rewritten (a search records a trial's
+        outcome this way once the training code has closed its run).
+        """
         with self._lock:
             for k, v in fields.items():
                 if k == "hparams":
@@ -670,6 +684,8 @@ class Monitor:
             if bad_loss is not None and not self._nan_reported:
                 self._nan_reported = True
                 self.finding(nan_loss_finding(int(step), bad_loss, first=self._loss0))
+        for fn in self._on_log:  # outside the lock: a callback may read the run or close this Monitor
+            fn(self, int(step), values)
         if blown is not None:
             if self.on_explode == "raise":
                 raise TrainingDivergedError(

@@ -26,7 +26,8 @@ _MAX_CELL = 40
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("logdir", metavar="LOGDIR", help="log directory holding one folder per run")
     parser.add_argument("--json", action="store_true",
-                        help="print JSON: {'runs': [...], 'search_findings': [...]} (strict: NaN as null)")
+                        help="print JSON: {'runs': [...], 'studies': [...], 'search_findings': [...]} "
+                             "(strict: NaN as null)")
     parser.add_argument("--sort", metavar="COL", default="best_val_acc",
                         help="column to sort by (a summary column or a hyperparameter name; '-COL' for descending)")
     parser.add_argument("--filter", metavar="TEXT", default=None,
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from core.compare import SummaryCache, filter_frame, search_findings, sort_frame, summaries_frame
     from core.errors import ConfigError
     from core.reader import LogDir
+    from core.studies import study_summaries
 
     path = Path(args.logdir)
     if not path.is_dir():
@@ -95,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     ld = LogDir(path)
     ld.refresh()
     summaries = SummaryCache().summaries(ld.runs())
+    studies = study_summaries(summaries)
     try:
         edges = search_findings(summaries, outer=args.outer)
         df = summaries_frame(summaries)
@@ -106,13 +109,16 @@ def run(args: argparse.Namespace) -> int:
         keep = set(df["run"])
         by_name = {s.run: s for s in summaries}
         out = {"logdir": str(path), "runs": [by_name[n].to_json() for n in df["run"] if n in keep],
-               "search_findings": [e.to_json() for e in edges]}
+               "studies": [st.to_json() for st in studies], "search_findings": [e.to_json() for e in edges]}
         sys.stdout.write(json.dumps(out, allow_nan=False, default=str, indent=1) + "\n")
         return 0
     if df.empty:
         print(f"no runs in {safe_text(path, 200)}" + (" match the filter" if len(summaries) else ""))
-    else:
+    elif not studies:
         print(format_table(df, all_columns=args.all_columns))
+        print(f"\n{len(df)} of {len(summaries)} runs")
+    else:
+        _print_by_study(df, studies, all_columns=args.all_columns)
         print(f"\n{len(df)} of {len(summaries)} runs")
     if edges:
         print("\nSearch findings:")
@@ -122,3 +128,28 @@ def run(args: argparse.Namespace) -> int:
                   f"{safe_text(f.message, 400)}")
             print(f"      fix: {safe_text(f.fix, 400)}")
     return 0
+
+
+def _print_by_study(df, studies, *, all_columns: bool) -> None:
+    """One table per study (with its trial counts, best trial and what pruned the others), then other runs."""
+    in_study = set()
+    for st in studies:
+        in_study.update(st.runs)
+        counts = ", ".join(f"{n} {state}" for state, n in st.states.items() if n)
+        best = (f"best {safe_text(st.best_run, 60)} ({safe_text(st.metric or 'value', 30)} {_cell(st.best_value)})"
+                if st.best_run else "no complete trial yet")
+        where = f" on {safe_text(st.storage, 120)}" if st.storage else ""
+        print(f"study {safe_text(st.name, 60)}{where}: {st.trials} trials ({counts}); {best}")
+        part = df[df["run"].isin(st.runs)]
+        part = part.drop(columns=[c for c in part.columns if c.startswith("hp.") and part[c].isna().all()])
+        if len(part):
+            print(format_table(part, all_columns=all_columns))
+        for run, steps, finding in st.pruned:
+            why = f"{finding.rule}: {safe_text(finding.message, 300)}" if finding is not None else "?"
+            print(f"  pruned {safe_text(run, 60)} after step {_cell(steps)}: {why}")
+        print()
+    rest = df[~df["run"].isin(in_study)]
+    if len(rest):
+        print("other runs")
+        rest = rest.drop(columns=[c for c in rest.columns if c.startswith("hp.") and rest[c].isna().all()])
+        print(format_table(rest, all_columns=all_columns))

@@ -1,0 +1,492 @@
+"""``random_search`` on an Optuna study, ``refine`` (coarse to fine) and ``load_search``.
+
+Each trial is its own run folder ``<logdir>/<study>-t003``; its ``meta.json`` holds the
+trial's hyperparameters, the search space and the ``study`` object (study name, trial
+number, storage, state, objective, and the finding that pruned it). See ``_study`` for how
+N workers share one study, ``_prune`` for how the diagnoses prune a trial.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from core.diagnose import DiagnosisConfig
+from core.errors import ConfigError
+from core.schema import Finding, StudyTrial
+
+from .._monitor import Monitor, validate_run_name
+from ._prune import TrialWatch, prune_rules
+from ._space import Choice, IntUniform, LogUniform, Sampler, Uniform, check_space, space_from_json, space_to_json
+
+log = logging.getLogger(__name__)
+
+_MODES = ("max", "min")
+_DIRECTION = {"max": "maximize", "min": "minimize"}
+
+
+@dataclass
+class Trial:
+    """What the training function gets for one trial.
+
+    Attributes:
+        index: the trial number in the study (0-based).
+        name: the run's folder name, ``<study>-t003``.
+        logdir: the log directory.
+        hparams: this trial's sampled values.
+        seed: a seed for this trial's own randomness (initialisation, shuffling), a function
+            of the search's seed and ``index`` only.
+        search_space: the space in ``meta.json`` form.
+        study: the ``study`` object for ``meta.json`` (name, trial number, storage, state).
+        optuna_trial: the ``optuna.Trial`` (for ``report``/``should_prune`` of your own, or user attributes).
+    """
+
+    index: int
+    name: str
+    logdir: Path
+    hparams: dict[str, Any]
+    seed: int
+    search_space: dict[str, dict[str, Any]]
+    study: dict[str, Any] = field(default_factory=dict)
+    optuna_trial: Any = None
+    _monitors: list[Monitor] = field(default_factory=list, repr=False)
+    _watch: TrialWatch | None = field(default=None, repr=False)
+
+    @property
+    def monitor_kwargs(self) -> dict[str, Any]:
+        """``hparams``, ``search_space``, ``study`` and the pruning callback, for a ``Monitor`` of your own."""
+        out: dict[str, Any] = {"hparams": dict(self.hparams), "search_space": dict(self.search_space)}
+        if self.study:
+            out["study"] = dict(self.study)
+        if self._watch is not None:
+            out["on_log"] = [self._watch]
+        return out
+
+    def monitor(self, **kwargs: Any) -> Monitor:
+        """A ``Monitor`` for this trial's run, with its hyperparameters, the search space and the study.
+
+        Args:
+            **kwargs: other ``Monitor`` options (``num_classes``, ``every``, ...); ``hparams``
+                given here are added to the sampled ones.
+
+        Returns:
+            The Monitor (not yet opened; use it as a context manager).
+        """
+        mk = self.monitor_kwargs
+        mk["hparams"].update(kwargs.pop("hparams", None) or {})
+        mk["on_log"] = [*mk.get("on_log", ()), *kwargs.pop("on_log", ())]
+        kwargs.setdefault("on_exists", "error")
+        mon = Monitor(self.logdir, self.name, **mk, **kwargs)
+        self._monitors.append(mon)
+        return mon
+
+
+@dataclass
+class TrialResult:
+    """One trial of a search.
+
+    Attributes:
+        index: the trial number.
+        name: run folder name.
+        hparams: sampled values.
+        seed: the trial's seed.
+        status: ``"finished"``, ``"crashed"`` or ``"pruned"`` (``"running"``/``"waiting"`` for
+            trials of other workers still in progress).
+        value: the objective (returned by the training function, or read from the run);
+            None when unknown (crashed, pruned, NaN, never reported).
+        error: ``"ExceptionType: message"`` for a crashed trial.
+        run_dir: the run folder.
+        pruned_by: the finding that pruned the trial.
+        steps: the last step the trial logged.
+    """
+
+    index: int
+    name: str
+    hparams: dict[str, Any]
+    seed: int
+    status: str
+    value: float | None
+    error: str | None
+    run_dir: Path | None
+    pruned_by: Finding | None = None
+    steps: int | None = None
+
+
+@dataclass
+class SearchResult:
+    """The trials of one search (one study), with the space they were drawn from.
+
+    Attributes:
+        name: the study name (prefix of every trial's run name).
+        logdir: the log directory.
+        space: the samplers.
+        trials: every trial, in trial-number order.
+        metric: the scalar the objective was read from when the training function returned none.
+        mode: ``"max"`` or ``"min"``.
+        storage: where the study lives (None: this process only).
+        study: the ``optuna.Study`` (None when read from run folders).
+    """
+
+    name: str
+    logdir: Path
+    space: dict[str, Sampler]
+    trials: list[TrialResult]
+    metric: str = "val_acc"
+    mode: str = "max"
+    storage: str | None = None
+    study: Any = None
+
+    def ranked(self) -> list[TrialResult]:
+        """Finished trials with a value, best first."""
+        ok = [t for t in self.trials if t.value is not None and math.isfinite(t.value) and t.status == "finished"]
+        return sorted(ok, key=lambda t: t.value, reverse=self.mode == "max")  # type: ignore[arg-type,return-value]
+
+    @property
+    def best(self) -> TrialResult | None:
+        """The best trial, or None when no trial produced a value."""
+        r = self.ranked()
+        return r[0] if r else None
+
+    def to_frame(self):
+        """The trials as a pandas DataFrame (one row per trial, one column per hyperparameter)."""
+        import pandas as pd
+
+        rows = [{"trial": t.index, "run": t.name, "status": t.status, "value": t.value, "seed": t.seed,
+                 **t.hparams, "steps": t.steps, "pruned_by": t.pruned_by.rule if t.pruned_by else None,
+                 "error": t.error} for t in self.trials]
+        return pd.DataFrame(rows)
+
+    def edge_findings(self, *, outer: float = 0.1):
+        """``edge_of_range`` checks of this search (see ``core.compare.edge_of_range``)."""
+        from core.compare import edge_of_range
+
+        return edge_of_range(
+            [(t.name, t.hparams, t.value if t.status == "finished" else None) for t in self.trials],
+            space_to_json(self.space), mode=self.mode, outer=outer,
+        )
+
+
+def _trial_width(n: int) -> int:
+    return max(3, len(str(n - 1)))
+
+
+def _has_runs(logdir: Path, name: str) -> bool:
+    try:
+        return any(e.name.startswith(name + "-t") for e in os.scandir(logdir))
+    except OSError:
+        return False
+
+
+def _free_search_name(logdir: Path, name: str) -> str:
+    # A search name is free when no run folder starts with "<name>-t".
+    if not _has_runs(logdir, name):
+        return name
+    for i in range(2, 10_000):
+        cand = f"{name}-{i}"
+        if not _has_runs(logdir, cand):
+            log.info("search %r exists in %s; this one is called %r", name, logdir, cand)
+            return cand
+    raise ConfigError(f"no free search name near {name!r} in {logdir}")
+
+
+def _value_from_run(run_dir: Path, metric: str, mode: str) -> float | None:
+    from core.reader import Run
+
+    try:
+        run = Run(run_dir)
+    except OSError:
+        return None
+    run.update()
+    v = run.metric(metric).values
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return None
+    return float(v.max() if mode == "max" else v.min())
+
+
+def _as_value(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.floating, np.integer)):
+        return None
+    f = float(x)
+    return f if math.isfinite(f) else None
+
+
+def _suggest(otrial: Any, name: str, s: Sampler) -> Any:
+    if isinstance(s, (LogUniform, Uniform)):
+        return otrial.suggest_float(name, s.low, s.high, log=s.log)
+    if isinstance(s, IntUniform):
+        return otrial.suggest_int(name, s.low, s.high, log=s.log)
+    if isinstance(s, Choice):
+        return otrial.suggest_categorical(name, s.choices)
+    raise ConfigError(f"cannot sample {name!r}: {type(s).__name__} is not a sampler")
+
+
+def random_search(
+    train_fn: Callable[[Trial], Any],
+    space: Mapping[str, Sampler],
+    n_trials: int,
+    *,
+    logdir: str | os.PathLike[str],
+    name: str = "search",
+    seed: int = 0,
+    metric: str = "val_acc",
+    mode: str = "max",
+    storage: Any = None,
+    study_name: str | None = None,
+    sampler: Any = None,
+    pruner: Any = None,
+    prune: bool | str | Sequence[str] = True,
+    diagnosis: DiagnosisConfig | None = None,
+    wait: bool = True,
+) -> SearchResult:
+    """Run ``train_fn`` on ``n_trials`` random draws of ``space`` as one Optuna study, each trial its own run.
+
+    The same call in N processes or on N machines with the same ``storage`` makes N workers
+    of one study: together they run ``n_trials`` trials, each exactly once.
+
+    Args:
+        train_fn: called as ``train_fn(trial)`` with a ``Trial``. It records its run with
+            ``trial.monitor(...)`` or with its own ``Monitor(logdir, trial.name,
+            **trial.monitor_kwargs)``. It may return the objective (a number) or the run
+            folder; otherwise the objective is read from the run: the best ``metric`` it logged.
+        space: name -> sampler, e.g. ``{"lr": LogUniform(1e-6, 1e-3), "reg": LogUniform(1e-5, 1)}``.
+        n_trials: trials in the whole study (all workers together).
+        logdir: where the runs go (a shared folder when workers run on several machines).
+        name: the study name; trial runs are ``<name>-t000``, ``<name>-t001``, ... Without
+            ``storage``, when runs of that name exist already, ``<name>-2`` is used (and so
+            on); with ``storage`` the name is the study's and is never changed.
+        seed: seeds the draws (trial ``k`` gets the same values whichever worker runs it)
+            and the per-trial seeds.
+        metric: scalar to read the objective from when ``train_fn`` returns none; also fed
+            to ``pruner``.
+        mode: ``"max"`` (accuracy) or ``"min"`` (loss).
+        storage: None (this process only), a journal file path (a shared filesystem), a
+            database URL (``sqlite:///search.db``, ``postgresql://...``) or an Optuna storage.
+        study_name: the study name, if other than ``name``.
+        sampler: an Optuna sampler (default: random sampling seeded by trial number).
+        pruner: an Optuna pruner (``MedianPruner()``, ...), fed with ``metric`` as it is logged.
+        prune: which findings prune a trial while it trains: ``True`` every error finding
+            (NaN/blow-up of the loss, non-finite values, symmetric weights), rule ids or
+            severities (``("error", "dead_relu")``), or ``False``.
+        diagnosis: thresholds of the diagnosis rules used for pruning.
+        wait: with ``storage``, once no trial is left to start, wait for the other workers'
+            trials to end, so every worker returns the whole study (and a ``refine`` that
+            follows computes the same space everywhere).
+
+    Returns:
+        A ``SearchResult`` of the whole study. A trial that raised an ``Exception`` has
+        status ``"crashed"``, its error, and a run folder marked crashed (Optuna state
+        ``FAIL``); a pruned trial has status ``"pruned"``, ``pruned_by`` and ``steps``
+        (state ``PRUNED``); ``KeyboardInterrupt`` fails the running trial and stops.
+
+    Raises:
+        ConfigError: for a bad space, trial count, name, mode or storage, or a study of
+            that name that describes another search.
+    """
+    from . import _study
+
+    samplers = check_space(space)
+    if mode not in _MODES:
+        raise ConfigError(f"mode must be one of {_MODES}, got {mode!r}")
+    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
+        raise ConfigError(f"the number of trials must be a positive integer, got {n_trials!r}")
+    name = validate_run_name(study_name or name)
+    prune_on = prune_rules(prune)
+    optuna = _study._optuna()
+    st, label = _study.open_storage(storage)
+    root = Path(logdir)
+    root.mkdir(parents=True, exist_ok=True)
+    if storage is None:
+        name = _free_search_name(root, name)
+    elif _has_runs(root, name) and not _study.study_exists(st, name):
+        # Folders first, then the study: a worker that created the study made it before any folder.
+        raise ConfigError(f"runs named {name}-t... exist in {root}, but storage has no study {name!r}: "
+                          "pick another study name")
+    space_json = space_to_json(samplers)
+    direction = _DIRECTION[mode]
+    desc = _study.describe(space_json, n_trials, seed, metric, mode)
+    study, _ = _study.create_or_join(st, name, desc, sampler=sampler or _study.make_sampler(seed), pruner=pruner,
+                                     direction=direction)
+    width = _trial_width(n_trials)
+    while (trial_id := _study.claim(study, st)) is not None:
+        otrial = optuna.Trial(study, trial_id)
+        meta = StudyTrial(name, otrial.number, "running", label, direction, metric).to_json()
+        watch = TrialWatch(otrial, prune_on, diagnosis, metric, pruner, meta)
+        hp = {k: _suggest(otrial, k, s) for k, s in samplers.items()}
+        trial = Trial(otrial.number, f"{name}-t{otrial.number:0{width}d}", root, hp,
+                      _study.trial_seed(seed, otrial.number), space_json, meta, otrial, _watch=watch)
+        _run_trial(train_fn, trial, study, watch, metric, mode)
+    if wait and storage is not None:
+        _wait_for_others(study, root)
+    return _result_from_study(study, root, samplers, metric, mode, label, seed)
+
+
+def _run_trial(train_fn: Callable[[Trial], Any], trial: Trial, study: Any, watch: TrialWatch, metric: str,
+               mode: str) -> None:
+    import optuna
+
+    otrial = trial.optuna_trial
+    otrial.set_user_attr("run", trial.name)
+    otrial.set_user_attr("seed", trial.seed)
+    run_dir = trial.logdir / trial.name
+    log.info("trial %s: %s", trial.name, json.dumps(trial.hparams, default=str))
+    error: BaseException | None = None
+    pruned: BaseException | None = None
+    ret: Any = None
+    try:
+        ret = train_fn(trial)
+    except optuna.TrialPruned as err:
+        pruned = err
+    except Exception as err:  # a crashed trial is a result, not the end of the search
+        error = err
+        log.warning("trial %s crashed: %s: %s", trial.name, type(err).__name__, err)
+    except BaseException:
+        study.tell(otrial, state=optuna.trial.TrialState.FAIL)
+        for mon in trial._monitors:
+            mon.close(error=KeyboardInterrupt("search interrupted"))
+        raise
+    for mon in trial._monitors:
+        mon.close(error=error)
+    if error is not None and not run_dir.exists():
+        # Crashed before its run was opened: record it anyway, so the dashboard shows it.
+        mon = Monitor(trial.logdir, trial.name, hparams=trial.hparams, search_space=trial.search_space,
+                      study=trial.study, heartbeat=0, on_exists="error")
+        mon.open()
+        mon.close(error=error)
+        trial._monitors.append(mon)
+    if isinstance(ret, (str, os.PathLike)) and Path(ret).is_dir():
+        run_dir = Path(ret)
+    value = None
+    if pruned is not None:
+        if watch.finding is None:  # the training code raised TrialPruned itself
+            watch.finding = Finding(rule="trial_pruned", severity="info", step=watch.steps or 0,
+                                    message=f"The training code pruned the trial: {pruned}"[:2000])
+        otrial.set_user_attr("status", "pruned")
+        otrial.set_user_attr("pruned_by", watch.finding.to_json())
+        state, tell = "pruned", dict(state=optuna.trial.TrialState.PRUNED)
+    elif error is not None:
+        otrial.set_user_attr("status", "crashed")
+        otrial.set_user_attr("error", f"{type(error).__name__}: {error}"[:2000])
+        state, tell = "fail", dict(state=optuna.trial.TrialState.FAIL)
+    else:
+        value = _as_value(ret)
+        if value is None and run_dir.is_dir():
+            value = _value_from_run(run_dir, metric, mode)
+        otrial.set_user_attr("status", "finished")
+        if value is None:  # Optuna keeps no COMPLETE trial without a value
+            otrial.set_user_attr("error", f"no finite value of {metric!r} was logged or returned")
+            state, tell = "fail", dict(state=optuna.trial.TrialState.FAIL)
+        else:
+            state, tell = "complete", dict(values=value)
+    if watch.steps is not None:
+        otrial.set_user_attr("steps", watch.steps)
+    for mon in dict.fromkeys([*trial._monitors, *watch.monitors]):
+        mon.set_meta(study=watch.outcome(state, value))
+    study.tell(otrial, **tell)
+
+
+def _wait_for_others(study: Any, root: Path, poll: float = 0.5) -> None:
+    """Wait until no trial of ``study`` is running; one whose run folder shows crashed is failed."""
+    import optuna
+
+    from core.reader import Run
+
+    from ._study import running_trials
+
+    said = False
+    while running := running_trials(study):
+        if not said:
+            log.info("waiting for %d trials of other workers", len(running))
+            said = True
+        for t in running:
+            run_name = t.user_attrs.get("run")
+            if not run_name or not (root / run_name).is_dir():
+                continue
+            run = Run(root / run_name)
+            run.update()
+            if run.status() == "crashed":  # its worker died: same-host pid check, or a stale heartbeat
+                log.warning("trial %d (%s): its worker is gone; marked failed", t.number, run_name)
+                try:
+                    study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                except Exception as err:  # another worker got there first
+                    log.info("trial %d: %s", t.number, err)
+        time.sleep(poll)
+
+
+_STATUS = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "crashed", "RUNNING": "running",
+           "WAITING": "waiting"}
+
+
+def _result_from_study(study: Any, root: Path, samplers: dict[str, Sampler], metric: str, mode: str,
+                       label: str | None, seed: int | None) -> SearchResult:
+    from ._study import trial_seed
+
+    width = _trial_width(len(study.trials) or 1)
+    out = []
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        ua = t.user_attrs
+        run_name = ua.get("run") or f"{study.study_name}-t{t.number:0{width}d}"
+        status = _STATUS.get(t.state.name, t.state.name.lower())
+        if t.state.name == "FAIL":
+            status = ua.get("status", "crashed")
+        pb = ua.get("pruned_by")
+        out.append(TrialResult(
+            index=t.number, name=run_name, hparams=dict(t.params),
+            seed=int(ua.get("seed", trial_seed(seed or 0, t.number))), status=status,
+            value=float(t.value) if t.state.name == "COMPLETE" and t.value is not None else None,
+            error=ua.get("error") if status == "crashed" else None,
+            run_dir=root / run_name, pruned_by=Finding.from_json(pb) if isinstance(pb, dict) else None,
+            steps=ua.get("steps"),
+        ))
+    return SearchResult(study.study_name, root, samplers, out, metric, mode, label, study)
+
+
+def load_search(name: str, *, storage: Any = None, logdir: str | os.PathLike[str] = "runs") -> SearchResult:
+    """A finished (or running) search back: from its Optuna ``storage``, else from the run folders in ``logdir``.
+
+    The result can be handed to ``refine`` to start the fine search from a coarse one run
+    elsewhere (``refine(load_search("coarse", storage=URL))``).
+
+    Raises:
+        ConfigError: when there is no such study (storage) or no run of it (``logdir``).
+    """
+    from . import _study
+
+    root = Path(logdir)
+    if storage is not None:
+        optuna = _study._optuna()
+        st, label = _study.open_storage(storage)
+        if not _study.study_exists(st, name):
+            raise ConfigError(f"storage has no study {name!r}")
+        study = optuna.load_study(study_name=name, storage=st)
+        desc = study.user_attrs.get(_study.STUDY_ATTR)
+        if not isinstance(desc, dict):
+            raise ConfigError(f"study {name!r} was not run by random_search (no {_study.STUDY_ATTR!r} attribute)")
+        return _result_from_study(study, root, space_from_json(desc["space"]), desc.get("metric", "val_acc"),
+                                  desc.get("mode", "max"), label, desc.get("seed"))
+    from core.reader import LogDir
+
+    ld = LogDir(root)
+    ld.refresh()
+    trials, space, mode, metric, label = [], None, "max", "val_acc", None
+    for run in ld.runs():
+        st = StudyTrial.from_json(run.meta.study)
+        if st is None or st.name != name:
+            continue
+        space = space or run.meta.search_space
+        mode, metric, label = ("min" if st.direction == "minimize" else "max"), st.metric or metric, st.storage
+        status = {"complete": "finished", "pruned": "pruned", "fail": "crashed"}.get(st.state, "running")
+        trials.append(TrialResult(st.trial, run.name, dict(run.meta.hparams), 0, status, st.value, run.meta.error,
+                                  run.path, st.pruned_by, st.steps))
+    if not trials or not space:
+        raise ConfigError(f"no run of study {name!r} in {root}")
+    trials.sort(key=lambda t: t.index)
+    return SearchResult(name, root, space_from_json(space), trials, metric, mode, label)
