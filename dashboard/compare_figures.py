@@ -66,7 +66,8 @@ def scatter_figure(df, param: str, *, metric: str = "best_val_acc", color: str |
     The x axis is logarithmic for log-sampled parameters. The outer 10% of the sampled
     range at each end (in the axis's own scale) is shaded; when ``edge`` says the best run
     sits there, the title says so and the range to try next is drawn as a dashed box.
-    Runs without a metric value (crashed, diverged) are drawn as red crosses along the bottom.
+    Runs without a metric value (crashed, diverged) are drawn as red crosses along the bottom;
+    trials a search pruned as triangles, never starred as the best.
 
     Args:
         df: summary DataFrame (``core.compare.summaries_frame``).
@@ -86,8 +87,9 @@ def scatter_figure(df, param: str, *, metric: str = "best_val_acc", color: str |
     y = _numeric(df[metric]) if metric in df.columns else np.full(len(df), np.nan)
     names = [plot_text(n, 60) for n in df["run"]]
     ok_x = np.isfinite(x) & ((x > 0) if log_x else True)
-    good = ok_x & np.isfinite(y)
-    bad = ok_x & ~np.isfinite(y)
+    pruned = ok_x & (df["status"] == "pruned").to_numpy() if "status" in df.columns else np.zeros(len(df), bool)
+    good = ok_x & np.isfinite(y) & ~pruned
+    bad = ok_x & ~np.isfinite(y) & ~pruned
     title = f"{plot_text(metric)} vs {plot_text(param)}" + (" (log)" if log_x else "")
     if edge is not None:
         title += f" — best at the {edge.side} edge: try [{edge.suggest_low:.3g}, {edge.suggest_high:.3g}]"
@@ -112,6 +114,14 @@ def scatter_figure(df, param: str, *, metric: str = "best_val_acc", color: str |
             x=x[bad], y=np.full(int(bad.sum()), floor), mode="markers", name="crashed / no value",
             marker=dict(symbol="x", size=9, color=theme.NAN_MARK), text=[n for n, b in zip(names, bad) if b],
             hovertemplate=f"%{{text}}<br>{plot_text(param)} = %{{x:.4g}}: no {plot_text(metric)}<extra></extra>"))
+    if pruned.any():
+        floor = float(np.nanmin(y[good])) if good.any() else 0.0
+        yp = np.where(np.isfinite(y[pruned]), y[pruned], floor)
+        fig.add_trace(go.Scatter(
+            x=x[pruned].tolist(), y=yp.tolist(), mode="markers", name="pruned",
+            marker=dict(symbol="triangle-down", size=9, color=theme.STATUS_COLORS["pruned"]),
+            text=[n for n, p in zip(names, pruned) if p],
+            hovertemplate=f"%{{text}}<br>{plot_text(param)} = %{{x:.4g}}: pruned<extra></extra>"))
     if good.any():
         i = int(np.flatnonzero(good)[np.nanargmax(y[good]) if "loss" not in metric else np.nanargmin(y[good])])
         fig.add_trace(go.Scatter(x=[x[i]], y=[y[i]], mode="markers", name="best",

@@ -61,4 +61,5 @@ COMPARE_SCATTER_X = "compare-x"
 COMPARE_SCATTER_COLOR = "compare-color"
 COMPARE_METRIC = "compare-metric"
 COMPARE_PARALLEL_GRAPH = "compare-parallel"
+COMPARE_STUDIES = "compare-studies"
 COMPARE_SEEN = "compare-seen"  # dcc.Store: signature of the table the browser shows

@@ -7,12 +7,20 @@ The lecture's recipe for hyperparameters:
 2. fine: a narrower range around the best coarse trials, more epochs;
 3. look at the results: is the best value at the edge of the range? Then shift the range.
 
-Every trial is a run in ``--logdir`` (``coarse-t000``, ..., ``fine-t000``, ...), with its
-hyperparameters and the search space in ``meta.json``; watch them live or afterwards with::
+Each search is an Optuna study. Every trial is a run in ``--logdir`` (``coarse-t000``, ...,
+``fine-t000``, ...), with its hyperparameters, the search space and the study in
+``meta.json``; a trial whose loss blows up is pruned by the diagnoses within a few logged
+steps. Watch them live or afterwards with::
 
     python examples/search_digits.py --logdir runs
-    babysitter dashboard runs        # the Compare page: scatter, parallel coordinates, edge warning
-    babysitter compare runs          # the same table and findings in the terminal
+    babysitter dashboard runs        # the Compare page: studies, scatter, parallel coordinates, edge warning
+    babysitter compare runs          # the same tables and findings in the terminal
+
+The same command started several times (or on several machines, with ``--logdir`` and
+``--storage`` on a shared filesystem, or ``--storage`` a database URL) runs the two studies
+with that many workers::
+
+    python examples/search_digits.py --logdir /shared/runs --storage /shared/runs/search.journal
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import optuna  # noqa: E402
+
 from examples.digits_numpy import train as train_digits  # noqa: E402
 from monitor.search import LogUniform, Trial, random_search, refine  # noqa: E402
 
@@ -32,15 +42,22 @@ from monitor.search import LogUniform, Trial, random_search, refine  # noqa: E40
 COARSE_SPACE = {"lr": LogUniform(1e-4, 10.0), "reg": LogUniform(1e-6, 1.0)}
 
 
-def make_train(epochs: int, every: int = 20):
-    """A training function for ``random_search``: one digits run per trial, ``epochs`` epochs."""
+def make_train(epochs: int, every: int = 20, on_nan: str = "raise"):
+    """A training function for ``random_search``: one digits run per trial, ``epochs`` epochs.
+
+    ``on_nan="raise"`` stops a trial whose loss became NaN even without pruning (it is then
+    recorded as crashed); ``"warn"`` trains it to the end.
+    """
 
     def train(trial: Trial):
-        # The network builds its own Monitor: it gets the trial's name and the search space;
-        # it records lr and reg (and the rest of its settings) as hyperparameters itself.
+        # The network builds its own Monitor: it gets the trial's name, the search space, the
+        # study and the pruning callback; it records lr and reg (and the rest of its settings)
+        # as hyperparameters itself.
+        kw = trial.monitor_kwargs
+        kw.pop("hparams")
         return train_digits(trial.logdir, name=trial.name, seed=trial.seed % (2**31), epochs=epochs,
-                            lr=trial.hparams["lr"], reg=trial.hparams["reg"], hidden=64,
-                            search_space=trial.search_space, every=every, on_nan="raise", on_exists="error")
+                            lr=trial.hparams["lr"], reg=trial.hparams["reg"], hidden=64, every=every,
+                            on_nan=on_nan, on_exists="error", **kw)
 
     return train
 
@@ -55,22 +72,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fine-epochs", type=int, default=10)
     parser.add_argument("--top-k", type=int, default=4, help="refine around this many of the best coarse trials")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--storage", default=None,
+                        help="Optuna storage shared by the workers: a journal file or a database URL "
+                             "(default: this process only)")
+    parser.add_argument("--no-prune", action="store_true", help="train diverging trials to the end")
     a = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is too many here
 
-    coarse = random_search(make_train(a.coarse_epochs), COARSE_SPACE, a.coarse_trials, logdir=a.logdir,
-                           name="coarse", seed=a.seed)
+    opts = dict(logdir=a.logdir, storage=a.storage, prune=not a.no_prune)
+    coarse = random_search(make_train(a.coarse_epochs), COARSE_SPACE, a.coarse_trials, name="coarse", seed=a.seed,
+                           **opts)
+    pruned = sum(t.status == "pruned" for t in coarse.trials)
     crashed = sum(t.status == "crashed" for t in coarse.trials)
     best = coarse.best
-    print(f"coarse: {len(coarse.trials)} trials, {crashed} diverged or crashed; best val_acc "
+    print(f"coarse: {len(coarse.trials)} trials, {pruned} pruned, {crashed} crashed; best val_acc "
           f"{best.value:.3f} at lr={best.hparams['lr']:.3g}, reg={best.hparams['reg']:.3g}" if best else
           "coarse: no trial produced a validation accuracy")
     if best is None:
         return 1
     fine_space = refine(coarse, top_k=a.top_k)
     print("fine ranges: " + ", ".join(f"{k} in [{s.low:.3g}, {s.high:.3g}]" for k, s in fine_space.items()))
-    fine = random_search(make_train(a.fine_epochs), fine_space, a.fine_trials, logdir=a.logdir, name="fine",
-                         seed=a.seed + 1)
+    fine = random_search(make_train(a.fine_epochs), fine_space, a.fine_trials, name="fine", seed=a.seed + 1,
+                         **opts)
     fb = fine.best
     if fb is not None:
         print(f"fine: best val_acc {fb.value:.3f} at lr={fb.hparams['lr']:.3g}, reg={fb.hparams['reg']:.3g} "

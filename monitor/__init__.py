@@ -10,11 +10,11 @@ from typing import Any
 
 from ._monitor import Monitor, TrainingDivergedError, validate_run_name
 from ._writer import MonitoringWarning
-from .search import Choice, IntUniform, LogUniform, SearchResult, Trial, Uniform, random_search, refine
+from .search import Choice, IntUniform, LogUniform, SearchResult, Trial, Uniform, load_search, random_search, refine
 
 __all__ = [
     "Monitor", "MonitoringWarning", "TrainingDivergedError", "validate_run_name", "watch",
-    "Choice", "IntUniform", "LogUniform", "SearchResult", "Trial", "Uniform", "random_search", "refine",
+    "Choice", "IntUniform", "LogUniform", "SearchResult", "Trial", "Uniform", "load_search", "random_search", "refine",
 ]
 
 _WATCH_OPTIONS = ("start_step", "log_input", "hist_sample", "defer_scalars", "kinds", "functional", "scaler")

@@ -2,7 +2,9 @@
 
 The lecture's last step of a hyperparameter search made visible: a sortable, filterable
 table of every run (``core.compare`` summaries, computed once per run version); tick runs
-to overlay their loss and validation accuracy; the chosen metric against each
+to overlay their loss and validation accuracy; the studies of a search run on Optuna, each
+with its trial counts, best trial and the finding that pruned each pruned trial (the table
+groups runs by study); the chosen metric against each
 hyperparameter on a log axis for log-sampled ones, coloured by a second; the
 ``edge_of_range`` warning with the range to try next; and parallel coordinates over all
 numeric hyperparameters. Run names are data in the table and escaped text in the figures.
@@ -19,6 +21,7 @@ from dash.dash_table.Format import Format, Scheme, Trim
 from core.compare import (
     HP_PREFIX, hparam_specs, search_findings, sort_frame, summaries_frame,
 )
+from core.studies import study_summaries
 
 from .. import ids, theme
 from ..compare_figures import MAX_OVERLAY, overlay_figure, parallel_figure, scatter_figure
@@ -41,6 +44,7 @@ def _snapshot(ctx: AppContext):
     """
     summaries = ctx.summaries.summaries(ctx.logdir.runs())
     df = sort_frame(summaries_frame(summaries), "best_val_acc")
+    df = df.sort_values("study", kind="stable", na_position="last")  # grouped by study, best first in each
     return summaries, df, hparam_specs(summaries), search_findings(summaries)
 
 
@@ -101,6 +105,30 @@ def edges_view(edges) -> Any:
     return html.Div(items)
 
 
+def studies_view(summaries) -> Any:
+    """Each study: its trials by state, its best trial, and what pruned each pruned trial."""
+    studies = study_summaries(summaries)
+    if not studies:
+        return html.P("No run is a trial of a study (monitor.search.random_search records them).",
+                      className="bs-muted")
+    items = []
+    for st in studies:
+        counts = ", ".join(f"{n} {state}" for state, n in st.states.items() if n)
+        best = (f"best {st.best_run} ({st.metric or 'value'} {st.best_value:.4g})" if st.best_run
+                else "no complete trial yet")
+        pruned = [html.Li([html.Span(f"{run} ", style={"fontWeight": 600}),
+                           html.Span(f"after step {steps}: " if steps is not None else ": "),
+                           html.Span(f"{f.rule}: {f.message}" if f is not None else "?")])
+                  for run, steps, f in st.pruned]
+        items.append(html.Div([
+            html.Span(st.name, style={"fontWeight": 600}),
+            html.Span(f" · {st.trials} trials ({counts}) · {best}"),
+            html.Div(f"storage: {st.storage}", className="bs-muted") if st.storage else None,
+            html.Details([html.Summary(f"{len(pruned)} pruned trials"), html.Ul(pruned)]) if pruned else None,
+        ], className="compare-study", style={"marginBottom": "8px"}))
+    return html.Div(items)
+
+
 def _numeric_params(specs: dict[str, dict[str, Any]]) -> list[str]:
     # Sampled parameters first (what a search varies), log-sampled ones (learning rate,
     # regularization: the ones that matter most) before the others.
@@ -141,6 +169,7 @@ def layout(ctx: AppContext, query: dict[str, str] | None = None) -> Any:
         dcc.Store(id=ids.COMPARE_SEEN, data=_signature(df)),
         html.Div([html.H2("Compare runs"),
                   html.Span(f"{len(df)} runs", id=ids.COMPARE_COUNT, className="bs-muted")], className="bs-title"),
+        card("Studies", html.Div(studies_view(summaries), id=ids.COMPARE_STUDIES)),
         card("Search findings", html.Div(edges_view(edges), id=ids.COMPARE_EDGES)),
         card(None,
              html.P("Sort by clicking a heading; filter with the row under it (e.g. > 0.9, or text). "
@@ -157,6 +186,8 @@ def layout(ctx: AppContext, query: dict[str, str] | None = None) -> Any:
                       "color": theme.STATUS_COLORS["crashed"], "fontWeight": 600},
                      {"if": {"filter_query": '{status} = "live"', "column_id": "status"},
                       "color": theme.STATUS_COLORS["live"], "fontWeight": 600},
+                     {"if": {"filter_query": '{status} = "pruned"', "column_id": "status"},
+                      "color": theme.STATUS_COLORS["pruned"], "fontWeight": 600},
                  ],
                  tooltip_duration=None)),
         html.Div([card(None, graph(ids.COMPARE_LOSS_GRAPH)), card(None, graph(ids.COMPARE_ACC_GRAPH))],
@@ -187,15 +218,16 @@ def register(app: Any, ctx: AppContext) -> None:
     @app.callback(Output(ids.COMPARE_TABLE, "data"), Output(ids.COMPARE_TABLE, "columns"),
                   Output(ids.COMPARE_EDGES, "children"), Output(ids.COMPARE_COUNT, "children"),
                   Output(ids.COMPARE_SEEN, "data"), Output(ids.COMPARE_SCATTER_X, "options"),
-                  Output(ids.COMPARE_SCATTER_COLOR, "options"),
+                  Output(ids.COMPARE_SCATTER_COLOR, "options"), Output(ids.COMPARE_STUDIES, "children"),
                   Input(ids.VERSION, "data"), State(ids.COMPARE_SEEN, "data"), prevent_initial_call=True)
     def _refresh(_version: Any, seen: Any) -> Any:
-        _, df, specs, edges = _snapshot(ctx)
+        summaries, df, specs, edges = _snapshot(ctx)
         sig = _signature(df)
         if sig == seen:
-            return (no_update,) * 7
+            return (no_update,) * 8
         _, opts = _param_options(specs)
-        return (table_data(df), table_columns(df, specs), edges_view(edges), f"{len(df)} runs", sig, opts, opts)
+        return (table_data(df), table_columns(df, specs), edges_view(edges), f"{len(df)} runs", sig, opts, opts,
+                studies_view(summaries))
 
     @app.callback(Output(ids.COMPARE_LOSS_GRAPH, "figure"), Output(ids.COMPARE_ACC_GRAPH, "figure"),
                   Input(ids.COMPARE_TABLE, "selected_row_ids"), Input(ids.COMPARE_SEEN, "data"))

@@ -50,6 +50,22 @@ def prune_rules(prune: bool | str | Iterable[str] | None) -> frozenset[str]:
     return frozenset(items)
 
 
+def pruning_config(config: DiagnosisConfig | None, prune_on: frozenset[str]) -> DiagnosisConfig:
+    """``config`` with only the rules that can prune enabled (and those that suppress them).
+
+    A trial is diagnosed at every logged step; rules whose findings could never prune it
+    are not run (a rule reports at its own severity or lower, never higher).
+    """
+    from core._rules import RULES
+
+    cfg = config or DiagnosisConfig()
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    limit = max((rank[s] for s in prune_on if s in rank), default=-1)
+    keep = {rid for rid, cls in RULES.items() if rid in prune_on or rank.get(cls.severity, 9) <= limit}
+    keep |= {sup for rid in keep for sup in RULES[rid].suppressed_by}
+    return DiagnosisConfig(overrides=cfg.overrides, disable=set(cfg.disable) | (set(RULES) - keep))
+
+
 def pruner_finding(pruner: Any, step: int, metric: str, value: float) -> Finding:
     """The finding recorded when an Optuna pruner stopped a trial."""
     name = type(pruner).__name__
@@ -110,7 +126,7 @@ class TrialWatch:
             mon.flush()  # this step's layer statistics are written before they are read back
             entry = self._runs.get(id(mon))
             if entry is None:
-                entry = self._runs[id(mon)] = (Run(mon.run_dir), Diagnoser(self.config))
+                entry = self._runs[id(mon)] = (Run(mon.run_dir), Diagnoser(pruning_config(self.config, self.prune_on)))
             run, dx = entry
             run.update()
             dx.update(run)

@@ -30,6 +30,7 @@ from ._space import Choice, IntUniform, LogUniform, Sampler, Uniform, check_spac
 log = logging.getLogger(__name__)
 
 _MODES = ("max", "min")
+TRIAL_ATTR = "babysitter"  # each trial's user attribute: run, seed, status, steps, pruned_by, error
 _DIRECTION = {"max": "maximize", "min": "minimize"}
 
 
@@ -301,9 +302,9 @@ def random_search(
     name = validate_run_name(study_name or name)
     prune_on = prune_rules(prune)
     optuna = _study._optuna()
-    st, label = _study.open_storage(storage)
     root = Path(logdir)
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)  # first: a journal file may live inside it
+    st, label = _study.open_storage(storage)
     if storage is None:
         name = _free_search_name(root, name)
     elif _has_runs(root, name) and not _study.study_exists(st, name):
@@ -333,9 +334,18 @@ def _run_trial(train_fn: Callable[[Trial], Any], trial: Trial, study: Any, watch
                mode: str) -> None:
     import optuna
 
+    try:
+        _train_and_tell(train_fn, trial, study, watch, metric, mode)
+    except optuna.exceptions.UpdateFinishedTrialError as err:
+        # Another worker took this worker for dead and failed the trial (see _wait_for_others).
+        log.warning("trial %s was finished by another worker meanwhile: %s", trial.name, err)
+
+
+def _train_and_tell(train_fn: Callable[[Trial], Any], trial: Trial, study: Any, watch: TrialWatch, metric: str,
+                    mode: str) -> None:
+    import optuna
+
     otrial = trial.optuna_trial
-    otrial.set_user_attr("run", trial.name)
-    otrial.set_user_attr("seed", trial.seed)
     run_dir = trial.logdir / trial.name
     log.info("trial %s: %s", trial.name, json.dumps(trial.hparams, default=str))
     error: BaseException | None = None
@@ -369,25 +379,23 @@ def _run_trial(train_fn: Callable[[Trial], Any], trial: Trial, study: Any, watch
         if watch.finding is None:  # the training code raised TrialPruned itself
             watch.finding = Finding(rule="trial_pruned", severity="info", step=watch.steps or 0,
                                     message=f"The training code pruned the trial: {pruned}"[:2000])
-        otrial.set_user_attr("status", "pruned")
-        otrial.set_user_attr("pruned_by", watch.finding.to_json())
+        attrs = {"status": "pruned", "pruned_by": watch.finding.to_json()}
         state, tell = "pruned", dict(state=optuna.trial.TrialState.PRUNED)
     elif error is not None:
-        otrial.set_user_attr("status", "crashed")
-        otrial.set_user_attr("error", f"{type(error).__name__}: {error}"[:2000])
+        attrs = {"status": "crashed", "error": f"{type(error).__name__}: {error}"[:2000]}
         state, tell = "fail", dict(state=optuna.trial.TrialState.FAIL)
     else:
         value = _as_value(ret)
         if value is None and run_dir.is_dir():
             value = _value_from_run(run_dir, metric, mode)
-        otrial.set_user_attr("status", "finished")
+        attrs = {"status": "finished"}
         if value is None:  # Optuna keeps no COMPLETE trial without a value
-            otrial.set_user_attr("error", f"no finite value of {metric!r} was logged or returned")
+            attrs["error"] = f"no finite value of {metric!r} was logged or returned"
             state, tell = "fail", dict(state=optuna.trial.TrialState.FAIL)
         else:
             state, tell = "complete", dict(values=value)
-    if watch.steps is not None:
-        otrial.set_user_attr("steps", watch.steps)
+    # One user attribute, written once: every storage write is a locked, fsynced append to a journal.
+    otrial.set_user_attr(TRIAL_ATTR, {"run": trial.name, "seed": trial.seed, "steps": watch.steps, **attrs})
     for mon in dict.fromkeys([*trial._monitors, *watch.monitors]):
         mon.set_meta(study=watch.outcome(state, value))
     study.tell(otrial, **tell)
@@ -407,11 +415,13 @@ def _wait_for_others(study: Any, root: Path, poll: float = 0.5) -> None:
             log.info("waiting for %d trials of other workers", len(running))
             said = True
         for t in running:
-            run_name = t.user_attrs.get("run")
-            if not run_name or not (root / run_name).is_dir():
+            run_name = _run_name(study, t.number)
+            if not (root / run_name).is_dir():
                 continue
             run = Run(root / run_name)
             run.update()
+            if run.meta.created is None:  # meta.json not written yet: the run is starting
+                continue
             if run.status() == "crashed":  # its worker died: same-host pid check, or a stale heartbeat
                 log.warning("trial %d (%s): its worker is gone; marked failed", t.number, run_name)
                 try:
@@ -419,6 +429,13 @@ def _wait_for_others(study: Any, root: Path, poll: float = 0.5) -> None:
                 except Exception as err:  # another worker got there first
                     log.info("trial %d: %s", t.number, err)
         time.sleep(poll)
+
+
+def _run_name(study: Any, number: int) -> str:
+    from ._study import STUDY_ATTR
+
+    n = (study.user_attrs.get(STUDY_ATTR) or {}).get("n_trials") or 1
+    return f"{study.study_name}-t{number:0{_trial_width(n)}d}"
 
 
 _STATUS = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "crashed", "RUNNING": "running",
@@ -429,11 +446,10 @@ def _result_from_study(study: Any, root: Path, samplers: dict[str, Sampler], met
                        label: str | None, seed: int | None) -> SearchResult:
     from ._study import trial_seed
 
-    width = _trial_width(len(study.trials) or 1)
     out = []
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        ua = t.user_attrs
-        run_name = ua.get("run") or f"{study.study_name}-t{t.number:0{width}d}"
+        ua = t.user_attrs.get(TRIAL_ATTR) or {}
+        run_name = ua.get("run") or _run_name(study, t.number)
         status = _STATUS.get(t.state.name, t.state.name.lower())
         if t.state.name == "FAIL":
             status = ua.get("status", "crashed")

@@ -40,6 +40,11 @@ def _journal(path: Path):
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
+def _ua(t) -> dict:
+    """What the search recorded on the Optuna trial (one user attribute)."""
+    return t.user_attrs["babysitter"]
+
+
 def _compare_json(logdir: Path, capsys) -> dict:
     capsys.readouterr()
     assert main(["compare", str(logdir), "--json"]) == 0
@@ -86,7 +91,7 @@ def test_three_workers_run_every_trial_exactly_once(shared):
     names = [n for n in sorted(os.listdir(logdir)) if n.startswith("coarse")]
     assert names == [f"coarse-t{i:03d}" for i in range(N_TRIALS)]
     for t in study.trials:
-        run = Run(logdir / t.user_attrs["run"])
+        run = Run(logdir / _ua(t)["run"])
         run.update()
         st = run.meta.study
         assert (st["name"], st["trial"], st["storage"]) == ("coarse", t.number, str(journal))
@@ -102,17 +107,17 @@ def test_diverging_trials_are_pruned_a_few_logged_steps_after_the_loss_blew_up(s
     assert len(pruned) >= 2 and len(complete) >= 4
     assert min(t.params["lr"] for t in pruned) > max(t.params["lr"] for t in complete if t.value > 0.5)
     for t in complete:
-        assert t.user_attrs["steps"] == worker.STEPS - 1
+        assert _ua(t)["steps"] == worker.STEPS - 1
     for t in pruned:
-        finding = t.user_attrs["pruned_by"]
+        finding = _ua(t)["pruned_by"]
         assert finding["rule"] in DIVERGED and finding["severity"] == "error"
-        run = Run(logdir / t.user_attrs["run"])
+        run = Run(logdir / _ua(t)["run"])
         run.update()
         loss = run.scalar("loss")
         # The first step whose loss is NaN/Inf or above 10x the first (the blow-up the rule reports).
         bad = ~np.isfinite(loss.values) | (np.nan_to_num(loss.values, nan=np.inf) > 10 * loss.values[0])
         first_bad = int(loss.steps[np.argmax(bad)])
-        steps = t.user_attrs["steps"]
+        steps = _ua(t)["steps"]
         assert run.last_step == steps == run.meta.study["steps"]
         assert first_bad <= steps <= first_bad + 2 * worker.EVERY  # within two logged steps
         assert steps < worker.STEPS / 4  # far fewer than a full trial
@@ -126,12 +131,12 @@ def test_the_studys_best_trial_is_the_best_run_of_babysitter_compare(shared, cap
     studies = {s["name"]: s for s in out["studies"]}
     assert set(studies) == {"coarse", "edge"}
     coarse = studies["coarse"]
-    assert coarse["best_run"] == study.best_trial.user_attrs["run"]
+    assert coarse["best_run"] == _ua(study.best_trial)["run"]
     assert coarse["best_value"] == pytest.approx(study.best_value)
     assert coarse["states"]["pruned"] == sum(t.state.name == "PRUNED" for t in study.trials)
     assert coarse["trials"] == N_TRIALS
     pruned_runs = {p["run"] for p in coarse["pruned"]}
-    assert pruned_runs == {t.user_attrs["run"] for t in study.trials if t.state.name == "PRUNED"}
+    assert pruned_runs == {_ua(t)["run"] for t in study.trials if t.state.name == "PRUNED"}
     assert all(p["finding"]["rule"] in DIVERGED and p["steps"] is not None
                for p in coarse["pruned"])
     # The table, sorted by best validation accuracy, starts with the same run, and shows pruned trials as such.
@@ -155,7 +160,7 @@ def test_edge_of_range_judges_each_study_on_its_own(shared, capsys):
     assert found[("edge", "x")]["side"] == "high" and found[("edge", "x")]["best_run"] == edge.best.name
     # The coarse study is judged on its own complete trials, by the objective Optuna holds.
     study = optuna.load_study(study_name="coarse", storage=_journal(journal))
-    trials = [(t.user_attrs["run"], t.params, t.value if t.state.name == "COMPLETE" else None) for t in study.trials]
+    trials = [(_ua(t)["run"], t.params, t.value if t.state.name == "COMPLETE" else None) for t in study.trials]
     expected = edge_of_range(trials, {"lr": {"low": 1e-2, "high": 1e3, "log": True}})
     assert [found[("coarse", "lr")]["best_run"]] if ("coarse", "lr") in found else [] == \
         [e.best_run for e in expected]
