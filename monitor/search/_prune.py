@@ -6,7 +6,7 @@ whose loss or another scalar is NaN/Inf, the watch reads the new records of the 
 own run folder back (``core.reader.Run.update``, only the bytes appended since the last
 look) and hands them to an incremental ``core.diagnose.Diagnoser``, the engine the
 dashboard runs. A finding whose rule or severity is in ``prune_on`` (every ``error`` by
-default: ``nan_loss``, ``nonfinite_values``, ``symmetric_weights``) closes the run with
+default: ``loss_explosion``, ``nan_loss``, ``nonfinite_values``, ...) closes the run with
 the finding in its ``meta.json`` and raises ``optuna.TrialPruned`` from ``Monitor.log``,
 so the training loop stops at that step without any code of its own.
 

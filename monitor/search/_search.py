@@ -275,7 +275,7 @@ def random_search(
         sampler: an Optuna sampler (default: random sampling seeded by trial number).
         pruner: an Optuna pruner (``MedianPruner()``, ...), fed with ``metric`` as it is logged.
         prune: which findings prune a trial while it trains: ``True`` every error finding
-            (NaN/blow-up of the loss, non-finite values, symmetric weights), rule ids or
+            (blow-up or NaN of the loss, non-finite values, symmetric weights, ...), rule ids or
             severities (``("error", "dead_relu")``), or ``False``.
         diagnosis: thresholds of the diagnosis rules used for pruning.
         wait: with ``storage``, once no trial is left to start, wait for the other workers'
@@ -314,8 +314,8 @@ def random_search(
     space_json = space_to_json(samplers)
     direction = _DIRECTION[mode]
     desc = _study.describe(space_json, n_trials, seed, metric, mode)
-    study, _ = _study.create_or_join(st, name, desc, sampler=sampler or _study.make_sampler(seed), pruner=pruner,
-                                     direction=direction)
+    sampler = sampler or _study.make_sampler(seed, samplers, n_trials)
+    study, _ = _study.create_or_join(st, name, desc, sampler=sampler, pruner=pruner, direction=direction)
     width = _trial_width(n_trials)
     while (trial_id := _study.claim(study, st)) is not None:
         otrial = optuna.Trial(study, trial_id)

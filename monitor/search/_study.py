@@ -12,10 +12,12 @@ are its workers. Three facts make "N workers, every trial exactly once" hold:
   ``Study.ask`` does for enqueued trials), and stops when none is left. ``Study.optimize``
   with ``n_trials`` counts per process, and ``MaxTrialsCallback`` overshoots by up to one
   trial per worker; slots give exactly ``n_trials``.
-* **Seeding by trial number.** ``optuna.samplers.RandomSampler(seed)`` draws from one
+* **Draws by trial number.** ``optuna.samplers.RandomSampler(seed)`` draws from one
   stream per process: N workers given the same seed would draw the same values.
-  ``SeededRandomSampler`` draws trial ``k``'s values from ``(seed, k, parameter)`` only, so
-  workers never repeat each other and a re-run of the search draws the same trials.
+  ``SeededRandomSampler`` draws all ``n_trials`` sets of values up front from the seed
+  (``sample_space(space, n_trials, seed)``, the same table in every worker) and gives trial
+  ``k`` row ``k``, so workers never repeat each other, a re-run draws the same trials, and
+  a trial that crashes changes nobody else's values.
 * **One description.** The ``babysitter`` attribute holds the space, ``n_trials``, the seed,
   the metric and the direction; a worker started with different ones is refused
   (``ConfigError``) instead of silently adding other trials to the study.
@@ -35,7 +37,7 @@ import numpy as np
 
 from core.errors import ConfigError
 
-from ._space import from_distribution
+from ._space import Sampler, from_distribution, sample_space
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +102,18 @@ def trial_seed(seed: int, number: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(number,)).generate_state(1)[0])
 
 
-def make_sampler(seed: int) -> Any:
-    """A ``SeededRandomSampler(seed)`` (defined on first use: optuna is imported late)."""
+def make_sampler(seed: int, space: Mapping[str, Sampler], n_trials: int) -> Any:
+    """A ``SeededRandomSampler`` for ``space`` (defined on first use: optuna is imported late)."""
     global SeededRandomSampler
     if SeededRandomSampler is None:
         optuna = _optuna()
 
         class _Seeded(optuna.samplers.BaseSampler):
-            """Random sampling in which trial ``k``'s draws depend on ``(seed, k, name)`` only."""
+            """Random sampling in which trial ``k`` gets row ``k`` of the draws made up front from the seed."""
 
-            def __init__(self, seed: int) -> None:
+            def __init__(self, seed: int, space: Mapping[str, Sampler], n_trials: int) -> None:
                 self.seed = int(seed)
+                self.table = sample_space(space, n_trials, seed)
 
             def infer_relative_search_space(self, study, trial):  # noqa: D102 - independent sampling only
                 return {}
@@ -119,13 +122,16 @@ def make_sampler(seed: int) -> Any:
                 return {}
 
             def sample_independent(self, study, trial, param_name, param_distribution):  # noqa: D102
+                if trial.number < len(self.table) and param_name in self.table[trial.number]:
+                    return self.table[trial.number][param_name]
+                # Outside the table (a parameter suggested by the training code itself): from (seed, k, name).
                 key = zlib.crc32(param_name.encode("utf-8"))
                 rng = np.random.default_rng([self.seed & 0xFFFFFFFF, 1 + trial.number, key])
                 return from_distribution(param_distribution).sample(rng)
 
         _Seeded.__name__ = _Seeded.__qualname__ = "SeededRandomSampler"
         SeededRandomSampler = _Seeded
-    return SeededRandomSampler(seed)
+    return SeededRandomSampler(seed, space, n_trials)
 
 
 SeededRandomSampler: Any = None
