@@ -272,7 +272,7 @@ def random_search(
         storage: None (this process only), a journal file path (a shared filesystem), a
             database URL (``sqlite:///search.db``, ``postgresql://...``) or an Optuna storage.
         study_name: the study name, if other than ``name``.
-        sampler: an Optuna sampler (default: random sampling seeded by trial number).
+        sampler: an Optuna sampler (default: random sampling, trial ``k`` getting the ``k``-th draw of the seed).
         pruner: an Optuna pruner (``MedianPruner()``, ...), fed with ``metric`` as it is logged.
         prune: which findings prune a trial while it trains: ``True`` every error finding
             (blow-up or NaN of the loss, non-finite values, symmetric weights, ...), rule ids or
