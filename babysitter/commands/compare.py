@@ -145,7 +145,7 @@ def _print_by_study(df, studies, *, all_columns: bool) -> None:
         if len(part):
             print(format_table(part, all_columns=all_columns))
         for run, steps, finding in st.pruned:
-            why = f"{finding.rule}: {safe_text(finding.message, 300)}" if finding is not None else "?"
+            why = f"{safe_text(finding.rule, 60)}: {safe_text(finding.message, 300)}" if finding is not None else "?"
             print(f"  pruned {safe_text(run, 60)} after step {_cell(steps)}: {why}")
         print()
     rest = df[~df["run"].isin(in_study)]
