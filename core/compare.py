@@ -14,10 +14,12 @@ from .summary import (
     HP_PREFIX, SUMMARY_COLUMNS, RunSummary, SummaryCache, run_findings, summaries_frame, summarize,
     summarize_logdir,
 )
-from .table import column_for, filter_frame, hparam_specs, sort_frame
+from .table import LOG_GUESS_SPAN, column_for, column_heading, filter_frame, hparam_specs, sort_frame
 
 __all__ = [
     "RunSummary", "SummaryCache", "EdgeOfRange", "summarize", "summarize_logdir", "summaries_frame",
     "edge_of_range", "search_findings", "filter_frame", "sort_frame", "column_for", "hparam_specs", "run_findings",
+    "column_heading", "LOG_GUESS_SPAN",
+    "column_heading", "LOG_GUESS_SPAN",
     "SUMMARY_COLUMNS", "HP_PREFIX", "DEFAULT_OUTER", "EdgeOfRangeRule", "EdgeOfRangeThresholds",
 ]

@@ -11,9 +11,24 @@ from typing import Any, Sequence
 from .edge import _finite, _range_of
 from .summary import HP_PREFIX, SUMMARY_COLUMNS, RunSummary
 
-__all__ = ["column_for", "filter_frame", "sort_frame", "hparam_specs"]
+__all__ = ["column_for", "column_heading", "filter_frame", "sort_frame", "hparam_specs", "LOG_GUESS_SPAN"]
+
+LOG_GUESS_SPAN = 10.0  # unsampled positive hyperparameters spanning more than this get a log axis
 
 _FILTER_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|!=|=|>|<)\s*(.*?)\s*$", re.S)
+
+
+def column_heading(column: str) -> str:
+    """The heading of a summary-frame column in a table: ``hp.lr`` -> ``lr``.
+
+    A hyperparameter named like a summary column (a run's ``steps`` hyperparameter next
+    to the ``steps`` it reached) is headed ``steps (hparam)``, so that no two columns of
+    a table carry the same heading.
+    """
+    if not column.startswith(HP_PREFIX):
+        return column
+    name = column[len(HP_PREFIX):]
+    return f"{name} (hparam)" if name in SUMMARY_COLUMNS else name
 
 
 def column_for(df, name: str) -> str:
@@ -89,7 +104,9 @@ def hparam_specs(summaries: Sequence[RunSummary]) -> dict[str, dict[str, Any]]:
     """Each hyperparameter seen in ``summaries``: ``{"log", "numeric", "varying", "sampled", "low", "high"}``.
 
     ``log`` is taken from the search spaces when a run sampled the parameter, else guessed:
-    positive numbers spanning more than a factor of 100 are drawn on a log axis.
+    positive numbers spanning more than a factor of ``LOG_GUESS_SPAN`` (10) are drawn on a
+    log axis (learning rates 0.5 and 30 are 1.8 decades apart, and a linear axis squeezes
+    the small one against zero).
     ``low``/``high`` are the widest sampled range (None outside a search); ``varying`` is
     False when every run has the same value (nothing to compare).
     """
@@ -112,7 +129,7 @@ def hparam_specs(summaries: Sequence[RunSummary]) -> dict[str, dict[str, Any]]:
         numeric = len(nums) == len(vals) and bool(nums)
         d = specs.get(k)
         if d is None:
-            guess = numeric and min(nums) > 0 and max(nums) / min(nums) > 100
+            guess = numeric and min(nums) > 0 and max(nums) / min(nums) > LOG_GUESS_SPAN
             d = {"log": bool(guess), "low": None, "high": None, "sampled": False}
         distinct = {json.dumps(v, sort_keys=True, default=str) for v in vals}
         varying = len(distinct) > 1 or len(vals) < len(summaries)

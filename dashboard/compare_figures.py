@@ -40,7 +40,8 @@ def overlay_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], *, titl
     if not curves:
         return empty_figure(f"Select runs to overlay their {y_title}.", theme.GRAPH_HEIGHT)
     fig = go.Figure(layout=theme.base_layout(title=dict(text=plot_text(title), x=0.01, font=dict(size=14)),
-                                             hovermode="closest", showlegend=True))  # the name, even for one run
+                                             hovermode="closest", showlegend=True,  # the name, even for one run
+                                             legend=theme.SIDE_LEGEND))
     for i, (name, steps, values) in enumerate(curves):
         x, y = _thin(np.asarray(steps), np.asarray(values, np.float64), max_points)
         label = plot_text(name, 40)
@@ -102,7 +103,8 @@ def scatter_figure(df, param: str, *, metric: str = "best_val_acc", color: str |
             c = np.where(c > 0, np.log10(np.where(c > 0, c, 1.0)), np.nan)
         if np.isfinite(c[good]).any():
             marker.update(color=c[good], colorscale="Viridis", showscale=True,
-                          colorbar=dict(title=dict(text=("log10 " if c_log else "") + plot_text(color, 30)), thickness=12))
+                          colorbar=dict(theme.COLORBAR,
+                                        title=dict(text=("log10 " if c_log else "") + plot_text(color, 30))))
     text = [n for n, g in zip(names, good) if g]
     # Plain lists: a few hundred points at most, and readable as such in the browser's figure data.
     fig.add_trace(go.Scatter(
@@ -172,13 +174,16 @@ def parallel_figure(df, params: Sequence[str], *, metric: str = "best_val_acc",
         dims.append((label, v))
     if not dims or not keep.any():
         return empty_figure("No numeric hyperparameters with a value to draw.", theme.GRAPH_HEIGHT)
-    dimensions = [dict(label=label, values=v[keep]) for label, v in dims]
-    dimensions.append(dict(label=plot_text(metric, 30), values=y[keep]))
+    dimensions = [dict(label=label, values=v[keep], tickformat=theme.TICKFORMAT) for label, v in dims]
+    dimensions.append(dict(label=plot_text(metric, 30), values=y[keep], tickformat=theme.TICKFORMAT))
     left_out = int(len(df) - keep.sum())
     title = "Parallel coordinates" + (f" ({left_out} runs without a value left out)" if left_out else "")
     fig = go.Figure(go.Parcoords(
-        line=dict(color=y[keep], colorscale="Viridis", showscale=True, colorbar=dict(thickness=12)),
+        line=dict(color=y[keep], colorscale="Viridis", showscale=True, colorbar=theme.COLORBAR),
         dimensions=dimensions))
-    fig.update_layout(**theme.base_layout(title=dict(text=title, x=0.01, font=dict(size=14)),
-                                          margin=dict(l=64, r=64, t=72, b=32)))
+    # The axis names and top range labels stand above the plot area: the title goes above them,
+    # pinned to the top of the figure.
+    fig.update_layout(**theme.base_layout(title=dict(text=title, x=0.01, y=1, yref="container", yanchor="top",
+                                                     pad=dict(t=10), font=dict(size=14)),
+                                          margin=dict(l=64, r=64, t=96, b=32)))
     return fig

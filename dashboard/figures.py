@@ -22,12 +22,14 @@ from ._text import plot_text
 __all__ = [
     "decimate_index", "rebin", "loss_figure", "accuracy_figure", "lr_figure", "depth_figure",
     "histograms_figure", "heatmap_figure", "dead_saturation_figure", "update_ratio_figure", "grad_norm_figure",
-    "empty_figure", "points_per_trace", "layer_labels", "HEALTHY_RATIO", "RATIO_BAND",
+    "empty_figure", "points_per_trace", "layer_labels", "loss_wants_log", "HEALTHY_RATIO", "RATIO_BAND",
+    "LOG_SPAN",
 ]
 
 HEALTHY_RATIO = 1e-3          # the lecture's "update:weight should be around 1e-3"
 RATIO_BAND = (1e-4, 1e-2)     # drawn as the healthy band
 FIGURE_POINT_BUDGET = 60_000  # points per figure, over all traces
+LOG_SPAN = 100.0              # a loss spanning more than two decades is drawn on a log axis by default
 
 
 def points_per_trace(n_traces: int, max_points: int) -> int:
@@ -101,20 +103,39 @@ def empty_figure(message: str, height: int = theme.SMALL_GRAPH_HEIGHT) -> go.Fig
     return fig
 
 
+def loss_wants_log(*series: np.ndarray | None) -> bool:
+    """True when a loss reads truthfully only on a log axis.
+
+    That is when its positive finite values span more than ``LOG_SPAN`` (two decades), or
+    when it diverged (a NaN/Inf value): on a linear axis a loss that blew up to 1e12 and
+    then crept down to 6e9 looks like a recovery.
+    """
+    vals = [np.asarray(s, np.float64) for s in series if s is not None and len(s)]
+    if not vals:
+        return False
+    v = np.concatenate(vals)
+    if not np.isfinite(v).all():
+        return True
+    pos = v[v > 0]
+    return bool(len(pos) and (v <= 0).sum() == 0 and pos.max() > LOG_SPAN * pos.min())
+
+
 def loss_figure(steps: np.ndarray, loss: np.ndarray, *, val_steps: np.ndarray | None = None,
-                val_loss: np.ndarray | None = None, log_y: bool = False, max_points: int = 2000) -> go.Figure:
+                val_loss: np.ndarray | None = None, log_y: bool | None = None, max_points: int = 2000) -> go.Figure:
     """Training loss (and validation loss) over steps; NaN/Inf points marked with a red cross.
 
     Args:
         steps, loss: the training loss series (non-finite values allowed).
         val_steps, val_loss: optional validation loss.
-        log_y: draw the y axis on a log scale.
+        log_y: draw the y axis on a log scale; ``None`` decides from the data (``loss_wants_log``).
         max_points: most points per trace.
     """
     steps = np.asarray(steps)
     loss = np.asarray(loss, dtype=np.float64)
     if not len(steps):
         return empty_figure("No loss recorded yet.", theme.GRAPH_HEIGHT)
+    if log_y is None:
+        log_y = loss_wants_log(loss, val_loss)
     fig = go.Figure(layout=theme.base_layout(title=dict(text="Loss", x=0.01, font=dict(size=14))))
     x, y = _thin(steps, loss, max_points)
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="train loss", line=dict(color=theme.TRAIN, width=1.5)))
@@ -153,7 +174,7 @@ def accuracy_figure(train_steps: np.ndarray, train_acc: np.ndarray, val_steps: n
     vs, va = np.asarray(val_steps), np.asarray(val_acc, np.float64)
     if not len(ts) and not len(vs):
         return empty_figure("No accuracy recorded yet (log train_acc / val_acc).")
-    fig = go.Figure(layout=theme.base_layout(title=dict(text="Accuracy (gap shaded)", x=0.01, font=dict(size=14)),
+    fig = go.Figure(layout=theme.base_layout(title=dict(text="Accuracy", x=0.01, font=dict(size=14)),
                                              height=theme.SMALL_GRAPH_HEIGHT))
     tf = np.isfinite(ta)
     if len(vs) and tf.sum() >= 1:
@@ -200,7 +221,7 @@ def depth_figure(names: Sequence[str], mean: np.ndarray, std: np.ndarray, *, ste
     if not names:
         return empty_figure("No layer statistics recorded yet.", theme.GRAPH_HEIGHT)
     mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("mean", "std"), horizontal_spacing=0.08)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1)
     depth = np.arange(1, len(names) + 1)
     hover = ([f"{plot_text(n, 200)} ({plot_text(k, 60)})" for n, k in zip(names, kinds)] if kinds
              else [plot_text(n, 200) for n in names])
@@ -222,6 +243,9 @@ def depth_figure(names: Sequence[str], mean: np.ndarray, std: np.ndarray, *, ste
     tickvals = depth if len(names) <= 20 else depth[:: math.ceil(len(names) / 20)]
     fig.update_xaxes(title_text="layer (depth)", tickvals=tickvals, ticktext=[plot_text(names[i - 1], 40) for i in tickvals],
                      tickangle=-40 if len(names) > 6 else 0)
+    # Axis titles rather than subplot titles: those sit in the top margin, under the figure's title.
+    fig.update_yaxes(title_text="mean", row=1, col=1)
+    fig.update_yaxes(title_text="std", row=1, col=2)
     return fig
 
 
@@ -315,7 +339,7 @@ def heatmap_figure(name: str, steps: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     share = np.divide(grid, total, out=np.zeros_like(grid), where=total > 0)
     centers = (edges[:-1] + edges[1:]) / 2
     fig = go.Figure(go.Heatmap(x=steps, y=centers, z=share.T, colorscale=theme.HEAT_SCALE, zmin=0,
-                               colorbar=dict(title=dict(text="share"), thickness=12),
+                               colorbar=dict(theme.COLORBAR, title=dict(text="share")),
                                hovertemplate="step %{x}<br>value %{y:.3g}<br>share %{z:.3f}<extra></extra>"))
     fig.update_layout(**theme.base_layout(title=dict(text=f"{plot_text(name)}: histogram over time", x=0.01,
                                                      font=dict(size=14)), hovermode="closest"))
@@ -354,18 +378,25 @@ def dead_saturation_figure(steps: np.ndarray, dead: np.ndarray, sat: np.ndarray,
     dead, sat = np.asarray(dead, np.float64), np.asarray(sat, np.float64)
     if not len(steps):
         return empty_figure("No layer statistics recorded yet.")
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.16,
                         subplot_titles=("dead units (ReLU family)", "saturated units (tanh / sigmoid)"))
     labels = layer_labels(names, types, limit=40) if types else None
     nd = _lines(fig, steps, dead, names, max_points=max_points, row=1, highlight=highlight, labels=labels)
     ns = _lines(fig, steps, sat, names, max_points=max_points, row=2, highlight=highlight, labels=labels)
     for r, n in ((1, nd), (2, ns)):
         if not n:
-            fig.add_annotation(text="no layer of this kind", showarrow=False, xref="x domain", yref="y domain",
-                               x=0.5, y=0.5, row=r, col=1, font=dict(color=theme.MUTED))
-    fig.update_layout(**theme.base_layout(height=430, showlegend=len(names) <= 30, hovermode="closest",
-                                          legend=dict(font=dict(size=10))))
+            # Plotly.js drops a subplot without a trace (its note then lands on the other one):
+            # an empty trace keeps it, and the note names the subplot's own axes.
+            fig.add_trace(go.Scatter(x=[float(steps[0])], y=[None], mode="lines", showlegend=False,
+                                     hoverinfo="skip"), row=r, col=1)
+            suffix = "" if r == 1 else str(r)
+            fig.add_annotation(text="no layer of this kind", showarrow=False, xref=f"x{suffix} domain",
+                               yref=f"y{suffix} domain", x=0.5, y=0.5, font=dict(color=theme.MUTED))
+    fig.update_layout(**theme.base_layout(height=theme.DEADSAT_HEIGHT, showlegend=len(names) <= 30,
+                                          hovermode="closest", legend=theme.SIDE_LEGEND,
+                                          margin=dict(l=56, r=16, t=40, b=40)))
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    fig.update_xaxes(showticklabels=True, range=[float(steps[0]), float(steps[-1])] if len(steps) > 1 else None)
     fig.update_xaxes(title_text="step", row=2, col=1)
     return fig
 
@@ -380,12 +411,12 @@ def update_ratio_figure(steps: np.ndarray, ratio: np.ndarray, names: Sequence[st
                             theme.GRAPH_HEIGHT)
     fig = go.Figure(layout=theme.base_layout(
         title=dict(text="Update : weight ratio (healthy around 1e-3)", x=0.01, font=dict(size=14)),
-        height=420, hovermode="closest", showlegend=len(names) <= 30))
+        height=420, hovermode="closest", showlegend=len(names) <= 30, legend=theme.SIDE_LEGEND))
     fig.add_hrect(y0=RATIO_BAND[0], y1=RATIO_BAND[1], fillcolor=theme.BAND_FILL, line_width=0, layer="below")
     fig.add_hline(y=HEALTHY_RATIO, line=dict(color=theme.BAND_LINE, dash="dash", width=1.5))
-    # Annotations on a log axis take log10 coordinates (shapes take data values).
-    fig.add_annotation(x=0, xref="paper", xanchor="left", y=math.log10(HEALTHY_RATIO), yref="y", yanchor="bottom",
-                       text="healthy band 1e-4 .. 1e-2", showarrow=False, font=dict(size=11, color=theme.BAND_LINE))
+    # The band is named in the legend: a label inside the plot ends up under the curves.
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="healthy band 1e-4 .. 1e-2",
+                             line=dict(color=theme.BAND_LINE, dash="dash", width=1.5), hoverinfo="skip"))
     _lines(fig, steps, ratio, names, max_points=max_points, highlight=highlight, positive=True)
     fig.update_yaxes(type="log", title_text="|update| / |weight|", exponentformat="power", dtick=1)
     fig.update_xaxes(title_text="step")
@@ -400,7 +431,8 @@ def grad_norm_figure(steps: np.ndarray, grad: np.ndarray, names: Sequence[str], 
     if not len(steps) or not np.isfinite(grad).any():
         return empty_figure("No gradient norms recorded yet (pass grad= to Monitor.weights).")
     fig = go.Figure(layout=theme.base_layout(title=dict(text="Gradient norm", x=0.01, font=dict(size=14)),
-                                             hovermode="closest", showlegend=len(names) <= 30))
+                                             hovermode="closest", showlegend=len(names) <= 30,
+                                             legend=theme.SIDE_LEGEND))
     _lines(fig, steps, grad, names, max_points=max_points, highlight=highlight, positive=True)
     fig.update_yaxes(type="log", title_text="|grad|", exponentformat="power")
     fig.update_xaxes(title_text="step")

@@ -41,6 +41,7 @@ STEP_SLIDER = "layers-step"
 STEP_LABEL = "layers-step-label"
 LAYER_PICK = "layers-layer"
 DEPTH_GRAPH = "layers-depth"
+DEPTH_NOTE = "layers-depth-note"  # says which layers had no finite value at the chosen step
 HIST_GRAPH = "layers-hist"
 HEATMAP_GRAPH = "layers-heatmap"
 DEADSAT_GRAPH = "layers-deadsat"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import plotly.graph_objects as go
+import plotly.io as pio
+
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 TEXT = "#1f2933"
 MUTED = "#616e7c"
@@ -28,6 +31,7 @@ HEAT_SCALE = "Viridis"
 
 GRAPH_HEIGHT = 320
 SMALL_GRAPH_HEIGHT = 260
+DEADSAT_HEIGHT = 430  # two stacked subplots, each with room for its axis
 
 # Qualitative palette for many traces (per layer / per parameter).
 PALETTE = (
@@ -35,10 +39,25 @@ PALETTE = (
 )
 
 
+# Number formats a person reads without a lookup table: Plotly's default "SI" exponent format
+# writes 1e-12 as "1p", 1.1e-4 as "110µ" and 6e9 as "6B" (billions, or bytes?). A template's
+# axis settings apply to every axis of a figure (xaxis2, yaxis3, ... of subplots too).
+NUMBER_FORMAT = "e"
+TICKFORMAT = ".3~g"  # for axes that take a d3 format instead (parallel coordinates)
+TEMPLATE = go.layout.Template(pio.templates["plotly_white"])
+TEMPLATE.layout.xaxis.exponentformat = NUMBER_FORMAT
+TEMPLATE.layout.yaxis.exponentformat = NUMBER_FORMAT
+COLORBAR = dict(thickness=12, exponentformat=NUMBER_FORMAT)
+
+# Legends of figures with many lines (one per layer or run) stand to the right of the plot,
+# where they cannot cover its title however many entries they have.
+SIDE_LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top", font=dict(size=11))
+
+
 def base_layout(**overrides: Any) -> dict[str, Any]:
     """Plotly layout defaults shared by every figure."""
     layout: dict[str, Any] = dict(
-        template="plotly_white",
+        template=TEMPLATE,
         font=dict(family=FONT, size=12, color=TEXT),
         margin=dict(l=56, r=16, t=36, b=40),
         height=GRAPH_HEIGHT,

@@ -71,7 +71,9 @@ def format_table(df, *, all_columns: bool = False) -> str:
     cols = [(c, h) for c, h in _TEXT_COLUMNS if c in df.columns]
     hp = [c for c in df.columns if c.startswith("hp.")]
     same = [] if all_columns or len(df) < 2 else [c for c in hp if _constant(df[c])]
-    cols += [(c, safe_text(c[3:], 20)) for c in hp if c not in same]
+    from core.compare import column_heading
+
+    cols += [(c, safe_text(column_heading(c), 28)) for c in hp if c not in same]
     rows = [[h for _, h in cols]]
     for rec in df[[c for c, _ in cols]].itertuples(index=False):
         rows.append([_cell(v) for v in rec])

@@ -30,7 +30,11 @@ table { border-collapse: collapse; font-size: 13px; } th, td { padding: 4px 10px
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .sev-error { color: #d64545; font-weight: 600; } .sev-warning { color: #e08a00; font-weight: 600; }
 .sev-info { color: #3f7fbf; font-weight: 600; } .fix { color: #1f2933; margin-top: 2px; }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 12px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(520px, 100%), 1fr)); gap: 12px; }
+/* A grid item is as wide as its content by default, and a drawn figure is content: without
+   min-width 0 a figure drawn once at full width keeps its card (and the grid) that wide. */
+.grid > .card { min-width: 0; }
+.card > div { width: 100%; }
 .scroll { overflow-x: auto; max-height: 640px; overflow-y: auto; }
 .evidence { display: grid; grid-template-columns: minmax(240px, 1fr) minmax(0, 2fr); gap: 12px;
        align-items: start; border-bottom: 1px solid #e4e7eb; padding: 8px 0; }
@@ -116,8 +120,6 @@ def _page(title: str, body: str) -> str:
 
 def run_report(run) -> str:
     """The HTML of a one-run report: summary, findings, loss, accuracy, layer and update statistics."""
-    import numpy as np
-
     from core.summary import SummaryCache
     from dashboard import figures as F
 
@@ -133,9 +135,7 @@ def run_report(run) -> str:
     parts.append('<h2>Findings</h2><div class="card">' + _findings_html(run, cache.findings(run), figs) + "</div>")
     parts.append('<h2>Hyperparameters</h2><div class="card">' + _kv_table(s.hparams) + "</div>")
     parts.append('<h2>Loss and accuracy</h2><div class="grid">')
-    parts.append(figs.div(F.loss_figure(loss.steps, loss.values, val_steps=vloss.steps, val_loss=vloss.values,
-                                        log_y=bool(len(loss) and np.nanmin(np.where(np.isfinite(loss.values),
-                                                                                   loss.values, np.nan)) > 0))))
+    parts.append(figs.div(F.loss_figure(loss.steps, loss.values, val_steps=vloss.steps, val_loss=vloss.values)))
     tr, va = run.metric("train_acc"), run.metric("val_acc")
     parts.append(figs.div(F.accuracy_figure(tr.steps, tr.values, va.steps, va.values)))
     parts.append("</div>")
@@ -175,7 +175,7 @@ _TABLE_COLS = (
 
 def comparison_report(logdir, *, max_runs: int = 20) -> str:
     """The HTML of a comparison report: runs table, search findings, scatters, overlays, parallel coordinates."""
-    from core.compare import SummaryCache, hparam_specs, search_findings, sort_frame, summaries_frame
+    from core.compare import SummaryCache, column_heading, hparam_specs, search_findings, sort_frame, summaries_frame
     from dashboard.compare_figures import overlay_figure, parallel_figure, scatter_figure
 
     runs = {r.name: r for r in logdir.runs()}
@@ -191,7 +191,8 @@ def comparison_report(logdir, *, max_runs: int = 20) -> str:
                         f'<div class="fix"><b>Fix:</b> {esc(e.finding.fix)}</div></li>' for e in edges)
         parts.append(f'<h2>Search findings</h2><div class="card"><ul>{items}</ul></div>')
     hp_cols = [c for c in df.columns if c.startswith("hp.")]
-    head = "".join(f"<th>{esc(h)}</th>" for _, h in _TABLE_COLS) + "".join(f"<th>{esc(c[3:])}</th>" for c in hp_cols)
+    head = ("".join(f"<th>{esc(h)}</th>" for _, h in _TABLE_COLS)
+            + "".join(f"<th>{esc(column_heading(c))}</th>" for c in hp_cols))
     body = []
     for rec in df[[c for c, _ in _TABLE_COLS] + hp_cols].itertuples(index=False):
         cells = []
@@ -200,7 +201,8 @@ def comparison_report(logdir, *, max_runs: int = 20) -> str:
             cells.append(f"<td{cls}>{_num(v)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     parts.append(f'<h2>Runs</h2><div class="card scroll"><table><tr>{head}</tr>{"".join(body)}</table></div>')
-    numeric = [k for k, s in specs.items() if s["numeric"]]
+    # A hyperparameter that is the same in every run has nothing to show against the metric.
+    numeric = [k for k, s in specs.items() if s["numeric"] and s["varying"]]
     by_param = {e.param: e for e in edges}
     if numeric:
         parts.append('<h2>Validation accuracy against each hyperparameter</h2><div class="grid">')

@@ -19,7 +19,7 @@ from dash import Input, Output, State, dash_table, dcc, html, no_update
 from dash.dash_table.Format import Format, Scheme, Trim
 
 from core.compare import (
-    HP_PREFIX, hparam_specs, search_findings, sort_frame, summaries_frame,
+    HP_PREFIX, column_heading, hparam_specs, search_findings, sort_frame, summaries_frame,
 )
 from core.studies import study_summaries
 
@@ -80,8 +80,7 @@ def table_columns(df, specs: dict[str, dict[str, Any]] | None = None) -> list[di
     for c in [c for c in df.columns if not c.startswith(HP_PREFIX)] + hp:
         if c in _HIDDEN:
             continue
-        name = c[len(HP_PREFIX):] if c.startswith(HP_PREFIX) else c
-        spec: dict[str, Any] = {"name": name, "id": c}
+        spec: dict[str, Any] = {"name": column_heading(c), "id": c}
         if c in _NUMERIC or (c.startswith(HP_PREFIX) and df[c].map(lambda v: isinstance(v, (int, float))
                                                                    and not isinstance(v, bool)).all()):
             spec.update(type="numeric", format=_FMT)

@@ -11,7 +11,7 @@ from dash import Input, Output, State, dcc, html, no_update
 from core import Run
 from core.schema import RELU_FAMILY, SATURATING
 
-from .. import figures, ids
+from .. import figures, ids, theme
 from ..context import AppContext
 from . import Page
 from ._common import card, graph, not_found, run_header
@@ -86,6 +86,27 @@ def hist_data(run: Run, row: int, highlight: str | None) -> Any:
                                      highlight=highlight, types=run.layer_types())
 
 
+def nan_note(run: Run, row: int | None) -> str:
+    """Which layers had no finite statistic at ``row`` (a diverged run), as a sentence; ``""`` when none.
+
+    Their points are missing from the depth plot and their histograms from the small
+    multiples, and without this sentence the page would look merely empty.
+    """
+    names, cols = _order(run)
+    if not names or row is None or not 0 <= row < len(run.acts):
+        return ""
+    mean, std = run.acts.field("mean")[row, cols], run.acts.field("std")[row, cols]
+    bad = [n for n, m, s in zip(names, mean, std) if not (np.isfinite(m) and np.isfinite(s))]
+    if not bad:
+        return ""
+    step = int(run.acts.step_array()[row])
+    if len(bad) == len(names):
+        return (f"At step {step} every recorded value of every layer was NaN or Inf (the training diverged): "
+                "there is nothing to draw. Move the slider back to see the steps before it.")
+    shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+    return f"At step {step} every recorded value of {shown} was NaN or Inf: those layers are not drawn."
+
+
 def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) -> Any:
     r = ctx.run(run)
     if r is None:
@@ -118,11 +139,11 @@ def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) 
                  html.Div(dcc.Dropdown(id=ids.LAYER_PICK, options=[{"label": n, "value": n} for n in names],
                                        value=layer, clearable=False), style={"minWidth": "260px"}),
              ], className="bs-controls"),
+             html.Div(id=ids.DEPTH_NOTE, className="bs-muted", style={"color": theme.SEVERITY_COLORS["error"]}),
              graph(ids.DEPTH_GRAPH)),
         card(None, dcc.Graph(id=ids.HIST_GRAPH, config={"displaylogo": False})),
-        html.Div([card(None, graph(ids.HEATMAP_GRAPH)), card(None, dcc.Graph(id=ids.DEADSAT_GRAPH,
-                                                                            config={"displaylogo": False}))],
-                 className="bs-grid2"),
+        html.Div([card(None, graph(ids.HEATMAP_GRAPH, theme.DEADSAT_HEIGHT)),
+                  card(None, graph(ids.DEADSAT_GRAPH, theme.DEADSAT_HEIGHT))], className="bs-grid2"),
     ])
 
 
@@ -141,19 +162,20 @@ def register(app: Any, ctx: AppContext) -> None:
             return new_max, marks, value, [{"label": n, "value": n} for n in run.layer_order()]
 
     @app.callback(Output(ids.DEPTH_GRAPH, "figure"), Output(ids.HIST_GRAPH, "figure"), Output(ids.STEP_LABEL, "children"),
+                  Output(ids.DEPTH_NOTE, "children"),
                   Input(ids.STEP_SLIDER, "value"), Input(ids.LAYER_PICK, "value"), State(ids.RUN_NAME, "data"))
     def _at_step(row: int | None, layer: str | None, name: str) -> Any:
         run = ctx.run(name)
         if run is None:
-            return (no_update,) * 3
+            return (no_update,) * 4
         row = _row(row)
         return ctx.draw("layers-step", run, (row, layer), lambda: _draw_at_step(run, row, layer))
 
     def _draw_at_step(run: Run, row: int | None, layer: Any) -> Any:
-        with run.reading():  # one moment of a growing run for all three outputs
+        with run.reading():  # one moment of a growing run for all four outputs
             steps = run.acts.step_array()
             label = f"step {int(steps[row])}" if row is not None and 0 <= row < len(steps) else ""
-            return depth_data(run, row, layer), hist_data(run, row, layer), label
+            return depth_data(run, row, layer), hist_data(run, row, layer), label, nan_note(run, row)
 
     @app.callback(Output(ids.HEATMAP_GRAPH, "figure"), Output(ids.DEADSAT_GRAPH, "figure"),
                   Input(ids.VERSION, "data"), Input(ids.LAYER_PICK, "value"), State(ids.RUN_NAME, "data"))

@@ -40,9 +40,12 @@ def finding_item(run: Run, f: Finding) -> html.Div:
     return html.Div(body, className="bs-finding", style={"borderLeftColor": color})
 
 
-def findings_list(run: Run, findings: list[Finding]) -> Any:
+def findings_list(run: Run, findings: list[Finding], status: str = "live") -> Any:
+    """The findings, or a sentence that fits the run: "so far" only while it can still change."""
     if not findings:
-        return html.Div("No findings so far: nothing on the checklist looks wrong.", className="bs-muted")
+        text = ("No findings so far: nothing on the checklist looks wrong." if status == "live"
+                else f"No findings: nothing on the checklist looked wrong in this {status} run.")
+        return html.Div(text, className="bs-muted")
     return [finding_item(run, f) for f in findings]
 
 
@@ -64,13 +67,17 @@ def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) 
     return html.Div([
         run_header(ctx, r, ""),
         evidence_card(ctx, r, query),
-        card("Findings", html.Div(findings_list(r, ctx.findings(r)), id=ids.FINDINGS),
+        card("Findings", html.Div(findings_list(r, ctx.findings(r), r.status(stale_after=ctx.stale_after)),
+                                  id=ids.FINDINGS),
              html.Div(problems_list(r), id=ids.PROBLEMS)),
         card(None,
              html.Div([html.Label("loss axis"),
-                       dcc.RadioItems(id=ids.LOSS_SCALE, options=[{"label": " linear", "value": "linear"},
+                       # "auto": log when the loss spans more than two decades or diverged
+                       # (figures.loss_wants_log), so the default view tells the truth.
+                       dcc.RadioItems(id=ids.LOSS_SCALE, options=[{"label": " auto", "value": "auto"},
+                                                                   {"label": " linear", "value": "linear"},
                                                                    {"label": " log", "value": "log"}],
-                                      value="linear", inline=True, inputStyle={"marginLeft": "10px"})],
+                                      value="auto", inline=True, inputStyle={"marginLeft": "10px"})],
                       className="bs-controls"),
              graph(ids.LOSS_GRAPH)),
         html.Div([card(None, graph(ids.ACC_GRAPH, theme.SMALL_GRAPH_HEIGHT)),
@@ -91,7 +98,7 @@ def register(app: Any, ctx: AppContext) -> None:
 
     def _draw(run: Any) -> Any:
         ta, va, lr = run.metric("train_acc"), run.metric("val_acc"), run.scalar("lr")
-        return (findings_list(run, ctx.findings(run)), problems_list(run),
+        return (findings_list(run, ctx.findings(run), run.status(stale_after=ctx.stale_after)), problems_list(run),
                 figures.accuracy_figure(ta.steps, ta.values, va.steps, va.values, max_points=ctx.max_points),
                 figures.lr_figure(lr.steps, lr.values, max_points=ctx.max_points))
 
@@ -106,7 +113,7 @@ def register(app: Any, ctx: AppContext) -> None:
     def _draw_loss(run: Any, scale: Any) -> Any:
         loss, val = run.metric("loss"), run.metric("val_loss")
         return figures.loss_figure(loss.steps, loss.values, val_steps=val.steps, val_loss=val.values,
-                                   log_y=scale == "log", max_points=ctx.max_points)
+                                   log_y=None if scale == "auto" else scale == "log", max_points=ctx.max_points)
 
 
 PAGE = Page(path="/run/<run>", title="Overview", layout=layout, register=register, tab=True)

@@ -104,7 +104,10 @@ def test_update_ratio_figure_draws_band_on_log_axis():
     assert fig.layout.yaxis.type == "log"
     rects = [s for s in fig.layout.shapes if s.type == "rect"]
     assert len(rects) == 1 and (rects[0].y0, rects[0].y1) == F.RATIO_BAND
-    assert [t.name for t in fig.data] == ["W1", "W2"]  # all-NaN parameter not drawn
+    # The band is named in the legend (a label inside the plot was drawn under the curves);
+    # the all-NaN parameter is not drawn.
+    assert [t.name for t in fig.data] == ["healthy band 1e-4 .. 1e-2", "W1", "W2"]
+    assert not fig.layout.annotations
 
 
 def test_many_traces_share_a_point_budget():
@@ -112,7 +115,7 @@ def test_many_traces_share_a_point_budget():
     ratio = np.random.default_rng(1).random((10_000, 100)) * 1e-3
     fig = F.update_ratio_figure(steps, ratio, [f"p{i}" for i in range(100)], max_points=2000)
     total = sum(len(t.x) for t in fig.data)
-    assert len(fig.data) == 100
+    assert len(fig.data) == 101  # the band's legend entry and 100 parameters
     assert total <= F.FIGURE_POINT_BUDGET + 100 * 8
 
 
@@ -135,6 +138,37 @@ def test_histograms_and_dead_saturation_figures():
     sat = np.array([[np.nan, 0.5]] * 4)
     fig = F.dead_saturation_figure(steps, dead, sat, names)
     assert [t.name for t in fig.data] == ["a", "b"]
+
+
+def test_the_no_layer_note_sits_on_the_empty_subplot():
+    """A ReLU-only run: the note was drawn at the middle of the dead-units subplot, over its lines,
+    and the empty saturation subplot (dropped by Plotly.js for want of a trace) showed only its title."""
+    steps = np.arange(5)
+    fig = F.dead_saturation_figure(steps, np.full((5, 1), 0.2), np.full((5, 1), np.nan), ["fc1"])
+    note = [a for a in fig.layout.annotations if a.text == "no layer of this kind"]
+    assert len(note) == 1 and (note[0].xref, note[0].yref) == ("x2 domain", "y2 domain")
+    assert {(t.xaxis, t.yaxis) for t in fig.data} == {("x", "y"), ("x2", "y2")}  # both subplots kept
+    assert [t.name for t in fig.data if t.showlegend is not False] == ["fc1"]
+
+
+@pytest.mark.parametrize("loss,want", [
+    (np.linspace(2.3, 0.1, 50), False),                               # 23x: linear reads fine
+    (np.geomspace(2.3, 1e-3, 50), True),                              # more than two decades
+    (np.r_[1.1, 4.7, np.inf, np.inf, np.geomspace(1e12, 6e9, 20)], True),  # diverged
+    (np.r_[1.0, np.nan, 0.5], True),
+    (np.linspace(1.0, -1.0, 5), False),                               # a negative loss has no log axis
+])
+def test_the_loss_axis_is_log_by_default_when_the_loss_spans_decades_or_diverges(loss, want):
+    fig = F.loss_figure(np.arange(len(loss)), loss)
+    assert fig.layout.yaxis.type == ("log" if want else "linear")
+    assert F.loss_figure(np.arange(len(loss)), loss, log_y=False).layout.yaxis.type == "linear"  # the toggle
+
+
+def test_tick_labels_use_exponents_not_si_prefixes():
+    """Plotly's default writes 1e-12 as "1p" and 6e9 as "6B"; every axis, subplots included, uses 1e-12."""
+    fig = F.dead_saturation_figure(np.arange(3), np.full((3, 1), 0.1), np.full((3, 1), 0.1), ["a"])
+    tpl = fig.layout.template.layout
+    assert tpl.xaxis.exponentformat == "e" and tpl.yaxis.exponentformat == "e"
 
 
 def test_empty_inputs_give_a_message():
