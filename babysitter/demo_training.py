@@ -142,7 +142,7 @@ def run_demo(logdir: str | Path = "runs", *, steps: int = 3000, step_delay: floa
         seed: seeds the data and the weights.
         eval_every: steps between train/val accuracy evaluations.
         stop: when set (from another thread), training ends after the current step and the
-            run is marked finished.
+            run is marked ``stopped`` (it did not run its ``steps``).
         on_start: called with the run folder once it exists.
         **monitor_kwargs: passed to ``Monitor`` (``every``, ``heartbeat``, ...).
 
@@ -172,6 +172,7 @@ def run_demo(logdir: str | Path = "runs", *, steps: int = 3000, step_delay: floa
             on_start(mon.run_dir)
         for step in range(steps):
             if stop is not None and stop.is_set():
+                mon.close(stopped=True)
                 break
             loss, grads, hidden, scores = _forward_backward(p, X, y, v)
             if mon.stats_due(step):

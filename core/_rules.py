@@ -1036,7 +1036,9 @@ class NonfiniteValues(Rule):
                 new = self.reported.new(layers)
                 if new:
                     step = int(table.steps[rows.start + i])
-                    yield self.finding(step, f"NaN/Inf in the {label} of {', '.join(items)} at step {step}.",
+                    # The message names what the finding's layer list holds: the newly affected ones.
+                    fresh = [it for it, layer in zip(items, layers) if layer in new]
+                    yield self.finding(step, f"NaN/Inf in the {label} of {', '.join(fresh)} at step {step}.",
                                        layers=new)
 
 
@@ -1155,7 +1157,8 @@ class Overfitting(Rule):
                 self.done = True
                 yield self.finding(
                     self.streak[0], f"Train accuracy {tr:.1%} vs validation {va:.1%} at step {s}: a gap of {gap:.1%} "
-                                    f"(threshold {self.t.max_gap:.0%}), up from {self.min_gap:.1%}.",
+                                    f"(threshold {self.t.max_gap:.0%}), above the threshold and growing since step "
+                                    f"{self.streak[0]}, up from {self.min_gap:.1%}.",
                     value=gap, threshold=self.t.max_gap)
 
 

@@ -45,9 +45,9 @@ import orjson
 from ._tail import MAX_LINE, FileTail
 from .errors import RunNotFoundError
 from .schema import (
-    ACT_FIELDS, DATA_SUFFIX, FORMAT_VERSION, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING, KIND_INPUT,
-    KIND_PARAMS, KIND_SCALARS, MAX_BINS, MAX_LAYERS, MAX_NESTING, MAX_PARAMS, MAX_SCALARS, META_FILE, PARAM_FIELDS,
-    Finding, Meta, Problem, metric_key, rank_of,
+    ACT_FIELDS, DATA_SUFFIX, ENDED_STATUSES, FORMAT_VERSION, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS,
+    KIND_FINDING, KIND_INPUT, KIND_PARAMS, KIND_SCALARS, MAX_BINS, MAX_LAYERS, MAX_NESTING, MAX_PARAMS, MAX_SCALARS,
+    META_FILE, PARAM_FIELDS, Finding, Meta, Problem, metric_key, rank_of,
 )
 
 log = logging.getLogger(__name__)
@@ -734,13 +734,13 @@ class Run:
             return {name: t.pending_bytes for name, t in self._tails.items() if t.pending_bytes}
 
     def status(self, now: float | None = None, stale_after: float = STALE_AFTER) -> str:
-        """``"finished"``, ``"crashed"`` or ``"live"``.
+        """``"finished"``, ``"stopped"``, ``"crashed"`` or ``"live"``.
 
         A run whose ``meta.json`` still says ``running`` is ``crashed`` when its process is
         gone (same host) or when neither its heartbeat file nor any data file changed for
         ``stale_after`` seconds (a process killed with SIGKILL cannot mark itself).
         """
-        if self.meta.status in ("finished", "crashed"):
+        if self.meta.status in ENDED_STATUSES:
             return self.meta.status
         now = time.time() if now is None else now
         if self.meta.pid and self.meta.host == socket.gethostname() and _pid_alive(self.meta.pid) is False:

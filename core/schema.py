@@ -108,6 +108,10 @@ MAX_BINS = 1024        # histogram bins per layer
 MAX_LAYERS = 4096      # layer names per run (an "acts" record that would add more is skipped)
 MAX_PARAMS = 4096      # parameter names per run (likewise for "params" records)
 MAX_SCALARS = 4096     # scalar names per run and rank (a "scalars" record that would add more is skipped)
+# meta.json "status": "running" until the writer ends the run as "finished" (it ran to its end),
+# "stopped" (ended early on purpose, e.g. Ctrl-C) or "crashed" (an exception).
+RUN_STATUSES = ("running", "finished", "stopped", "crashed")
+ENDED_STATUSES = RUN_STATUSES[1:]
 SEVERITIES = ("error", "warning", "info")
 # States of a hyperparameter-search trial, as recorded in meta.json's ``study`` object
 # (the names of Optuna's trial states, lower case).
@@ -311,7 +315,7 @@ class Meta:
         m.format_version = int(fv) if _is_int(fv) else FORMAT_VERSION
         m.created = _num(obj.get("created"))
         status = obj.get("status")
-        m.status = status if status in ("running", "finished", "crashed") else "running"
+        m.status = status if status in RUN_STATUSES else "running"
         m.ended = _num(obj.get("ended"))
         m.error = str(obj["error"]) if obj.get("error") is not None else None
         m.hparams = obj["hparams"] if isinstance(obj.get("hparams"), dict) else {}

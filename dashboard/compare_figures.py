@@ -80,6 +80,8 @@ def scatter_figure(df, param: str, *, metric: str = "best_val_acc", color: str |
     """
     specs = specs or {}
     col = HP_PREFIX + param
+    if not param:
+        return empty_figure("No numeric hyperparameter varies between these runs (yet).", theme.GRAPH_HEIGHT)
     if df is None or col not in df.columns or not len(df):
         return empty_figure(f"No runs record the hyperparameter {plot_text(param)}.", theme.GRAPH_HEIGHT)
     spec = specs.get(param, {})

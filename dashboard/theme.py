@@ -16,7 +16,8 @@ BORDER = "#e4e7eb"
 ACCENT = "#2563eb"
 
 SEVERITY_COLORS = {"error": "#d64545", "warning": "#e08a00", "info": "#3f7fbf"}
-STATUS_COLORS = {"live": "#1f9d55", "finished": "#616e7c", "crashed": "#d64545", "pruned": "#8a6d3b"}
+STATUS_COLORS = {"live": "#1f9d55", "finished": "#616e7c", "stopped": "#8c6d1f", "crashed": "#d64545",
+                 "pruned": "#8a6d3b"}
 
 TRAIN = "#2563eb"
 VAL = "#e0610e"

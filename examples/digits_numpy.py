@@ -164,25 +164,45 @@ def train(logdir: str | Path = "runs", *, seed: int = 0, epochs: int = 20, lr: f
     return mon.run_dir
 
 
+def run_name(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """``digits`` plus each training flag that differs from its default: ``digits-lr5``,
+    ``digits-raw-inputs``, ``digits-init-constant-n-train20``. Runs say which flag made them."""
+    parts = ["digits"]
+    for action in parser._actions:
+        key = action.dest
+        if key in ("help", "logdir", "name", "every") or not action.option_strings:
+            continue
+        value = getattr(args, key)
+        if value == action.default:
+            continue
+        flag = action.option_strings[-1].lstrip("-")
+        parts.append(flag if isinstance(value, bool) else f"{flag}{value:g}" if isinstance(value, float)
+                     else f"{flag}-{value}" if isinstance(value, str) else f"{flag}{value}")
+    return "-".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--logdir", default="runs")
-    parser.add_argument("--name", default=None, help="run name (generated when omitted)")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--lr-decay", type=float, default=1.0)
-    parser.add_argument("--reg", type=float, default=1e-4)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--momentum", type=float, default=0.0)
-    parser.add_argument("--init", choices=INIT_KINDS, default="xavier")
-    parser.add_argument("--init-scale", type=float, default=None)
+    parser.add_argument("--logdir", default="runs", help="log directory for the run")
+    parser.add_argument("--name", default=None,
+                        help="run name (default: 'digits' plus the flags that differ from their defaults, "
+                             "e.g. digits-lr5; a taken name gets -2)")
+    parser.add_argument("--epochs", type=int, default=20, help="passes over the training set")
+    parser.add_argument("--lr", type=float, default=0.1, help="SGD learning rate")
+    parser.add_argument("--lr-decay", type=float, default=1.0, help="learning rate factor after each epoch")
+    parser.add_argument("--reg", type=float, default=1e-4, help="L2 regularization strength")
+    parser.add_argument("--hidden", type=int, default=64, help="hidden units")
+    parser.add_argument("--batch-size", type=int, default=64, help="examples per SGD step")
+    parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    parser.add_argument("--init", choices=INIT_KINDS, default="xavier", help="weight initialisation")
+    parser.add_argument("--init-scale", type=float, default=None, help="weight scale for --init constant/normal")
     parser.add_argument("--raw-inputs", action="store_true", help="do not standardise the pixels")
     parser.add_argument("--n-train", type=int, default=None, help="train on this many examples only")
     parser.add_argument("--every", type=int, default=10, help="steps between layer statistics")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the split and the weights")
     a = parser.parse_args(argv)
+    a.name = a.name or run_name(parser, a)
     run_dir = train(a.logdir, seed=a.seed, epochs=a.epochs, lr=a.lr, lr_decay=a.lr_decay, reg=a.reg,
                     hidden=a.hidden, batch_size=a.batch_size, momentum=a.momentum, init=a.init,
                     init_scale=a.init_scale, center_inputs=not a.raw_inputs, n_train=a.n_train, name=a.name,

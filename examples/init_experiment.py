@@ -118,7 +118,20 @@ def format_table(variants: Sequence[Variant]) -> str:
     lines = ["layer " + "".join(h.rjust(width + 2) for h in heads)]
     for i in range(len(variants[0].stds)):
         lines.append(f"{i + 1:>5} " + "".join(f"{v.stds[i]:.3e}".rjust(width + 2) for v in variants))
+    lines.append("      " + "".join(verdict(v).rjust(width + 2) for v in variants))
     return "\n".join(lines)
+
+
+def verdict(v: Variant) -> str:
+    """The lecture's reading of one column: how the std evolves from the first layer to the last."""
+    first, last = v.stds[0], v.stds[-1]
+    if v.nonlinearity in ("tanh", "sigmoid") and last > 0.8:
+        return "saturated"  # tanh outputs of std near 1 sit at -1 and +1: zero gradient
+    if last < 0.1 * first:
+        return "vanishes"
+    if last > 10 * first:
+        return "explodes"
+    return "holds"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,12 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1000, help="examples in the input batch")
     parser.add_argument("--hidden", type=int, default=500, help="units per layer")
     parser.add_argument("--layers", type=int, default=10, help="hidden layers")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the batch and the weights")
     args = parser.parse_args(argv)
     variants = run_experiment(args.logdir, n=args.batch, d=args.hidden, layers=args.layers, seed=args.seed)
     print("std of each layer's output")
     print(format_table(variants))
-    print(f"\nruns written to {Path(args.logdir).resolve()}: " + ", ".join(v.run_dir.name for v in variants))
+    print(f"\nruns written to {Path(args.logdir).resolve()}, one per column (nonlinearity-init): "
+          + ", ".join(v.run_dir.name for v in variants))
+    print(f"see them: babysitter dashboard {args.logdir}   (each run's Layers page draws its column)")
     return 0
 
 

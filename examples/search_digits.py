@@ -65,13 +65,13 @@ def make_train(epochs: int, every: int = 20, on_nan: str = "raise"):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--logdir", default="runs")
-    parser.add_argument("--coarse-trials", type=int, default=16)
-    parser.add_argument("--coarse-epochs", type=int, default=2)
-    parser.add_argument("--fine-trials", type=int, default=10)
-    parser.add_argument("--fine-epochs", type=int, default=10)
+    parser.add_argument("--logdir", default="runs", help="log directory (runs coarse-tNNN and fine-tNNN)")
+    parser.add_argument("--coarse-trials", type=int, default=16, help="trials of the wide search")
+    parser.add_argument("--coarse-epochs", type=int, default=2, help="epochs of each coarse trial")
+    parser.add_argument("--fine-trials", type=int, default=10, help="trials of the narrowed search")
+    parser.add_argument("--fine-epochs", type=int, default=10, help="epochs of each fine trial")
     parser.add_argument("--top-k", type=int, default=4, help="refine around this many of the best coarse trials")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the draws of both searches")
     parser.add_argument("--storage", default=None,
                         help="Optuna storage shared by the workers: a journal file or a database URL "
                              "(default: this process only)")

@@ -398,11 +398,12 @@ class Monitor:
                 return
             w.touch(HEARTBEAT_FILE)
 
-    def close(self, error: BaseException | None = None) -> None:
-        """Flush, mark the run ``finished`` (or ``crashed`` when ``error`` is given), stop the heartbeat.
+    def close(self, error: BaseException | None = None, *, stopped: bool = False) -> None:
+        """Flush, mark the run ``finished`` (``crashed`` when ``error`` is given, ``stopped`` when
+        ``stopped``: it ended early on purpose), stop the heartbeat.
 
-        Safe to call twice. Never raises. Hooks of ``watch`` are removed first (writing the
-        loss values still on their way from the device).
+        Safe to call twice (the first call decides the status). Never raises. Hooks of ``watch``
+        are removed first (writing the loss values still on their way from the device).
         """
         with self._lock:
             watches, self._watches = self._watches, []
@@ -427,7 +428,7 @@ class Monitor:
             try:
                 self._flush_pending()
                 if self.rank == 0:
-                    self._meta.status = "crashed" if error is not None else "finished"
+                    self._meta.status = "crashed" if error is not None else "stopped" if stopped else "finished"
                     self._meta.ended = time.time()
                     if error is not None:
                         self._meta.error = f"{type(error).__name__}: {error}"[:2000]

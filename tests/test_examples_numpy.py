@@ -92,6 +92,8 @@ def test_init_experiment_cli(tmp_path, capsys):
     assert mod.main(["--logdir", str(tmp_path), "--batch", "50", "--hidden", "20", "--layers", "3"]) == 0
     out = capsys.readouterr().out
     assert "tanh 0.01*randn" in out and len(list(tmp_path.iterdir())) == 8
+    verdicts = out.split("\n")[5].split()  # the line under the 3 layers reads each column
+    assert verdicts[:2] == ["vanishes", "saturated"] and verdicts[4] == "vanishes"
 
 
 # -- digits ----------------------------------------------------------------------------------
@@ -147,6 +149,20 @@ def test_digits_bad_settings_are_visible(digits, tmp_path):
     assert const.scalar("loss").values[0] == pytest.approx(math.log(10), rel=1e-6)
     with pytest.raises(ValueError, match="init must be one of"):
         digits.train(tmp_path, init="zeros")
+
+
+def test_digits_runs_are_named_after_the_flags_that_differ(digits, tmp_path, capsys):
+    assert digits.main(["--logdir", str(tmp_path), "--epochs", "1", "--n-train", "100", "--lr", "5",
+                        "--raw-inputs"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["digits-epochs1-lr5-raw-inputs-n-train100"]
+
+
+def test_examples_show_their_defaults_in_help(capsys):
+    for name in ("digits_numpy", "init_experiment", "search_digits"):
+        with pytest.raises(SystemExit):
+            _load(name).main(["--help"])
+        text = capsys.readouterr().out
+        assert "(default: runs)" in text and "(default: 0)" in text, name
 
 
 def test_digits_cli(digits, tmp_path, capsys):
@@ -219,5 +235,19 @@ def test_demo_in_a_background_thread_stops_on_request(tmp_path):
         t.join(timeout=30)
     assert not t.is_alive() and done == opened
     run.update()
-    assert run.status() == "finished" and 3 <= len(run.scalar("loss")) < 100_000
+    # Stopped before its last step: "stopped", not "finished" (it did not run its 100,000 steps).
+    assert run.status() == "stopped" and 3 <= len(run.scalar("loss")) < 100_000
+
+
+def test_a_second_demo_replaces_the_runs_of_the_first(tmp_path):
+    """Each start of the demo used to add demo-healthy-2, -3, ..., the killed ones shown as crashed."""
+    from babysitter.commands.demo import clean_earlier_demo_runs
+    from babysitter.demo_training import VARIANTS, run_demo
+
+    for name in ("demo-healthy", "demo-healthy-2"):
+        run_demo(tmp_path, steps=3, name=name, variant="healthy", heartbeat=0)
+    run_demo(tmp_path, steps=3, name="demo-saturated", variant="healthy", heartbeat=0)  # not what its name says
+    (tmp_path / "demo-diverging").mkdir()  # not a demo run: no meta.json
+    assert clean_earlier_demo_runs(tmp_path, VARIANTS) == ["demo-healthy", "demo-healthy-2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-diverging", "demo-saturated"]
 

@@ -84,9 +84,12 @@ def test_comparison_report(tmp_path):
     assert '"type":"log"' in text.replace(" ", "")  # the lr axis
 
 
-def test_report_of_a_missing_path(tmp_path, capsys):
-    assert main(["report", str(tmp_path / "nope"), "-o", str(tmp_path / "x.html")]) == 2
-    assert "not a directory" in capsys.readouterr().err
+def test_report_of_a_missing_or_empty_path_writes_nothing(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for path in ("nope", "empty"):
+        assert main(["report", str(tmp_path / path), "-o", str(tmp_path / "x.html")]) == 2
+        assert "babysitter report: error:" in capsys.readouterr().err
+    assert not (tmp_path / "x.html").exists()
 
 
 @pytest.mark.browser

@@ -8,7 +8,6 @@ threshold).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from babysitter._text import safe_text
@@ -20,7 +19,8 @@ HELP = "Diagnose runs (the CS231n babysitting checklist); exit 1 when any findin
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", metavar="RUN_DIR",
                         help="run folders, or log directories (every run in them is checked)")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of findings instead of text")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list of findings instead of text (same order: each run's newest first)")
     parser.add_argument("-t", "--threshold", "--set", dest="thresholds", action="append", default=[],
                         metavar="NAME=VALUE",
                         help="change a threshold, e.g. dead_relu.max_dead_frac=0.3 (repeatable; see --rules)")
@@ -29,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _usage_error(msg: str) -> int:
-    print(f"babysitter check: error: {safe_text(msg, None)}", file=sys.stderr)
-    return 2
+    from babysitter.commands import usage_error
+
+    return usage_error(NAME, msg)
 
 
 def _list_rules() -> int:
@@ -48,7 +49,7 @@ def _list_rules() -> int:
 def run(args: argparse.Namespace) -> int:
     from core.diagnose import DiagnosisConfig, Diagnoser, parse_overrides
     from core.errors import ConfigError
-    from core.reader import LogDir, Run, is_run_dir
+    from babysitter.commands import PathError, find_runs
 
     if args.rules:
         return _list_rules()
@@ -59,22 +60,12 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return _usage_error(str(err))
 
-    runs: list[tuple[Path, Run]] = []
+    runs = []  # (folder, read Run)
     for raw in args.paths:
-        p = Path(raw)
-        if not p.is_dir():
-            return _usage_error(f"{raw}: no such run folder or log directory")
-        if is_run_dir(p):
-            run_obj = Run(p)
-            run_obj.update()
-            runs.append((p, run_obj))
-            continue
-        # The runs of a log directory as the dashboard lists them: no hidden folder, no symlink out.
-        logdir = LogDir(p)
-        logdir.refresh()
-        if not logdir.runs():
-            return _usage_error(f"{raw}: neither a run folder (meta.json, *.jsonl) nor a log directory holding runs")
-        runs.extend((p / r.name, r) for r in logdir.runs())
+        try:
+            runs.extend(find_runs(raw))
+        except PathError as err:
+            return _usage_error(str(err))
 
     results = []
     for rd, run_obj in runs:
@@ -83,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         results.append((rd, run_obj, dx.findings()))
 
     any_error = any(f.severity == "error" for _, _, fs in results for f in fs)
+    # Text and JSON list the same findings in the same order: runs as given, each run's newest first.
+    results = [(rd, run_obj, sorted(fs, key=lambda f: f.step, reverse=True)) for rd, run_obj, fs in results]
     if args.json:
         import json
 
@@ -97,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
                 print(head + "no findings")
                 continue
             print(head + f"{len(fs)} finding(s)")
-            for f in sorted(fs, key=lambda f: f.step, reverse=True):  # newest first
+            for f in fs:
                 where = f" [{', '.join(safe_text(n, 200) for n in f.layers)}]" if f.layers else ""
                 print(f"  {f.severity.upper():7} step {f.step:<7} {safe_text(f.rule, 200)}{where}")
                 print(f"          {safe_text(f.message, None)}")

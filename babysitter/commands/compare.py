@@ -88,16 +88,15 @@ def format_table(df, *, all_columns: bool = False) -> str:
 def run(args: argparse.Namespace) -> int:
     from core.compare import SummaryCache, filter_frame, search_findings, sort_frame, summaries_frame
     from core.errors import ConfigError
-    from core.reader import LogDir
     from core.studies import study_summaries
 
+    from babysitter.commands import PathError, open_logdir, usage_error
+
     path = Path(args.logdir)
-    if not path.is_dir():
-        print(f"babysitter compare: {safe_text(path, None)} is not a directory (expected a log directory with one folder per run)",
-              file=sys.stderr)
-        return 2
-    ld = LogDir(path)
-    ld.refresh()
+    try:
+        ld = open_logdir(args.logdir)
+    except PathError as err:
+        return usage_error(NAME, str(err))
     summaries = SummaryCache().summaries(ld.runs())
     studies = study_summaries(summaries)
     try:
@@ -105,8 +104,7 @@ def run(args: argparse.Namespace) -> int:
         df = summaries_frame(summaries)
         df = sort_frame(filter_frame(df, args.filter), args.sort)
     except ConfigError as err:
-        print(f"babysitter compare: {safe_text(err, None)}", file=sys.stderr)
-        return 2
+        return usage_error(NAME, str(err))
     if args.json:
         keep = set(df["run"])
         by_name = {s.run: s for s in summaries}
@@ -115,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(out, allow_nan=False, default=str, indent=1) + "\n")
         return 0
     if df.empty:
-        print(f"no runs in {safe_text(path, 200)}" + (" match the filter" if len(summaries) else ""))
+        print(f"none of the {len(summaries)} runs in {safe_text(path, 200)} match the filter")
     elif not studies:
         print(format_table(df, all_columns=args.all_columns))
         print(f"\n{len(df)} of {len(summaries)} runs")

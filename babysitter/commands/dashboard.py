@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8050, help="port to listen on")
     parser.add_argument("--poll", action="store_true",
                         help="poll the files instead of inotify events (network file systems)")
+    parser.add_argument("--create", action="store_true",
+                        help="create LOGDIR when it does not exist (else a missing LOGDIR is an error: a typo)")
     parser.add_argument("--debug", action="store_true",
                         help="Dash debug mode (dev tools and tracebacks in the page); never on a shared host")
 
@@ -54,8 +56,15 @@ def url_for(host: str, port: int) -> str:
 
 
 def serve(logdir_path: str | Path, *, host: str = "127.0.0.1", port: int = 8050, poll: bool = False,
-          debug: bool = False, banner: str = "Babysitter dashboard") -> int:
-    """Watch ``logdir_path`` and serve the dashboard until interrupted. Returns an exit status."""
+          debug: bool = False, banner: str = "Babysitter dashboard", create: bool = False) -> int:
+    """Watch ``logdir_path`` and serve the dashboard until interrupted. Returns an exit status.
+
+    A ``logdir_path`` that does not exist is a usage error (exit 2, the sentence ``check``,
+    ``compare`` and ``report`` give), unless ``create``: a misspelled folder must not become
+    a new, empty dashboard. An existing folder with no run yet is served: runs appear on the
+    page as soon as a training writes them.
+    """
+    from babysitter.commands import missing_path, usage_error
     from core import LogDir
     from dashboard import Watcher, create_app
 
@@ -65,6 +74,11 @@ def serve(logdir_path: str | Path, *, host: str = "127.0.0.1", port: int = 8050,
     if not is_loopback(host):
         log.warning("binding %s: anyone who can reach this address can read your runs "
                     "(use --host 127.0.0.1 to keep the dashboard on this machine)", host)
+    path = Path(logdir_path)
+    if not path.is_dir():
+        if not create or path.exists():
+            return usage_error(NAME, f"{missing_path(logdir_path)} (pass --create to start an empty one)")
+        path.mkdir(parents=True)
     why = check_port(host, port)
     if why:
         log.error("cannot listen on %s:%d (%s); pick another with --port", host, port, why)
@@ -74,8 +88,17 @@ def serve(logdir_path: str | Path, *, host: str = "127.0.0.1", port: int = 8050,
     watcher.start()
     try:
         app = create_app(logdir, allowed_hosts=[host])
-        print(f"{banner} on {url_for(host, port)} (log dir {Path(logdir_path).resolve()})", flush=True)
-        app.run(host=host, port=port, debug=debug, use_reloader=False)
+        if debug:
+            print(f"{banner} on {url_for(host, port)} (log dir {path.resolve()})", flush=True)
+            app.run(host=host, port=port, debug=True, use_reloader=False)
+        else:
+            # Werkzeug's server directly: Dash's app.run prints "Dash is running on ..." (twice,
+            # through its own handler and the root logger) and Flask its banner after our line.
+            from werkzeug.serving import make_server
+
+            server = make_server(host, port, app.server, threaded=True)
+            print(f"{banner} on {url_for(host, port)} (log dir {path.resolve()})", flush=True)
+            server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
@@ -87,4 +110,4 @@ def run(args: argparse.Namespace) -> int:
     if not args.debug:
         # Werkzeug logs every request (one per second per open page) at INFO.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    return serve(args.logdir, host=args.host, port=args.port, poll=args.poll, debug=args.debug)
+    return serve(args.logdir, host=args.host, port=args.port, poll=args.poll, debug=args.debug, create=args.create)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import html
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -233,24 +232,16 @@ def write_report(path: str | Path, output: str | Path, *, max_runs: int = 20) ->
     """Write the report of ``path`` (a run folder or a log directory) to ``output``; returns ``"run"`` or ``"comparison"``.
 
     Raises:
-        RunNotFoundError: when ``path`` is not a directory.
+        PathError: when ``path`` does not exist or holds no run (nothing is written then).
     """
-    from core.errors import RunNotFoundError
-    from core.reader import LogDir, Run
-    from core.schema import DATA_SUFFIX, META_FILE
+    from babysitter.commands import find_runs, open_logdir
+    from core.reader import is_run_dir
 
     p = Path(path)
-    if not p.is_dir():
-        raise RunNotFoundError(f"{p} is not a directory (expected a run folder or a log directory)")
-    is_run = (p / META_FILE).exists() or any(c.name.endswith(DATA_SUFFIX) for c in p.iterdir())
-    if is_run:
-        run = Run(p)
-        run.update()
-        text, kind = run_report(run), "run"
+    if is_run_dir(p):
+        text, kind = run_report(find_runs(p)[0][1]), "run"
     else:
-        ld = LogDir(p)
-        ld.refresh()
-        text, kind = comparison_report(ld, max_runs=max_runs), "comparison"
+        text, kind = comparison_report(open_logdir(p), max_runs=max_runs), "comparison"
     out = Path(output)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -259,12 +250,13 @@ def write_report(path: str | Path, output: str | Path, *, max_runs: int = 20) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.errors import RunNotFoundError
+    from babysitter.commands import PathError, usage_error
 
     try:
         kind = write_report(args.path, args.output, max_runs=args.max_runs)
-    except (RunNotFoundError, OSError) as err:
-        print(f"babysitter report: {err}", file=sys.stderr)
-        return 2
+    except PathError as err:
+        return usage_error(NAME, str(err))
+    except OSError as err:
+        return usage_error(NAME, f"cannot write {args.output}: {err}")
     print(f"wrote {kind} report {args.output}")
     return 0
