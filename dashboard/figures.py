@@ -342,7 +342,8 @@ def heatmap_figure(name: str, steps: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                                colorbar=dict(theme.COLORBAR, title=dict(text="share")),
                                hovertemplate="step %{x}<br>value %{y:.3g}<br>share %{z:.3f}<extra></extra>"))
     fig.update_layout(**theme.base_layout(title=dict(text=f"{plot_text(name)}: histogram over time", x=0.01,
-                                                     font=dict(size=14)), hovermode="closest"))
+                                                     font=dict(size=14)), hovermode="closest",
+                                          height=theme.DEADSAT_HEIGHT))  # it stands beside that figure
     fig.update_xaxes(title_text="step")
     fig.update_yaxes(title_text="activation")
     return fig

@@ -49,7 +49,10 @@ def test_init_runs_match_the_printed_table(init_runs):
     for v in variants:
         np.testing.assert_allclose(_stds(runs[(v.nonlinearity, v.init)]), v.stds, rtol=1e-12)
     table = mod.format_table(variants)
-    assert len(table.splitlines()) == 11 and "tanh Xavier" in table and "relu He" in table
+    assert len(table.splitlines()) == 12 and "tanh Xavier" in table and "relu He" in table
+    # The last line reads each column the lecture's way.
+    assert table.splitlines()[-1].split() == ["vanishes", "saturated", "holds", "holds",
+                                              "vanishes", "explodes", "vanishes", "holds"]
 
 
 def test_small_init_tanh_collapses(init_runs):
