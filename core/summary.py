@@ -46,7 +46,7 @@ class RunSummary:
 
     Attributes:
         run: the run's name.
-        status: ``"live"``, ``"finished"`` or ``"crashed"``.
+        status: ``"live"``, ``"finished"``, ``"stopped"`` or ``"crashed"`` (``Run.status``).
         steps: the last step recorded (None for an empty run).
         final_val_acc: the last validation accuracy (NaN when never logged).
         best_val_acc: the highest finite validation accuracy (NaN when none).

@@ -8,7 +8,8 @@ both kinds of ``babysitter report`` are opened at 1400x1000 and 1000x800, and me
 
 - every figure lies inside its card, and no two figures overlap;
 - no title, legend entry or annotation overlaps another text (titles, legends,
-  annotations, axis titles, tick labels), and no note (annotation) covers a drawn point;
+  annotations, axis titles, tick labels), no annotation covers a drawn point, and no note
+  placed on a plot area (not at a data value) sits in a subplot that has data;
 - each subplot has room to be read (a plot area at least 100 px tall);
 - the page does not scroll sideways; tables fit their card or scroll inside it, every
   column has a heading and no two headings are the same;
@@ -135,7 +136,10 @@ MEASURE_JS = r"""
       const r = R(a), cx = (r.left + r.right) / 2, cy = (r.top + r.bottom) / 2;
       const hit = pts.find(([x, y]) => x >= r.left && x <= r.right && y >= r.top && y <= r.bottom);
       if (hit) { out.push(`${b.name}: note "${txt(a)}" is drawn over data (${hit[2]})`); continue; }
-      // A note inside the plot area of a subplot that has data is about the wrong subplot (or hides some).
+      // A note placed on the plot area (not at a data value, as a threshold line's label is) inside a
+      // subplot that has data is about the wrong subplot, or hides some of it.
+      const spec = (fl.annotations || [])[Number(a.getAttribute('data-index'))] || {};
+      if (/^[xy]\d*$/.test(spec.yref || '')) continue;
       for (const [id, sp] of Object.entries(fl._plots || {})) {
         const xa = sp.xaxis, ya = sp.yaxis;
         if (!xa || !ya) continue;
