@@ -8,7 +8,6 @@ threshold).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from babysitter._text import safe_text
 
