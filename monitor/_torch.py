@@ -42,21 +42,6 @@ device, stacked into one vector per layer, and all vectors go to the host in one
 (``torch.cat(...).tolist()``) when the step ends (``mon.log``). On the CPU, where reading a
 value is a memory read, host arithmetic replaces the small ops between the passes.
 
-The definitions are those of ``core.stats`` (the numpy reference), with one sampling choice.
-The whole batch gives mean, std, min, max, NaN/Inf counts, the unit-mean spread and dead
-units (a unit is dead only if it is <= 0 for every example, so it needs every example; the
-moments and extremes are cheap full passes and define the histogram's range). A subsample
-gives the histogram counts and the zero and saturation fractions: the first examples of the
-batch, at most ``hist_sample`` values (16384 by default; a layer with fewer values uses them
-all). A histogram drawn on a screen and a fraction compared with a 10% threshold do not
-change with more values (the standard error of a fraction from 16384 values is under 0.4%),
-while these passes are a large share of the cost.
-
-On a CPU tensor a non-finite value is detected from a sum already computed and only then
-are the NaN-excluding versions of the statistics computed; on other devices they are always
-computed that way, because branching on a device value would force a synchronisation. The
-CPU statistics of each layer run on one thread: each op is too short to gain from a second,
-and a parallel op on a busy machine waits for a worker that lost its core.
 
 A failure inside a hook never stops training: it is logged once and monitoring of that
 layer (or of the parameters) stops. Hooks never modify a tensor and use no random numbers:
@@ -66,7 +51,6 @@ training with and without the monitor is bit-identical.
 from __future__ import annotations
 
 import logging
-import math
 import weakref
 from collections import deque
 from typing import Any, Callable
@@ -77,8 +61,14 @@ from torch import nn
 from torch.optim import optimizer as _optim
 from torch.overrides import TorchFunctionMode
 
-from core.schema import PARAM_FIELDS, RELU_FAMILY, SATURATING, LayerInfo, finite_or_none
-from core.stats import SAT_EPS
+from core.schema import PARAM_FIELDS, RELU_FAMILY, SATURATING, LayerInfo
+
+# The statistic kernels, re-exported: ``monitor._torch`` is the adapter's one import.
+from ._torch_stats import (  # noqa: F401
+    GRAD, GRAD_LAYOUT, HIST_SAMPLE, PARAM, PARAM_LAYOUT, OneThread, Scratch, activation_vector,
+    as_float, cpu_grad_lists, cpu_param_lists, decode_activation, decode_input, decode_param, grad_vector,
+    hist_sample_of, input_vector, param_vector, plain_sgd_lrs, sq_and_bad,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +76,10 @@ __all__ = ["TorchWatch", "HIST_SAMPLE", "Scratch", "layer_kind", "activation_vec
            "input_vector", "decode_input", "param_vector", "grad_vector", "cpu_param_lists", "cpu_grad_lists",
            "decode_param", "hist_sample_of", "watch_model"]
 
-HIST_SAMPLE = 16384  # values binned per layer for the histogram (first examples of the batch)
 # Weight copies taken before optimizer.step() (for the update) are kept between logged steps
 # when all of them together take at most this many bytes; above it they are made afresh on
 # each logged step, so a large model does not carry a second copy of its weights.
 KEEP_SNAPSHOT_BYTES = 256 * 2**20
-# CPU statistics of tensors up to this many elements run on one thread. Each of their ops is
-# too short to gain from a second thread, and a parallel op waits for every worker thread:
-# on a busy machine a worker that lost its core stalls the op for a scheduler time slice.
-ONE_THREAD_NUMEL = 2**21
 
 # Module classes and their layer kind (core.schema.LAYER_KINDS). Subclasses first.
 _KIND_TABLE: tuple[tuple[type, str], ...] = (
@@ -110,9 +95,6 @@ _KIND_TABLE: tuple[tuple[type, str], ...] = (
     (nn.Embedding, "embedding"),
 )
 
-_ACT_HEAD = 11  # sum, m2, min, max, nonzero, dead, sat, nan, inf, unit_std, sample size; then the histogram
-_PARAM_LEN = 7  # w_sq, w_m2, w_nan, w_inf, upd_sq, w_sum, w_before_sq (filled in from the pre-step pass)
-_GRAD_LEN = 3  # grad_sq, grad_nan, grad_inf
 
 
 def layer_kind(module: nn.Module) -> str | None:
@@ -122,497 +104,6 @@ def layer_kind(module: nn.Module) -> str | None:
             return kind
     return None
 
-
-# -- statistics on the device --------------------------------------------------------------
-#
-# Every statistic is a float reduction (sum, dot, aminmax, amax): on the CPU these run several
-# times faster than counting through boolean tensors (count_nonzero, (x > t).sum()). A count
-# of non-zero elements is dot(sign(x), sign(x)); of saturated ones, sum(sign(relu(|x| - thr))).
-
-
-def _as_float(x: torch.Tensor) -> torch.Tensor:
-    x = x.detach()
-    if x.dtype not in (torch.float32, torch.float64):
-        # half/bfloat16 sums lose digits; integer and bool outputs have no float ops.
-        x = x.float()
-    return x
-
-
-def _sq(flat: torch.Tensor) -> torch.Tensor:
-    """Sum of squares of a 1-D float tensor, accumulated in float32 or wider, never overflowing for finite values.
-
-    On the CPU a float32 dot product (the fastest reduction) is redone in float64 when it
-    overflows (finite values above ~1e19 do); elsewhere it is accumulated in float64 at once,
-    since checking would read a device value.
-    """
-    if flat.device.type == "cpu":
-        sq = torch.dot(flat, flat)
-        if flat.dtype == torch.float32 and math.isinf(sq.item()):
-            wide = flat.double()
-            return torch.dot(wide, wide)
-        return sq
-    return torch.linalg.vector_norm(flat, dtype=torch.float64).square()
-
-
-def _zero_like(x: torch.Tensor) -> torch.Tensor:
-    return torch.zeros((), dtype=torch.float64, device=x.device)
-
-
-class _OneThread:
-    """Run the CPU statistics of small tensors on one thread; restores the thread count after."""
-
-    __slots__ = ("active", "saved")
-
-    def __init__(self, device: torch.device, numel: int) -> None:
-        self.active = device.type == "cpu" and numel <= ONE_THREAD_NUMEL
-        self.saved = 1
-
-    def __enter__(self) -> None:
-        if self.active:
-            self.saved = torch.get_num_threads()
-            if self.saved > 1:
-                torch.set_num_threads(1)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.active and self.saved > 1:
-            torch.set_num_threads(self.saved)
-
-
-class Scratch:
-    """Reusable flat buffers, one per (device, dtype), grown to the largest size asked for.
-
-    The statistics need temporaries the size of a layer output (deviations from the mean,
-    signs). A fresh large allocation on the CPU costs page faults on every logged step (about
-    as much as the arithmetic); reusing one buffer does not. Kernels on one device run in
-    order, so a buffer is free again as soon as the next op is queued.
-    """
-
-    def __init__(self) -> None:
-        self._bufs: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-
-    def take(self, like: torch.Tensor, n: int | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """A 1-D buffer of ``n`` elements (``like.numel()`` by default) on ``like``'s device."""
-        n = like.numel() if n is None else n
-        key = (like.device, dtype or like.dtype)
-        buf = self._bufs.get(key)
-        if buf is None or buf.numel() < n:
-            buf = self._bufs[key] = torch.empty(n, dtype=key[1], device=key[0])
-        return buf if buf.numel() == n else buf[:n]
-
-
-def _take(scratch: Scratch | None, like: torch.Tensor, n: int | None = None,
-          dtype: torch.dtype | None = None) -> torch.Tensor:
-    if scratch is None:
-        return torch.empty(like.numel() if n is None else n, dtype=dtype or like.dtype, device=like.device)
-    return scratch.take(like, n, dtype)
-
-
-def hist_sample_of(flat: torch.Tensor, batch: int, limit: int) -> torch.Tensor:
-    """The values whose histogram is recorded: the first examples of the batch, at most ``limit`` values.
-
-    ``flat`` is the layer output flattened in batch-major order. Whole examples are taken
-    (every unit is seen); when one example alone holds more than ``limit`` values, a strided
-    subsample of the first example is.
-    """
-    n = flat.numel()
-    if n <= limit:
-        return flat
-    per = max(1, n // max(1, batch))
-    rows = limit // per
-    if rows >= 1:
-        return flat[: rows * per]
-    return flat[:per:-(-per // limit)]
-
-
-def _sample(x: torch.Tensor, flat: torch.Tensor, batch_axis: int, limit: int) -> torch.Tensor:
-    """:func:`hist_sample_of` for an output whose batch axis is ``batch_axis`` (``flat`` is ``x`` flattened)."""
-    if batch_axis == 0 or x.ndim < 2:
-        return hist_sample_of(flat, x.shape[0] if x.ndim else 1, limit)
-    n = flat.numel()
-    if n <= limit:
-        return flat
-    per = max(1, n // max(1, x.shape[batch_axis]))
-    rows = limit // per
-    if rows >= 1:
-        return x.narrow(batch_axis, 0, rows).reshape(-1)  # a copy of at most ``limit`` values
-    return x.select(batch_axis, 0).reshape(-1)[::-(-per // limit)]
-
-
-def _by_unit(x: torch.Tensor, unit_axis: int) -> torch.Tensor:
-    """``x`` as ``(rows, units)`` or ``(batch, units, positions)``: every example and position of each unit."""
-    if unit_axis == x.ndim - 1:
-        return x.reshape(-1, x.shape[-1])
-    return x.flatten(2)  # channels first: (N, C, ...)
-
-
-def _units_max(x: torch.Tensor, unit_axis: int = 1) -> torch.Tensor:
-    """Per-unit max over every example and position (NaN propagates)."""
-    if x.ndim <= 1:
-        return x.amax().reshape(1)
-    u = _by_unit(x, unit_axis)
-    return u.amax(0) if u.ndim == 2 else u.amax(2).amax(0)
-
-
-def _dead_count(x: torch.Tensor, unit_axis: int = 1) -> torch.Tensor:
-    # A NaN is not <= 0: a unit with a NaN output is never dead (as in core.stats).
-    return _units_max(x, unit_axis).le(0).sum()
-
-
-def _unit_means(x: torch.Tensor, unit_axis: int = 1) -> torch.Tensor:
-    u = _by_unit(x, unit_axis)
-    return u.mean(0) if u.ndim == 2 else u.mean(2).mean(0)
-
-
-def _has_units(x: torch.Tensor, unit_axis: int) -> bool:
-    return x.ndim >= 2 and x.shape[unit_axis] >= 2 and x.numel() > 0
-
-
-def _unit_std(x: torch.Tensor, zero: torch.Tensor | None, unit_axis: int = 1) -> torch.Tensor:
-    """Population std across units of each unit's mean over the batch (and positions)."""
-    if not _has_units(x, unit_axis):
-        return zero if zero is not None else _zero_like(x)
-    return torch.std(_unit_means(x, unit_axis).double(), correction=0)  # a few values: float64 cannot overflow
-
-
-def _m2(flat: torch.Tensor, mean: torch.Tensor | float, buf: torch.Tensor) -> torch.Tensor:
-    torch.sub(flat, mean, out=buf)
-    return _sq(buf)
-
-
-def _nonzero_count(flat: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
-    torch.sign(flat, out=buf)
-    return torch.dot(buf, buf)
-
-
-def _sat_count(flat: torch.Tensor, kind: str, buf: torch.Tensor) -> torch.Tensor:
-    # |v| - thr > 0 <=> |v| > thr exactly (Sterbenz), so this is the reference's comparison.
-    if kind in ("sigmoid", "hardsigmoid"):
-        torch.sub(flat, 0.5, out=buf).abs_().sub_(0.5 - SAT_EPS)
-    else:
-        torch.abs(flat, out=buf).sub_(1 - SAT_EPS)
-    return buf.relu_().sign_().sum()
-
-
-def _hist(sample: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bins: int,
-          weights: torch.Tensor | None = None, scratch: Scratch | None = None) -> torch.Tensor:
-    """Equal-width counts over [lo, hi] with lo/hi left on the device (torch.histc would read them)."""
-    scale = bins / (hi - lo).clamp_min(1e-30)
-    f = torch.sub(sample, lo, out=_take(scratch, sample)).mul_(scale)
-    idx = _take(scratch, sample, dtype=torch.int64)
-    idx.copy_(f).clamp_(0, bins - 1)  # float -> int64 truncates, like .to(torch.int64)
-    # index_add_, not bincount: CUDA's bincount reads the largest index on the host (a sync).
-    counts = torch.zeros(bins, dtype=torch.float64, device=sample.device)
-    return counts.index_add_(0, idx, weights if weights is not None else torch.ones_like(idx, dtype=torch.float64))
-
-
-def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample: int = HIST_SAMPLE,
-                      exact: bool | None = None, zero: torch.Tensor | None = None,
-                      scratch: Scratch | None = None, unit_axis: int = 1,
-                      batch_axis: int = 0) -> torch.Tensor | list[float]:
-    """The statistics of one layer output as one float64 vector on ``x``'s device.
-
-    Layout: ``[sum, m2, min, max, nonzero, dead_units, sat_count, nan, inf, unit_std, m,
-    hist...]``. ``sum``, ``m2`` (the sum of squared deviations from the mean), ``min`` and
-    ``max`` are over the finite elements of the whole batch, ``dead_units`` over every example;
-    ``nonzero``, ``sat_count`` and the histogram over the ``m`` finite values of the
-    subsample (:func:`hist_sample_of`). :func:`decode_activation` turns it into the fields
-    of ``core.stats.activation_stats``. On the CPU, with finite values, the vector is
-    returned as a list (reading a CPU tensor is a memory read, and host arithmetic saves the
-    small ops that the device path needs).
-
-    Args:
-        x: the layer output.
-        kind: the layer kind (decides dead units and saturation).
-        unit_axis: the axis of the units: ``1`` (channels first, ``(N, C, ...)``) or the last
-            axis (features of ``(N, ..., D)``); a unit's mean and maximum are over every other axis.
-        batch_axis: the axis of the examples (decides which values the histogram samples).
-        bins: histogram bins.
-        hist_sample: at most this many values are binned and counted (see :func:`hist_sample_of`).
-        exact: ``True`` computes the NaN-excluding versions always; ``False`` assumes finite
-            values (CPU only); ``None`` (default) decides from the data on the CPU. Other
-            devices always take the NaN-excluding path: deciding would read a device value.
-        zero: a cached float64 zero on the device (saves an allocation per call).
-        scratch: reusable temporaries (see :class:`Scratch`).
-    """
-    x = _as_float(x)
-    if zero is None:
-        zero = _zero_like(x)
-    flat = x.reshape(-1)
-    n = flat.numel()
-    if n == 0:
-        return torch.zeros(_ACT_HEAD + bins, dtype=torch.float64, device=x.device)
-    if x.ndim:
-        unit_axis %= x.ndim
-    if x.device.type == "cpu" and exact is not True:
-        # On the CPU reading a value costs nothing (on an accelerator it would wait for the
-        # device): the unit means, needed anyway, give the total, and a non-finite total
-        # sends the layer to the NaN-excluding path.
-        means = _unit_means(x, unit_axis) if _has_units(x, unit_axis) else None
-        total = means.sum().item() * (n / means.numel()) if means is not None else flat.sum().item()
-        if exact is False or math.isfinite(total):
-            return _cpu_activation_list(x, flat, kind, total, bins, hist_sample, scratch, means, unit_axis,
-                                        batch_axis)
-    # Elsewhere, and for a CPU tensor holding NaN/Inf: the NaN-excluding versions, branch-free.
-    fin = torch.isfinite(flat)
-    n_fin = fin.sum()
-    n_nan = torch.isnan(flat).sum()
-    n_inf = n - n_fin - n_nan
-    xz = torch.where(fin, flat, 0.0)
-    s = xz.sum()
-    mean = s / n_fin.clamp_min(1)
-    d = torch.where(fin, flat - mean, 0.0)
-    # Python scalars, not torch.tensor(inf, device=...): a copy from host memory would wait for the device.
-    lo = torch.where(fin, flat, math.inf).amin()
-    hi = torch.where(fin, flat, -math.inf).amax()
-    dead = _dead_count(x, unit_axis) if kind in RELU_FAMILY else zero
-    sample = _sample(xz.view(x.shape), xz, batch_axis, hist_sample)
-    sfin = _sample(fin.view(x.shape), fin, batch_axis, hist_sample)
-    sbuf = torch.empty_like(sample)
-    sat = zero
-    if kind in SATURATING:  # a non-finite value is replaced by one that is not saturated
-        sat = _sat_count(torch.where(sfin, sample, 0.5) if kind in ("sigmoid", "hardsigmoid") else sample, kind, sbuf)
-    has = n_fin > 0
-    hist = _hist(sample, torch.where(has, lo, 0.0), torch.where(has, hi, 0.0), bins,
-                 weights=sfin.to(torch.float64))
-    head = [s, _sq(d), lo, hi, _nonzero_count(sample, sbuf), dead, sat, n_nan, n_inf,
-            _unit_std(x, zero, unit_axis), sfin.sum()]
-    return torch.cat([torch.stack([h.to(torch.float64) for h in head]), hist])
-
-
-def input_vector(x: torch.Tensor) -> torch.Tensor:
-    """``[sum, m2, min, max, nan, inf]`` of the model input (over its finite values), float64 on its device."""
-    flat = _as_float(x).reshape(-1)
-    n = flat.numel()
-    if flat.device.type == "cpu" and n:
-        total = flat.sum().item()
-        if math.isfinite(total):  # the common case, without the NaN-excluding temporaries
-            lo, hi = torch.aminmax(flat)
-            sq = _sq(flat).item()
-            m2 = sq - total * total / n if _one_pass_ok(sq, total, n) else _m2(flat, total / n, torch.empty_like(flat)).item()
-            return torch.tensor([total, m2, lo.item(), hi.item(), 0.0, 0.0], dtype=torch.float64)
-    fin = torch.isfinite(flat)
-    n_fin = fin.sum()
-    xz = torch.where(fin, flat, 0.0)
-    s = xz.sum()
-    d = torch.where(fin, flat - s / n_fin.clamp_min(1), 0.0)
-    lo, hi = torch.where(fin, flat, math.inf).amin(), torch.where(fin, flat, -math.inf).amax()
-    n_nan = torch.isnan(flat).sum()
-    return torch.stack([t.to(torch.float64) for t in (s, _sq(d), lo, hi, n_nan, flat.numel() - n_fin - n_nan)])
-
-
-def decode_input(vec: list[float], numel: int) -> dict[str, Any]:
-    """The fields of ``core.stats.input_stats`` from :func:`input_vector`."""
-    total, m2, lo, hi, n_nan, n_inf = vec
-    n_fin = numel - int(n_nan) - int(n_inf)
-    if n_fin <= 0:
-        return {"mean": None, "std": None, "min": None, "max": None, "nan": int(n_nan), "inf": int(n_inf)}
-    return {"mean": finite_or_none(total / n_fin), "std": finite_or_none(math.sqrt(max(m2, 0.0) / n_fin)),
-            "min": finite_or_none(lo), "max": finite_or_none(hi), "nan": int(n_nan), "inf": int(n_inf)}
-
-
-def _one_pass_ok(sq: float, total: float, n: int) -> bool:
-    # m2 = sq - total^2 / n loses digits when the mean dominates the spread; within this bound
-    # its relative error stays below about twice that of the float32 sum of squares.
-    return total * total <= 0.5 * sq * n
-
-
-def _cpu_activation_list(x: torch.Tensor, flat: torch.Tensor, kind: str, total: float | None, bins: int,
-                         hist_sample: int, scratch: Scratch | None, means: torch.Tensor | None,
-                         unit_axis: int = 1, batch_axis: int = 0) -> list[float]:
-    """:func:`activation_vector` for finite CPU values, with host arithmetic between the passes."""
-    n = flat.numel()
-    lo_t, hi_t = torch.aminmax(flat)
-    lo, hi = lo_t.item(), hi_t.item()
-    sq = _sq(flat).item()
-    if total is None:
-        total = flat.sum().item()
-    if _one_pass_ok(sq, total, n):
-        m2 = sq - total * total / n
-    else:
-        m2 = _m2(flat, total / n, _take(scratch, flat)).item()
-    dead = _dead_count(x, unit_axis).item() if kind in RELU_FAMILY else 0
-    sample = _sample(x, flat, batch_axis, hist_sample)
-    sbuf = _take(scratch, sample)
-    nonzero = torch.count_nonzero(sample).item()
-    sat = 0
-    if kind in SATURATING:  # hardshrink keeps exactly the values with |v| > thr (the reference's test)
-        centred = sample if kind not in ("sigmoid", "hardsigmoid") else torch.sub(sample, 0.5, out=sbuf)
-        sat = torch.count_nonzero(F.hardshrink(centred, 0.5 - SAT_EPS if centred is sbuf else 1 - SAT_EPS)).item()
-    # The scale is shrunk by 2**-20 so that the maximum lands in the last bin without a clamp.
-    torch.sub(sample, lo, out=sbuf).mul_(bins * (1 - 2.0 ** -20) / max(hi - lo, 1e-30))
-    idx = _take(scratch, sample, dtype=torch.int64)
-    idx.copy_(sbuf)
-    hist = torch.bincount(idx, minlength=bins).tolist()
-    unit_std = 0.0
-    if means is not None and means.numel() >= 2:
-        unit_std = math.sqrt(max(torch.var(means.double(), correction=0).item(), 0.0))
-    return [total, m2, lo, hi, nonzero, dead, sat, 0, 0, unit_std, sample.numel(), *hist]
-
-
-def decode_activation(vec: list[float], kind: str, numel: int, units: int) -> dict[str, Any]:
-    """Turn one :func:`activation_vector` (as a list) into the fields of ``core.stats.activation_stats``."""
-    total, m2, lo, hi, nonzero, dead, sat, n_nan, n_inf, unit_std, m = vec[:_ACT_HEAD]
-    n_nan, n_inf, m = int(n_nan), int(n_inf), round(m)
-    n_fin = numel - n_nan - n_inf
-    out: dict[str, Any] = {"nan": n_nan, "inf": n_inf}
-    if n_fin > 0:
-        out["mean"] = finite_or_none(total / n_fin)
-        out["std"] = finite_or_none(math.sqrt(max(m2, 0.0) / n_fin)) if math.isfinite(m2) else None
-        out["min"] = finite_or_none(lo)
-        out["max"] = finite_or_none(hi)
-        out["zero_frac"] = (m - round(nonzero)) / m if m > 0 else None
-    else:
-        out.update(mean=None, std=None, min=None, max=None, zero_frac=None)
-    out["dead_frac"] = round(dead) / units if kind in RELU_FAMILY and numel and units else None
-    out["sat_frac"] = round(sat) / m if kind in SATURATING and n_fin > 0 and m > 0 else None
-    # Like the reference: only when every value is finite and there are two units or more.
-    out["unit_std"] = finite_or_none(unit_std) if units >= 2 and n_fin == numel and numel else None
-    if n_fin > 0 and math.isfinite(lo) and math.isfinite(hi):
-        out["hist_lo"], out["hist_hi"] = float(lo), float(hi)
-    else:
-        out["hist_lo"], out["hist_hi"] = 0.0, 0.0
-    out["hist"] = list(map(round, vec[_ACT_HEAD:]))
-    return out
-
-
-def _sq_and_bad(flat: torch.Tensor, exact: bool | None, zero: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``(sum of squares of the finite elements, NaN count, Inf count, exact used)``."""
-    sq = _sq(flat)
-    if exact is None:
-        exact = flat.device.type != "cpu" or not math.isfinite(sq.item())
-    if not exact:
-        return sq, zero, zero, False
-    fin = torch.isfinite(flat)
-    fz = torch.where(fin, flat, 0.0)
-    n_nan = torch.isnan(flat).sum()
-    return _sq(fz), n_nan, flat.numel() - fin.sum() - n_nan, True
-
-
-def param_vector(weight: torch.Tensor, before: torch.Tensor | None, *, exact: bool | None = None,
-                 zero: torch.Tensor | None = None, scratch: Scratch | None = None) -> torch.Tensor:
-    """The weight and update statistics of one parameter tensor as a float64 vector on its device.
-
-    Layout: ``[w_sq, w_m2, w_nan, w_inf, upd_sq, w_sum, w_before_sq]``, over the finite elements
-    (``w_before_sq``, the squared norm of ``before``, is 0 without it: plain SGD needs no copy,
-    and the caller fills it in from the pass before ``step()``). ``before``
-    is a copy of the weight taken before the update; it is overwritten here. Followed by
-    :func:`grad_vector` (taken before the step), :func:`decode_param` gives the
-    ``core.stats.param_stats`` fields.
-    """
-    w = _as_float(weight).reshape(-1)
-    if zero is None:
-        zero = _zero_like(w)
-    w_sq, w_nan, w_inf, exact = _sq_and_bad(w, exact, zero)
-    if exact:
-        fin = torch.isfinite(w)
-        s = torch.where(fin, w, 0.0).sum()
-        d = torch.where(fin, w - s / fin.sum().clamp_min(1), 0.0)
-    else:
-        s = w.sum()
-        d = torch.sub(w, s / max(w.numel(), 1), out=_take(scratch, w))
-    upd_sq = wb_sq = zero
-    if before is not None:
-        b = _as_float(before).reshape(-1)
-        wb_sq = _sq_and_bad(b, exact, zero)[0]
-        upd = b.sub_(w)  # before - after: the update's norm, no new buffer
-        upd_sq = _sq_and_bad(upd, exact, zero)[0]
-    return torch.stack([t.to(torch.float64) for t in (w_sq, _sq(d), w_nan, w_inf, upd_sq, s, wb_sq)])
-
-
-def grad_vector(grad: torch.Tensor, *, exact: bool | None = None, zero: torch.Tensor | None = None) -> torch.Tensor:
-    """``[grad_sq, grad_nan, grad_inf]`` (float64, on the gradient's device), over the finite elements."""
-    if grad.is_sparse:
-        grad = grad.coalesce().values()
-    g = _as_float(grad).reshape(-1)
-    sq, n_nan, n_inf, _ = _sq_and_bad(g, exact, _zero_like(g) if zero is None else zero)
-    return torch.stack([t.to(torch.float64) for t in (sq, n_nan, n_inf)])
-
-
-def cpu_param_lists(weights: list[torch.Tensor], befores: list[torch.Tensor | None],
-                    scratch: Scratch | None = None) -> list[list[float]]:
-    """:func:`param_vector` for many CPU tensors, as lists: one dot product per norm (the
-    cheapest reduction on the CPU) and host arithmetic instead of small ops. Tensors with
-    non-finite values take the exact per-tensor path. ``befores`` are overwritten."""
-    if not weights:
-        return []
-    flat = [_as_float(w).reshape(-1) for w in weights]
-    firsts = torch.stack([t for f in flat for t in (torch.dot(f, f), f.sum())]).tolist()
-    out: list[list[float] | None] = [None] * len(flat)
-    upd_idx = []
-    for i, f in enumerate(flat):
-        if not (math.isfinite(firsts[2 * i]) and math.isfinite(firsts[2 * i + 1])):
-            out[i] = param_vector(f, befores[i], exact=True).tolist()
-        elif befores[i] is not None:
-            upd_idx.append(i)
-    upd_sq: dict[int, float] = {}
-    wb_sq: dict[int, float] = {}
-    if upd_idx:
-        sq = []
-        for i in upd_idx:
-            b = _as_float(befores[i]).reshape(-1)  # type: ignore[union-attr]
-            sq.append(_sq(b))
-            sq.append(_sq(b.sub_(flat[i])))  # before - after
-        both = torch.stack(sq).tolist()
-        wb_sq = dict(zip(upd_idx, both[0::2]))
-        upd_sq = dict(zip(upd_idx, both[1::2]))
-    for i, f in enumerate(flat):
-        if out[i] is not None:
-            continue
-        n = max(f.numel(), 1)
-        sq_w, total = firsts[2 * i], firsts[2 * i + 1]
-        if _one_pass_ok(sq_w, total, n):
-            m2 = sq_w - total * total / n
-        else:
-            m2 = _m2(f, total / n, _take(scratch, f)).item()
-        out[i] = [sq_w, m2, 0, 0, upd_sq.get(i, 0.0), total, wb_sq.get(i, 0.0)]
-    return out  # type: ignore[return-value]
-
-
-def _plain_sgd_lrs(optimizer: torch.optim.Optimizer) -> dict[int, float]:
-    """``id(param) -> lr`` for parameters that ``torch.optim.SGD`` updates by exactly ``-lr * grad``.
-
-    With no momentum, weight decay or ``maximize`` the update needs no copy of the weights
-    before ``step()``: its norm is ``lr * ||grad||``. Every other optimizer (and SGD with
-    momentum or weight decay) is measured as the real difference across ``step()``.
-    """
-    if type(optimizer) is not torch.optim.SGD:
-        return {}
-    out: dict[int, float] = {}
-    for group in optimizer.param_groups:
-        lr = group.get("lr")
-        if (isinstance(lr, (int, float)) and not isinstance(lr, bool) and not group.get("momentum")
-                and not group.get("weight_decay") and not group.get("maximize")):
-            for p in group["params"]:
-                # In bfloat16/float16 the stored weight moves by a rounded -lr * grad (often by 0):
-                # only the real difference shows that.
-                if p.dtype in (torch.float32, torch.float64):
-                    out[id(p)] = float(lr)
-    return out
-
-
-def cpu_grad_lists(grads: list[torch.Tensor]) -> list[list[float]]:
-    """:func:`grad_vector` for many dense CPU gradients, as lists."""
-    flat = [_as_float(g).reshape(-1) for g in grads]
-    sqs = torch.stack([torch.dot(f, f) for f in flat]).tolist() if flat else []  # an overflow takes the exact path
-    return [[sq, 0, 0] if math.isfinite(sq) else grad_vector(g, exact=True).tolist() for g, sq in zip(flat, sqs)]
-
-
-def decode_param(vec: list[float], numel: int, has_update: bool, has_grad: bool) -> dict[str, Any]:
-    """Turn :func:`param_vector` + :func:`grad_vector` (as one list) into the fields of ``core.stats.param_stats``."""
-    w_sq, w_m2, w_nan, w_inf, upd_sq, _w_sum, wb_sq, g_sq, g_nan, g_inf = vec[:_PARAM_LEN + _GRAD_LEN]
-    n_fin = numel - int(w_nan) - int(w_inf)
-    w_norm = finite_or_none(math.sqrt(w_sq)) if n_fin > 0 and math.isfinite(w_sq) else None
-    w_std = finite_or_none(math.sqrt(max(w_m2, 0.0) / n_fin)) if n_fin > 0 and math.isfinite(w_m2) else None
-    upd_norm = finite_or_none(math.sqrt(upd_sq)) if has_update and math.isfinite(upd_sq) else None
-    grad_norm = finite_or_none(math.sqrt(g_sq)) if has_grad and math.isfinite(g_sq) else None
-    # The lecture's ratio: the update over the weight it was applied to (before the update).
-    wb_norm = math.sqrt(wb_sq) if math.isfinite(wb_sq) and wb_sq > 0 else None
-    ratio = finite_or_none(upd_norm / wb_norm) if upd_norm is not None and wb_norm else None
-    return {
-        "w_norm": w_norm, "w_std": w_std, "upd_norm": upd_norm, "upd_ratio": ratio, "grad_norm": grad_norm,
-        "w_nan": int(w_nan), "w_inf": int(w_inf),
-        "grad_nan": int(g_nan) if has_grad else 0, "grad_inf": int(g_inf) if has_grad else 0,
-    }
 
 
 # -- the hooks -----------------------------------------------------------------------------
@@ -768,6 +259,18 @@ class _ActMode(TorchFunctionMode):
             except Exception as err:  # monitoring never stops training
                 self.watch._warn_once("functional activations", err)
         return out
+
+
+class _PreStep:
+    """What the pass before ``optimizer.step()`` took of one parameter, for the pass after it."""
+
+    __slots__ = ("name", "param", "snapshot", "lr_plain", "step_sq", "w_before_sq")
+
+    def __init__(self, name: str, param: torch.Tensor, snapshot: torch.Tensor | None, lr_plain: float | None,
+                 step_sq: Any, w_before_sq: Any) -> None:
+        self.name, self.param, self.snapshot = name, param, snapshot  # snapshot: weights before (None: plain SGD)
+        self.lr_plain, self.step_sq = lr_plain, step_sq  # plain SGD: its lr and the gradient's sum of squares
+        self.w_before_sq = w_before_sq  # plain SGD: the weights' sum of squares before the step
 
 
 class _Pending:
@@ -1113,7 +616,7 @@ class TorchWatch:
                       if isinstance(a, torch.Tensor) and a.is_floating_point()), None)
             if x is not None:  # integer token ids are no input to judge for centring
                 try:
-                    with torch.no_grad(), _OneThread(x.device, x.numel()):
+                    with torch.no_grad(), OneThread(x.device, x.numel()):
                         self._input = (x.numel(), input_vector(x))
                 except Exception as err:  # monitoring never stops training
                     self.log_input = False
@@ -1197,7 +700,7 @@ class TorchWatch:
         if unit_axis == 1 and out.ndim >= 3:
             self._chan[id(out)] = out  # an activation of this output keeps its channels
         # The statistics' own ops do not go through the activation mode (nor any __torch_function__).
-        with torch.no_grad(), torch._C.DisableTorchFunction(), _OneThread(out.device, out.numel()):
+        with torch.no_grad(), torch._C.DisableTorchFunction(), OneThread(out.device, out.numel()):
             vec = activation_vector(out, kind, bins=self.mon.bins, hist_sample=self.hist_sample,
                                     zero=self._zero(out.device), scratch=self._scratch,
                                     unit_axis=unit_axis, batch_axis=batch_axis)
@@ -1306,9 +809,9 @@ class TorchWatch:
             self._warn_once("the learning rate", err)
         if not self._due or self._params_failed:
             return
-        pre: list[list[Any]] = []
+        pre: list[_PreStep] = []
         try:
-            plain = _plain_sgd_lrs(optimizer)
+            plain = plain_sgd_lrs(optimizer)
             with torch.no_grad():  # large memory-bound passes: all threads
                 cpu_w: list[int] = []
                 for group in optimizer.param_groups:
@@ -1322,21 +825,21 @@ class TorchWatch:
                         wb: Any = None
                         if lr_plain is not None:
                             # Plain SGD moves the weight by exactly -lr * (the gradient now, after clipping).
-                            step_sq = (cpu_grad_lists([g])[0][0] if g.device.type == "cpu" and
+                            step_sq = (cpu_grad_lists([g])[0][GRAD["grad_sq"]] if g.device.type == "cpu" and
                                        g.dtype in (torch.float32, torch.float64)
-                                       else _sq_and_bad(_as_float(g).reshape(-1), None, self._zero(g.device))[0])
+                                       else sq_and_bad(as_float(g).reshape(-1), None, self._zero(g.device))[0])  # its sum of squares
                             if p.device.type == "cpu":
                                 cpu_w.append(len(pre))
                             else:
-                                wb = _sq_and_bad(_as_float(p).reshape(-1), None, self._zero(p.device))[0]
+                                wb = sq_and_bad(as_float(p).reshape(-1), None, self._zero(p.device))[0]
                         if id(p) not in self._grads:  # gradients set without backward: take them now
                             self._grads[id(p)] = (cpu_grad_lists([g])[0] if g.device.type == "cpu" and not g.is_sparse
                                                   and g.dtype in (torch.float32, torch.float64)
                                                   else grad_vector(g, zero=self._zero(g.device)))
-                        pre.append([self._names[id(p)], p, snap, lr_plain, step_sq, wb])
+                        pre.append(_PreStep(self._names[id(p)], p, snap, lr_plain, step_sq, wb))
                 if cpu_w:
-                    for i, lst in zip(cpu_w, cpu_param_lists([pre[i][1] for i in cpu_w], [None] * len(cpu_w))):
-                        pre[i][5] = lst[0]
+                    for i, lst in zip(cpu_w, cpu_param_lists([pre[i].param for i in cpu_w], [None] * len(cpu_w))):
+                        pre[i].w_before_sq = lst[PARAM["w_sq"]]
             self._pre[id(optimizer)] = pre
         except Exception as err:
             self._params_failed = True
@@ -1374,21 +877,23 @@ class TorchWatch:
         self.step += 1
         self._begin_iteration()
 
-    def _param_stats(self, pre: list[list[Any]]) -> None:
+    def _param_stats(self, pre: list[_PreStep]) -> None:
         """Weight and update statistics of the parameters one optimizer just stepped."""
         with torch.no_grad():
-            on_cpu = [i for i, e in enumerate(pre) if e[1].device.type == "cpu" and e[1].dtype in (torch.float32,
-                                                                                               torch.float64)]
-            cpu_vecs = dict(zip(on_cpu, cpu_param_lists([pre[i][1] for i in on_cpu], [pre[i][2] for i in on_cpu],
+            on_cpu = [i for i, e in enumerate(pre) if e.param.device.type == "cpu" and e.param.dtype in (torch.float32,
+                                                                                                       torch.float64)]
+            cpu_vecs = dict(zip(on_cpu, cpu_param_lists([pre[i].param for i in on_cpu], [pre[i].snapshot for i in on_cpu],
                                                         self._scratch)))
-            for i, (name, p, snap, lr_plain, step_sq, wb) in enumerate(pre):
+            for i, e in enumerate(pre):
+                p = e.param
                 vec = cpu_vecs.get(i)
                 if vec is None:
-                    vec = param_vector(p, snap, zero=self._zero(p.device), scratch=self._scratch)
-                if lr_plain is not None:
-                    vec[4] = lr_plain * lr_plain * step_sq  # ||-lr * grad||^2; vec is this parameter's own
-                    vec[6] = wb
-                self._stepped[id(p)] = [name, p, vec]
+                    vec = param_vector(p, e.snapshot, zero=self._zero(p.device), scratch=self._scratch)
+                if e.lr_plain is not None:
+                    # ||-lr * grad||^2; vec is this parameter's own
+                    vec[PARAM["upd_sq"]] = e.lr_plain * e.lr_plain * e.step_sq
+                    vec[PARAM["w_before_sq"]] = e.w_before_sq
+                self._stepped[id(p)] = [e.name, p, vec]
 
     # -- the end of an iteration -----------------------------------------------------------
 
@@ -1415,9 +920,9 @@ class TorchWatch:
                         gv = self._grads.get(id(p))
                         if gv is not None and scale is not None:
                             gv = list(gv) if not isinstance(gv, torch.Tensor) else gv.clone()
-                            gv[0] = gv[0] / (scale * scale)  # the unscaled gradient's squared norm
+                            gv[GRAD["grad_sq"]] = gv[GRAD["grad_sq"]] / (scale * scale)  # the unscaled gradient's
                         parts.append(vec)
-                        parts.append(gv if gv is not None else [0.0] * _GRAD_LEN)
+                        parts.append(gv if gv is not None else [0.0] * len(GRAD_LAYOUT))
                         params.append((n, p.numel(), e is not None, gv is not None))
             except Exception as err:
                 self._params_failed = True
@@ -1451,8 +956,8 @@ class TorchWatch:
         if params:
             pstats = []
             for name, numel, has_upd, has_grad in params:
-                pstats.append(decode_param(values[pos:pos + _PARAM_LEN + _GRAD_LEN], numel, has_upd, has_grad))
-                pos += _PARAM_LEN + _GRAD_LEN
+                pstats.append(decode_param(values[pos:pos + len(PARAM_LAYOUT) + len(GRAD_LAYOUT)], numel, has_upd, has_grad))
+                pos += len(PARAM_LAYOUT) + len(GRAD_LAYOUT)
             self.mon.write_params(step, [p[0] for p in params], {f: [s[f] for s in pstats] for f in PARAM_FIELDS})
 
     def _report_no_activation(self, step: int) -> None:
