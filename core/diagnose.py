@@ -13,6 +13,11 @@ every scalar and input rows it has seen, and hands only the new ones to each rul
 the training process wrote itself (``run.findings``: the Monitor's ``nan_loss``) are merged:
 one finding per (rule, layers), the earliest step kept.
 
+A data-parallel run (files of several ranks) is diagnosed once per rank: the lowest
+rank's findings as usual, and every finding that another rank shows and the lowest does
+not, with its message starting "On rank 1 (not on rank 0): ..." (a dead unit or a NaN on
+one rank only). Each rank's findings the training wrote belong to that rank.
+
 Thresholds are named ``rule.field`` (``dead_relu.max_dead_frac``); ``threshold_table()``
 lists them with defaults, ranges and units. Other modules add rules with
 ``core._rules.register`` (the comparison module's ``edge_of_range`` does).
@@ -163,8 +168,11 @@ class Diagnoser:
             scalar points + input rows); grows with the new records of each call only.
     """
 
-    def __init__(self, config: DiagnosisConfig | None = None) -> None:
+    def __init__(self, config: DiagnosisConfig | None = None, *, per_rank: bool = True) -> None:
         self.config = config if config is not None else DiagnosisConfig()
+        self.per_rank = per_rank
+        # rank -> (a Run of the same folder keeping that rank's statistics, its Diagnoser)
+        self._ranks: dict[int, tuple[Any, "Diagnoser"]] = {}
         self.rows_examined = 0
         self.calls = 0
         self._path: str | None = None
@@ -180,6 +188,8 @@ class Diagnoser:
         self._findings_pos = 0
         self._found: dict[tuple[str, tuple[str, ...]], tuple[Finding, int]] = {}
         self._table: Any = None
+        self._ranks = {}
+        self._base_rank = 0
 
     def update(self, run: Any) -> list[Finding]:
         """Evaluate the records ``run`` gained since the previous call (call ``run.update()`` first).
@@ -200,6 +210,7 @@ class Diagnoser:
             raise ValueError(f"this Diagnoser follows {self._path}; make another one for {path}")
         self.calls += 1
         rank = run.stats_rank or 0
+        self._base_rank = rank
         names = run.scalar_names(rank)
         # A run that was rewritten (the reader started over) shrinks: start over too.
         # (The reader makes new tables when it does; the old one is kept referenced so its id stays unique.)
@@ -233,12 +244,64 @@ class Diagnoser:
             except Exception:  # one broken rule must not hide the others' findings
                 log.exception("diagnosis rule %s failed on run %s", rule.id, run.name)
         written = run.findings[self._findings_pos:]
+        ranks = getattr(run, "finding_ranks", None)
+        written_ranks = ranks[self._findings_pos:] if ranks is not None else [rank] * len(written)
         self._findings_pos = len(run.findings)
-        for f in written:
-            if f.rule not in self.config.disable and self._add(f, 1):
+        for f, r in zip(written, written_ranks):
+            if r == rank and f.rule not in self.config.disable and self._add(f, 1):
                 changed.append(f)
-        visible = set(map(id, self.findings()))
-        return [f for f in changed if id(f) in visible]
+        before = {(f.rule, f.layers, f.step) for f in self._other_rank_findings(set())}
+        self._update_ranks(run, rank)
+        own = self._own_findings()
+        ids = set(map(id, own))
+        out = [f for f in changed if id(f) in ids]
+        out.extend(f for f in self._other_rank_findings({(f.rule, f.layers) for f in own})
+                   if (f.rule, f.layers, f.step) not in before)
+        return out
+
+    def _update_ranks(self, run: Any, base: int) -> None:
+        """Diagnose every rank other than ``base`` from its own statistics (new records only)."""
+        if not self.per_rank:
+            return
+        from .reader import Run
+
+        for r in run.ranks():
+            if r == base:
+                continue
+            entry = self._ranks.get(r)
+            if entry is None:
+                entry = self._ranks[r] = (Run(run.path, max_hist_rows=2, stats_rank=r),
+                                          Diagnoser(self.config, per_rank=False))
+            other, dx = entry
+            try:
+                other.update()
+                dx.update(other)
+            except Exception:  # one rank's diagnosis must not hide the others'
+                log.exception("diagnosis of rank %d of run %s failed", r, run.name)
+
+    def _other_rank_findings(self, base_keys: set[tuple[str, tuple[str, ...]]]) -> list[Finding]:
+        """Findings that other ranks show and the base rank does not, one per (rule, layers)."""
+        seen: dict[tuple[str, tuple[str, ...]], tuple[Finding, list[int]]] = {}
+        if not self._ranks:
+            return []
+        for r in sorted(self._ranks):
+            for f in self._ranks[r][1].findings():
+                key = (f.rule, tuple(f.layers))
+                if key in base_keys:
+                    continue
+                old = seen.get(key)
+                if old is None:
+                    seen[key] = (f, [r])
+                else:
+                    old[1].append(r)
+                    if f.step < old[0].step:
+                        seen[key] = (f, old[1])
+        base = self._base_rank
+        out = []
+        for f, rs in seen.values():
+            who = f"rank {rs[0]}" if len(rs) == 1 else "ranks " + ", ".join(map(str, rs))
+            out.append(replace(f, message=f"On {who} (not on rank {base}): {f.message}"))
+        return out
 
     def _add(self, f: Finding, source: int) -> bool:
         key = (f.rule, tuple(f.layers))
@@ -254,6 +317,12 @@ class Diagnoser:
         A finding is left out when a rule that makes it moot (``Rule.suppressed_by``) fired
         at an earlier or the same step: a diverged run is not also reported as underfitting.
         """
+        own = self._own_findings()
+        out = own + self._other_rank_findings({(f.rule, tuple(f.layers)) for f in own})
+        return sorted(out, key=lambda f: (f.step, SEVERITY_RANK.get(f.severity, 9), f.rule, f.layers))
+
+    def _own_findings(self) -> list[Finding]:
+        """The base rank's findings, less those another finding makes moot."""
         first: dict[str, int] = {}
         for f, _ in self._found.values():
             first[f.rule] = min(first.get(f.rule, f.step), f.step)
@@ -263,7 +332,7 @@ class Diagnoser:
             if any(r in first and first[r] <= f.step for r in sup):
                 continue
             out.append(f)
-        return sorted(out, key=lambda f: (f.step, SEVERITY_RANK.get(f.severity, 9), f.rule, f.layers))
+        return out
 
 
 def diagnose(run_or_path: Any, config: DiagnosisConfig | None = None) -> list[Finding]:

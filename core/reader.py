@@ -16,8 +16,10 @@ What one run may make the reader hold is bounded (``core.schema``: ``MAX_LAYERS`
 thins old rows sooner for wide models): a record that would pass a bound is skipped and
 reported, so a small file can never make the reader allocate gigabytes.
 
-Layer and parameter statistics are kept for rank 0 (the lowest rank seen); every rank's
-scalars are kept. Nothing read is ever evaluated: records are parsed as strict JSON and
+Layer and parameter statistics are kept for one rank, the lowest seen unless
+``Run(path, stats_rank=r)`` asks for another (``core.diagnose.Diagnoser`` reads every
+other rank that way to find what one rank shows and the lowest does not); every rank's scalars
+are kept. Nothing read is ever evaluated: records are parsed as strict JSON and
 checked field by field. Problems (corrupt lines, a missing ``meta.json``, a future format
 version) are collected in ``Run.problems`` with file and line, never raised.
 
@@ -396,12 +398,16 @@ class Run:
         path: the run folder.
         max_hist_rows: histogram rows kept per table before thinning.
         max_line: longest line kept, in bytes.
+        stats_rank: the data-parallel rank whose layer, parameter and input statistics are
+            kept (``None``: the lowest rank with a data file).
 
     Raises:
         RunNotFoundError: when ``path`` is not a folder.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, max_hist_rows: int = 2048, max_line: int = MAX_LINE) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_hist_rows: int = 2048, max_line: int = MAX_LINE,
+                 stats_rank: int | None = None) -> None:
+        self._want_rank = stats_rank
         self.path = Path(path)
         if not self.path.is_dir():
             raise RunNotFoundError(f"{self.path} is not a run folder (expected a folder with meta.json and *.jsonl files)")
@@ -423,11 +429,12 @@ class Run:
         self.params = Table(PARAM_FIELDS, max_cols=MAX_PARAMS, what="parameters")
         self._input: dict[str, _Grow] = {f: _Grow(np.float64) for f in ("step", *INPUT_FIELDS)}
         self.findings: list[Finding] = []
+        self.finding_ranks: list[int] = []  # the rank whose file held each of ``findings``
         self.problems: list[Problem] = []
         self.problem_count = 0
         self.records_read = 0
         self.records_by_rank: dict[int, int] = {}
-        self.stats_rank: int | None = None
+        self.stats_rank: int | None = self._want_rank
         self.last_step: int | None = None
         self.first_time: float | None = None
         self.last_time: float | None = None
@@ -621,6 +628,7 @@ class Run:
             if f is None:
                 raise ValueError("a finding needs rule, severity (error/warning/info) and step")
             self.findings.append(f)
+            self.finding_ranks.append(rank)
         if self.last_step is None or step > self.last_step:
             self.last_step = step
         if t == t:

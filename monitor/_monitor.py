@@ -101,6 +101,23 @@ def _started_by_other_ranks(run_dir: Path) -> bool:
             and all(n.endswith(DATA_SUFFIX) or n == HEARTBEAT_FILE for n in names))
 
 
+def distributed_context() -> tuple[int, int, Any] | None:
+    """``(rank, world_size, torch.distributed)`` when a process group is initialised, else ``None``.
+
+    Never imports torch: a program that has not imported ``torch.distributed`` has no
+    process group. Any error while asking counts as "not distributed".
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is None:
+        return None
+    try:
+        if not (dist.is_available() and dist.is_initialized()):
+            return None
+        return int(dist.get_rank()), int(dist.get_world_size()), dist
+    except Exception:  # a half-torn-down group, a backend that cannot answer
+        return None
+
+
 def _generated_name() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
@@ -190,8 +207,13 @@ class Monitor:
         hparams: hyperparameters, stored in ``meta.json`` (any JSON-able values).
         num_classes: number of classes, for the initial-loss check (log C).
         every: compute layer statistics every ``every`` steps (and at the first step).
-        rank: data-parallel rank. Rank 0 creates the run and writes ``meta.json``;
-            other ranks must be given the same ``name`` and write their own files into it.
+        rank: data-parallel rank. ``None`` (default): the rank of the initialised
+            ``torch.distributed`` process group (``torchrun``, Lightning's and the Hugging Face
+            Trainer's DDP), else 0. With a process group of several processes, every rank must
+            make its Monitor (a collective call): rank 0 creates the run folder and broadcasts
+            its name, every rank writes its own files into it and rank 0 alone writes
+            ``meta.json``. Given explicitly, no process group is used: rank 0 creates the run
+            and other ranks must be given the same ``name``.
         bins: histogram bins per layer.
         on_nan: what a NaN/Inf loss does: ``"warn"`` (log a warning, default),
             ``"raise"`` (raise ``TrainingDivergedError`` to stop training) or ``"ignore"``.
@@ -225,7 +247,7 @@ class Monitor:
         hparams: Mapping[str, Any] | None = None,
         num_classes: int | None = None,
         every: int = 10,
-        rank: int = 0,
+        rank: int | None = None,
         bins: int = DEFAULT_BINS,
         on_nan: str = "warn",
         on_explode: str = "warn",
@@ -239,6 +261,9 @@ class Monitor:
     ) -> None:
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ConfigError(f"every must be a positive integer (steps between statistics), got {every!r}")
+        dist_ctx = distributed_context() if rank is None else None
+        if rank is None:
+            rank = dist_ctx[0] if dist_ctx is not None else 0
         if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
             raise ConfigError(f"rank must be a non-negative integer, got {rank!r}")
         if not isinstance(bins, int) or not 2 <= bins <= 1024:
@@ -258,7 +283,7 @@ class Monitor:
             raise ConfigError(f"num_classes must be a positive integer or None, got {num_classes!r}")
         if not isinstance(heartbeat, (int, float)) or isinstance(heartbeat, bool) or not 0 <= heartbeat < math.inf:
             raise ConfigError(f"heartbeat must be >= 0 seconds, got {heartbeat!r}")
-        if rank > 0 and name is None:
+        if rank > 0 and name is None and dist_ctx is None:
             raise ConfigError("a rank > 0 must be given the run name that rank 0 uses (name=...)")
         self.logdir = Path(logdir)
         self.name = validate_run_name(name) if name is not None else None
@@ -297,6 +322,39 @@ class Monitor:
         # add values (learning rates) or hold the record until device values arrive (None).
         self._scalar_filters: list[Any] = []  # one per watched model: ends its iteration, adds its lr
         self._watches: list[Any] = []
+        self.world_size = 1
+        if dist_ctx is not None and dist_ctx[1] > 1:
+            self.world_size = dist_ctx[1]
+            self._meta.extra["world_size"] = self.world_size
+            self._agree_on_name(dist_ctx[2])
+
+    def _agree_on_name(self, dist: Any) -> None:
+        """Rank 0 creates the run folder and broadcasts its name; the other ranks join it.
+
+        Every rank calls this (it is a collective). Rank 0 broadcasts even when it could not
+        create the folder, so that no rank waits forever; then every rank raises.
+        """
+        msg: list[Any] = [None]
+        err: BaseException | None = None
+        if self.rank == 0:
+            try:
+                self.open()
+                msg = [self._writer.run_dir.name]  # type: ignore[union-attr]
+            except (ConfigError, RunExistsError) as e:
+                err, msg = e, [{"error": f"{type(e).__name__}: {e}"}]
+        try:
+            dist.broadcast_object_list(msg, src=0)
+        except Exception as e:
+            raise ConfigError(f"rank {self.rank}: could not agree on the run folder with rank 0 "
+                              f"(torch.distributed broadcast failed: {e})") from e
+        if err is not None:
+            raise err
+        got = msg[0]
+        if not isinstance(got, str):
+            why = got.get("error") if isinstance(got, dict) else repr(got)
+            raise ConfigError(f"rank {self.rank}: rank 0 could not create the run folder ({why})")
+        if self.rank > 0:
+            self.name = validate_run_name(got)
 
     # -- lifecycle -------------------------------------------------------------------------
 
