@@ -527,6 +527,12 @@ class Monitor:
             self._layer_names = {i.name for i in infos}
             self._save_meta()
 
+    @property
+    def layers(self) -> list[str]:
+        """Names of the layers declared or recorded so far, in depth order."""
+        with self._lock:
+            return [info.name for info in self._meta.layers]
+
     def set_meta(self, **fields: Any) -> None:
         """Update ``meta.json`` fields: ``hparams``, ``num_classes``, ``framework``, ``study`` or extra keys.
 
