@@ -745,8 +745,10 @@ class SymmetricWeights(Rule):
         if len(d.acts_rows):
             names = d.run.acts.names
             unit, std = d.acts("unit_std"), d.acts("std")
-            # A normalisation layer's output has the same (zero) mean in every unit by construction.
-            judged = np.array([d.layer_kinds.get(n) not in NORM_KINDS for n in names], bool)
+            # A normalisation layer's output has the same (zero) mean in every unit by construction;
+            # an embedding's output is one table row per id, the same everywhere when the ids are
+            # (BERT's token_type_ids are all 0 for single sentences): its table is judged instead.
+            judged = np.array([d.layer_kinds.get(n) not in NORM_KINDS | {"embedding"} for n in names], bool)
             with np.errstate(invalid="ignore", divide="ignore"):
                 spread = unit / std
                 flag = (std > 0) & np.isfinite(unit) & (unit <= self.t.max_unit_spread * std) & judged[None, :]
