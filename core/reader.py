@@ -741,6 +741,12 @@ class Run:
         with self._lock:
             return {name: t.pending_bytes for name, t in self._tails.items() if t.pending_bytes}
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the run's status, findings with fixes, loss curve and layer table (``core.notebook``)."""
+        from .notebook import run_html
+
+        return run_html(self)
+
     def status(self, now: float | None = None, stale_after: float = STALE_AFTER) -> str:
         """``"finished"``, ``"stopped"``, ``"crashed"`` or ``"live"``.
 
@@ -873,6 +879,12 @@ class LogDir:
                 continue
             if is_run_dir(Path(e.path)):
                 yield e.name
+
+    def _repr_html_(self) -> str:
+        """Jupyter: one row per run (``core.notebook``)."""
+        from .notebook import logdir_html
+
+        return logdir_html(self)
 
     def names(self) -> list[str]:
         """Run names, sorted."""

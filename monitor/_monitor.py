@@ -366,6 +366,11 @@ class Monitor:
         return self._writer.run_dir
 
     @property
+    def closed(self) -> bool:
+        """True once ``close`` was called (the run is finished or crashed)."""
+        return self._closed
+
+    @property
     def failed(self) -> bool:
         """True once writing failed and monitoring stopped."""
         return self._writer is not None and self._writer.failed
@@ -801,6 +806,19 @@ class Monitor:
             if w not in self._watches:  # watching a watched model again adds its optimizer
                 self._watches.append(w)
         return w
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the run as written so far: status, findings with fixes, loss curve, layer table."""
+        from core.notebook import run_html
+        from core.reader import Run
+
+        if self._writer is None:
+            import html
+
+            return f"<div>Babysitter run in {html.escape(str(self.logdir))}: not started yet (no step logged)</div>"
+        with self._lock:
+            self._flush_pending()
+        return run_html(Run(self._writer.run_dir))
 
     def __repr__(self) -> str:
         where = self._writer.run_dir if self._writer else self.logdir / (self.name or "<not opened>")
