@@ -71,7 +71,8 @@ def accuracy(pred: Any) -> dict[str, float]:
 def train(logdir: str | Path | None = "runs", name: str | None = None, *, lr: float = 1e-3, plant: str = "none",
           epochs: float = 3, max_steps: int = -1, batch: int = 32, accumulate: int = 1, bf16: bool = False,
           max_grad_norm: float = 1.0, every: int = 10, seed: int = 0, n_train: int = 512,
-          out_dir: str | Path | None = None, extra_callbacks: tuple[Any, ...] = ()) -> dict[str, Any]:
+          out_dir: str | Path | None = None, extra_callbacks: tuple[Any, ...] = (),
+          evaluate: bool = True) -> dict[str, Any]:
     """Train the tiny classifier; ``logdir=None`` trains without the monitor. Returns the trainer and the callback."""
     from transformers import Trainer, TrainingArguments
 
@@ -82,7 +83,7 @@ def train(logdir: str | Path | None = "runs", name: str | None = None, *, lr: fl
         output_dir=str(out_dir or Path(logdir or ".") / ".hf-out"), per_device_train_batch_size=batch,
         per_device_eval_batch_size=128, gradient_accumulation_steps=accumulate, learning_rate=lr,
         num_train_epochs=epochs, max_steps=max_steps, max_grad_norm=max_grad_norm, bf16=bf16, use_cpu=True,
-        eval_strategy="epoch", logging_steps=10, save_strategy="no", report_to=[], seed=seed,
+        eval_strategy="epoch" if evaluate else "no", logging_steps=10, save_strategy="no", report_to=[], seed=seed,
         dataloader_num_workers=0, disable_tqdm=True, full_determinism=False, warmup_steps=0,
     )
     cb = BabysitterCallback(logdir=logdir, name=name, every=every) if logdir is not None else None

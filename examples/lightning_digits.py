@@ -94,7 +94,8 @@ class DigitsCNN(L.LightningModule):
 
 def train(logdir: str | Path | None = "runs", name: str | None = None, *, lr: float = 0.05, plant: str = "none",
           epochs: int = 3, max_steps: int = -1, batch: int = 64, accumulate: int = 1, precision: str = "32-true",
-          strategy: str = "auto", devices: int = 1, every: int = 10, seed: int = 0) -> dict[str, Any]:
+          strategy: str = "auto", devices: int = 1, every: int = 10, seed: int = 0,
+          extra_callbacks: tuple[Any, ...] = (), validate: bool = True) -> dict[str, Any]:
     """Fit the CNN; ``logdir=None`` trains without the monitor. Returns the callback and the model."""
     L.seed_everything(seed, verbose=False)
     train_ds, val_ds = digits_datasets(seed)
@@ -103,8 +104,9 @@ def train(logdir: str | Path | None = "runs", name: str | None = None, *, lr: fl
     trainer = L.Trainer(
         accelerator="cpu", devices=devices, strategy=strategy, max_epochs=epochs, max_steps=max_steps,
         accumulate_grad_batches=accumulate, precision=precision, deterministic=True,
-        callbacks=[cb] if cb is not None else [], logger=False, enable_checkpointing=False,
+        callbacks=([cb] if cb is not None else []) + list(extra_callbacks), logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        limit_val_batches=1.0 if validate else 0,
         default_root_dir=str(logdir) if logdir is not None else None,
     )
     trainer.fit(model, DataLoader(train_ds, batch_size=batch, shuffle=True),

@@ -17,8 +17,8 @@ only); ``--lr 50`` makes every rank diverge.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--every", type=int, default=10)
     ap.add_argument("--plant", choices=("none", "dead", "nan"), default="none")
+    ap.add_argument("--no-monitor", action="store_true", help="train without the monitor (for bench/integrations.py)")
+    ap.add_argument("--batch", type=int, default=64)
     args = ap.parse_args(argv)
 
     dist.init_process_group("gloo")
@@ -79,11 +81,15 @@ def main(argv: list[str] | None = None) -> None:
         x = -x.abs() - 0.5  # negative inputs times positive weights: every unit <= 0 on this rank
 
     # One line on every rank: the process group gives the rank; rank 0 names the run.
-    mon = monitor.watch(model, opt, logdir=args.logdir, name=args.name, every=args.every, num_classes=3,
-                        hparams={"lr": args.lr, "world_size": dist.get_world_size(), "plant": args.plant})
+    mon = None if args.no_monitor else monitor.watch(
+        model, opt, logdir=args.logdir, name=args.name, every=args.every, num_classes=3,
+        hparams={"lr": args.lr, "world_size": dist.get_world_size(), "plant": args.plant})
     try:
-        batch = 64
+        batch = args.batch
+        t0, warm = time.perf_counter(), min(5, args.steps - 1)
         for step in range(args.steps):
+            if step == warm:
+                t0 = time.perf_counter()
             i = (step * batch) % len(x)
             xb, yb = x[i:i + batch], y[i:i + batch]
             if args.plant == "nan" and rank == 1 and step == args.steps - 1:
@@ -95,14 +101,20 @@ def main(argv: list[str] | None = None) -> None:
             loss.backward()
             opt.step()
             acc = (out.argmax(1) == yb).float().mean()
-            mon.log(step, loss=loss, train_acc=acc)
+            if mon is not None:
+                mon.log(step, loss=loss, train_acc=acc)
+        per_step = (time.perf_counter() - t0) / max(1, args.steps - warm)
         if rank == 0:
-            print("run written to", mon.run_dir)
+            print(f"step time {per_step * 1e3:.3f} ms")
+            if mon is not None:
+                print("run written to", mon.run_dir)
     except BaseException as err:
-        mon.close(error=err)
+        if mon is not None:
+            mon.close(error=err)
         raise
     finally:
-        mon.close()
+        if mon is not None:
+            mon.close()
         dist.destroy_process_group()
 
 
