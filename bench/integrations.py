@@ -11,7 +11,8 @@ training without it, measured side by side in one run.
   to render ``Monitor._repr_html_`` of the run, and what ``live()`` costs at its default
   2 s redraw as a share of one core.
 
-Lightning and HF: the time per optimizer step from step ``--warm`` to the end of training,
+Lightning and HF: the time per optimizer step (wall, and the process's CPU time, which
+waiting for a core on a busy machine does not inflate) from step ``--warm`` to the end of training,
 taken by a timing callback of the framework's own, so start-up and set-up are left out.
 After one discarded warm-up of each, the variants alternate for ``--reps`` repetitions (the
 order swapped every repetition) and the median per variant is reported; the ratio is
@@ -54,15 +55,22 @@ def _load(name: str) -> Any:
     return mod
 
 
-def _alternate(run: Callable[[bool], float], reps: int) -> dict[str, Any]:
-    times: dict[str, list[float]] = {"without": [], "with": []}
+def _alternate(run: Callable[[bool], tuple[float, float | None]], reps: int) -> dict[str, Any]:
+    """``run(with_monitor)`` returns (wall, CPU or None) seconds per step; medians and their ratios."""
+    times: dict[str, list[tuple[float, float | None]]] = {"without": [], "with": []}
     run(False), run(True)  # warm-up, discarded: first-use costs (imports, allocator, thread pools)
     for rep in range(reps):
         for variant in (("without", "with") if rep % 2 == 0 else ("with", "without")):
             times[variant].append(run(variant == "with"))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    return {"without_ms": med["without"] * 1e3, "with_ms": med["with"] * 1e3, "ratio": med["with"] / med["without"],
-            "samples_ms": {k: [round(t * 1e3, 3) for t in v] for k, v in times.items()}}
+    wall = {k: statistics.median(t[0] for t in v) for k, v in times.items()}
+    out: dict[str, Any] = {
+        "without_ms": wall["without"] * 1e3, "with_ms": wall["with"] * 1e3, "ratio": wall["with"] / wall["without"],
+        "samples_ms": {k: [round(t[0] * 1e3, 3) for t in v] for k, v in times.items()}}
+    if all(t[1] is not None for v in times.values() for t in v):
+        cpu = {k: statistics.median(t[1] for t in v) for k, v in times.items()}
+        out.update(cpu_without_ms=cpu["without"] * 1e3, cpu_with_ms=cpu["with"] * 1e3,
+                   cpu_ratio=cpu["with"] / cpu["without"])
+    return out
 
 
 def bench_lightning(reps: int, steps: int, warm: int) -> dict[str, Any]:
@@ -72,22 +80,22 @@ def bench_lightning(reps: int, steps: int, warm: int) -> dict[str, Any]:
 
     class Timer(L.Callback):
         def __init__(self) -> None:
-            self.t0 = self.t1 = 0.0
+            self.t0 = self.t1 = self.c0 = self.c1 = 0.0
             self.n = 0
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             if trainer.global_step == warm and not self.t0:
-                self.t0 = time.perf_counter()
+                self.t0, self.c0 = time.perf_counter(), time.process_time()
 
         def on_train_end(self, trainer, pl_module) -> None:
-            self.t1, self.n = time.perf_counter(), trainer.global_step - warm
+            self.t1, self.c1, self.n = time.perf_counter(), time.process_time(), trainer.global_step - warm
 
     def run(with_monitor: bool) -> float:
         timer = Timer()
         with tempfile.TemporaryDirectory() as tmp:
             ex.train(tmp if with_monitor else None, max_steps=steps, epochs=1000, extra_callbacks=(timer,),
                      validate=False)
-        return (timer.t1 - timer.t0) / timer.n
+        return (timer.t1 - timer.t0) / timer.n, (timer.c1 - timer.c0) / timer.n
 
     return _alternate(run, reps)
 
@@ -99,22 +107,22 @@ def bench_hf(reps: int, steps: int, warm: int) -> dict[str, Any]:
 
     class Timer(TrainerCallback):
         def __init__(self) -> None:
-            self.t0 = self.t1 = 0.0
+            self.t0 = self.t1 = self.c0 = self.c1 = 0.0
             self.n = 0
 
         def on_step_begin(self, args, state, control, **kw) -> None:
             if state.global_step == warm and not self.t0:
-                self.t0 = time.perf_counter()
+                self.t0, self.c0 = time.perf_counter(), time.process_time()
 
         def on_train_end(self, args, state, control, **kw) -> None:
-            self.t1, self.n = time.perf_counter(), state.global_step - warm
+            self.t1, self.c1, self.n = time.perf_counter(), time.process_time(), state.global_step - warm
 
     def run(with_monitor: bool) -> float:
         timer = Timer()
         with tempfile.TemporaryDirectory() as tmp:
             ex.train(tmp if with_monitor else None, max_steps=steps, out_dir=Path(tmp) / "out", n_train=4096,
                      extra_callbacks=(timer,), evaluate=False)
-        return (timer.t1 - timer.t0) / timer.n
+        return (timer.t1 - timer.t0) / timer.n, (timer.c1 - timer.c0) / timer.n
 
     return _alternate(run, reps)
 
@@ -131,7 +139,7 @@ def bench_torchrun(reps: int, steps: int) -> dict[str, Any]:
         m = re.search(r"step time ([0-9.]+) ms", out.stdout)
         if out.returncode != 0 or m is None:
             raise RuntimeError(f"torchrun failed: {out.stderr[-2000:]}")
-        return float(m.group(1)) / 1e3
+        return float(m.group(1)) / 1e3, None
 
     return _alternate(run, reps)
 
@@ -191,7 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     for k in ("lightning", "hf", "torchrun"):
         if k in res:
             r = res[k]
-            print(f"{k:10} without {r['without_ms']:.2f} ms/step, with {r['with_ms']:.2f} ms/step: {r['ratio']:.3f}x")
+            cpu = f"; CPU time {r['cpu_ratio']:.3f}x" if "cpu_ratio" in r else ""
+            print(f"{k:10} without {r['without_ms']:.2f} ms/step, with {r['with_ms']:.2f} ms/step: "
+                  f"{r['ratio']:.3f}x{cpu}")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from typing import Any, Mapping
 import torch
 from transformers import TrainerCallback
 
-from ._monitor import Monitor
+from ._monitor import Monitor, TrainingDivergedError
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +190,8 @@ class BabysitterCallback(TrainerCallback):
                 self._losses = []
                 self.monitor.log(self._step(), loss=loss)
         except Exception as err:
-            if type(err).__name__ == "TrainingDivergedError":
-                raise
+            if isinstance(err, TrainingDivergedError):
+                raise  # on_nan="raise" asked for it
             self._fail("on_step_end", err)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,

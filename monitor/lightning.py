@@ -48,7 +48,7 @@ from typing import Any, Mapping
 import lightning.pytorch as pl
 import torch
 
-from ._monitor import Monitor
+from ._monitor import Monitor, TrainingDivergedError
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class BabysitterCallback(pl.Callback):
                 log.warning("Babysitter: no layer output was recorded at step 0: the training_step does not call "
                             "the LightningModule's forward (self(x)); only parameters and scalars are recorded")
         except Exception as err:
-            if type(err).__name__ == "TrainingDivergedError":
+            if isinstance(err, TrainingDivergedError):
                 raise  # on_nan="raise" asked for it
             self._fail("on_train_batch_end", err)
 

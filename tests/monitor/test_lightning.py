@@ -45,7 +45,7 @@ def test_fit_records_every_step_under_the_names_the_rules_read_and_check_is_sile
     meta = json.loads((res["run_dir"] / "meta.json").read_text())
     assert meta["status"] == "finished" and meta["framework"] == "lightning" and meta["optimizers"] == ["SGD"]
     assert meta["hparams"]["lr"] == 0.05 and meta["hparams"]["momentum"] == 0.9  # save_hyperparameters()
-    assert meta["num_classes"] == 10 and meta["hparams"]["max_epochs"] == 2
+    assert meta["num_classes"] == 10 and meta["hparams"]["max_epochs"] == 2 and "stop_reason" not in meta
     assert [lay["name"] for lay in meta["layers"]] == ["conv1", "relu1", "fc1", "relu2", "fc2"]
     steps = res["trainer"].global_step
     assert run.scalar("loss").steps.tolist() == list(range(steps))
@@ -91,10 +91,11 @@ def test_bf16_mixed_with_gradient_accumulation_counts_optimizer_steps(tmp_path):
 
 
 class TwoOptimizers(L.LightningModule):
-    """Manual optimization with one optimizer per half of the network; the second one raises at step 6."""
+    """Manual optimization with one optimizer per half of the network; ``fail_at`` raises ``error`` at that batch."""
 
-    def __init__(self, fail_at: int = -1) -> None:
+    def __init__(self, fail_at: int = -1, error: type[BaseException] = RuntimeError, through_self: bool = True) -> None:
         super().__init__()
+        self.error, self.through_self = error, through_self
         self.automatic_optimization = False
         self.body = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU())
         self.head = torch.nn.Linear(16, 2)
@@ -105,9 +106,10 @@ class TwoOptimizers(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         if batch_idx == self.fail_at:
-            raise RuntimeError("<b>broken</b> batch")
+            raise self.error("<b>broken</b> batch")
         x, y = batch
-        loss = torch.nn.functional.cross_entropy(self(x), y)
+        out = self(x) if self.through_self else self.head(self.body(x))
+        loss = torch.nn.functional.cross_entropy(out, y)
         o1, o2 = self.optimizers()
         o1.zero_grad(), o2.zero_grad()
         self.manual_backward(loss)
@@ -119,15 +121,26 @@ class TwoOptimizers(L.LightningModule):
         return [torch.optim.SGD(self.body.parameters(), lr=0.1), torch.optim.Adam(self.head.parameters(), lr=0.01)]
 
 
-def _fit_two(tmp_path, **kw):
+class StopAt(L.Callback):
+    """Stops the Trainer after batch ``batch`` (as EarlyStopping does, through ``should_stop``)."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == self.batch:
+            trainer.should_stop = True
+
+
+def _fit_two(tmp_path, callbacks=(), **kw):
     from monitor.lightning import BabysitterCallback
 
     torch.manual_seed(0)
     x = torch.randn(64, 4)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long()), batch_size=8)
     cb = BabysitterCallback(tmp_path, "two", every=5)
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, callbacks=[cb], logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, callbacks=[cb, *callbacks], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(TwoOptimizers(**kw), loader)
     return cb
 
@@ -148,6 +161,34 @@ def test_an_exception_in_training_marks_the_run_crashed(tmp_path):
     meta = json.loads((tmp_path / "two" / "meta.json").read_text())
     assert meta["status"] == "crashed" and meta["error"] == "RuntimeError: <b>broken</b> batch"
     assert _read(tmp_path / "two").scalar("loss").steps.tolist() == list(range(6))
+
+
+def test_a_stopped_trainer_is_finished_with_its_reason(tmp_path):
+    cb = _fit_two(tmp_path, callbacks=[StopAt(2)])
+    meta = json.loads((cb.run_dir / "meta.json").read_text())
+    assert meta["status"] == "finished" and meta["stop_reason"] == "early_stopping"
+    assert _read(cb.run_dir).scalar("loss").steps.tolist() == [0, 1, 2]
+
+
+def test_ctrl_c_marks_the_run_crashed_as_interrupted(tmp_path):
+    import signal
+
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):  # Lightning's graceful shutdown ends with sys.exit(1)
+            _fit_two(tmp_path, fail_at=4, error=KeyboardInterrupt)
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT from then on
+    meta = json.loads((tmp_path / "two" / "meta.json").read_text())
+    assert meta["status"] == "crashed" and meta["stop_reason"] == "interrupted"
+    assert meta["error"].startswith("KeyboardInterrupt")
+
+
+def test_a_training_step_that_skips_forward_gets_parameters_and_a_warning(tmp_path, caplog):
+    cb = _fit_two(tmp_path, through_self=False)
+    run = _read(cb.run_dir)
+    assert len(run.acts) == 0 and run.params.step_array().tolist() == [0, 5]
+    assert "does not call the LightningModule's forward" in caplog.text
 
 
 def test_ddp_with_two_processes_writes_every_rank_into_one_run(tmp_path):
