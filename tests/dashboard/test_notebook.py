@@ -46,6 +46,9 @@ def test_example_notebook_shows_summaries_and_the_inline_dashboard(tmp_path, mon
     assert m, frame
     assert code[5].outputs[0]["text"].strip() == "200 text/html"  # the kernel's server answered the page
 
+    followed = _html(code[6])  # live(): first drawn before any step, redrawn in place until the run ended
+    assert "notebook-live" in followed and "finished" in followed and "step 119" in followed
+
 
 def test_summaries_show_hostile_strings_as_text(tmp_path):
     evil = "<img src=x onerror=alert(1)>"
