@@ -1,6 +1,10 @@
 """What training code imports: the Monitor, and the framework adapters.
 
 ``import monitor`` never imports torch; ``monitor.watch`` loads the PyTorch adapter on use.
+The framework integrations are modules of their own, imported by the code that uses them:
+``monitor.lightning.BabysitterCallback`` (PyTorch Lightning) and ``monitor.hf.BabysitterCallback``
+(the Hugging Face ``Trainer``). Under ``torchrun`` the Monitor takes its rank from the
+initialised process group.
 """
 
 from __future__ import annotations
