@@ -186,9 +186,9 @@ class BabysitterCallback(TrainerCallback):
                 return  # the optimizer step was skipped (fp16 overflow): nothing to record
             self._steps_seen = self._watch.step if self._watch is not None else self._steps_seen + 1
             if self._losses:
-                loss = torch.stack([t.float() for t in self._losses]).mean()
-                self._losses = []
-                self.monitor.log(self._step(), loss=loss)
+                losses, self._losses = self._losses, []
+                loss = losses[0] if len(losses) == 1 else torch.stack([t.float() for t in losses]).mean()
+                self.monitor.log(self._step(), loss=loss)  # a 0-d tensor: read without a device wait
         except Exception as err:
             if isinstance(err, TrainingDivergedError):
                 raise  # on_nan="raise" asked for it

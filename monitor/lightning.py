@@ -183,13 +183,19 @@ class BabysitterCallback(pl.Callback):
             self._steps_seen = done
             step = done - 1
             values: dict[str, Any] = {}
-            for k, v in _metrics(trainer).items():
+            for k, v in trainer.callback_metrics.items():
+                k = str(k)
                 if k in self._val_keys or k.startswith(_VAL_PREFIXES) or k.endswith("_epoch"):
                     continue
-                values[k[:-5] if k.endswith("_step") else k] = v
+                # 0-d tensors go to the Monitor as they are: on an accelerator it reads them
+                # without waiting for the device (a float() here would synchronise every step).
+                if isinstance(v, torch.Tensor) and v.numel() == 1:
+                    values[k[:-5] if k.endswith("_step") else k] = v.detach()
+                elif (f := _number(v)) is not None:
+                    values[k[:-5] if k.endswith("_step") else k] = f
             if self._losses:
-                values["loss"] = torch.stack([t.float() for t in self._losses]).mean()
-                self._losses = []
+                losses, self._losses = self._losses, []
+                values["loss"] = losses[0] if len(losses) == 1 else torch.stack([t.float() for t in losses]).mean()
             for i, opt in enumerate(trainer.optimizers[1:], 1):
                 for gi, group in enumerate(opt.param_groups):
                     lr = _number(group.get("lr"))
