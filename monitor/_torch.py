@@ -612,8 +612,10 @@ class TorchWatch:
         self._calls, self._stack, self._chan = {}, [], {}
         self._attach_grads()
         if self.log_input:
+            # A batch has a batch axis: a 0-d tensor is a count or a scale (the Hugging Face
+            # Trainer passes num_items_in_batch to the model), not an input to judge.
             x = next((a for a in (*args, *kwargs.values())
-                      if isinstance(a, torch.Tensor) and a.is_floating_point()), None)
+                      if isinstance(a, torch.Tensor) and a.is_floating_point() and a.ndim > 0), None)
             if x is not None:  # integer token ids are no input to judge for centring
                 try:
                     with torch.no_grad(), OneThread(x.device, x.numel()):

@@ -25,7 +25,8 @@ What it does, with the Trainer's callback events:
   monitor counts (optimizer steps from 0: gradient accumulation respected), with the
   learning rate of each parameter group.
 * ``on_log``: ``grad_norm`` (the Trainer's total gradient norm, taken before
-  ``max_grad_norm`` clips it) and ``learning_rate`` as ``lr`` at the step just taken;
+  ``max_grad_norm`` clips it; the per-parameter gradient norms of logged steps are taken
+  before clipping too) and ``learning_rate`` as ``lr`` at the step just taken;
   ``loss`` too when the model output carried none (a custom ``compute_loss``).
 * ``on_evaluate``: every metric (``eval_loss``, ``eval_accuracy``, ...; the rules read them
   through ``core.schema.METRIC_ALIASES``), timing metrics left out.
@@ -122,7 +123,6 @@ class BabysitterCallback(TrainerCallback):
         self._watch: Any = None
         self._loss_hook: Any = None
         self._losses: list[torch.Tensor] = []
-        self._steps_seen = 0
         self._model_loss_seen = False
         self._broken = False
 
@@ -155,7 +155,6 @@ class BabysitterCallback(TrainerCallback):
             opt = _torch_optimizer(optimizer)
             if isinstance(model, torch.nn.Module) and isinstance(opt, torch.optim.Optimizer):
                 self._watch = self.monitor.watch(model, opt)
-                self._steps_seen = self._watch.step
                 self._loss_hook = model.register_forward_hook(self._take_loss)
             else:
                 log.warning("Babysitter: the Trainer gave no torch model/optimizer (%s, %s); only scalars are recorded",
@@ -174,21 +173,23 @@ class BabysitterCallback(TrainerCallback):
             self._losses.append(loss.detach())
             self._model_loss_seen = True
 
-    def _step(self) -> int:
-        done = self._watch.step if self._watch is not None else self._steps_seen
-        return max(0, done - 1)
+    @staticmethod
+    def _step(state: Any) -> int:
+        """The optimizer step just taken, from 0 (``global_step`` counts steps taken, skipped ones included)."""
+        return max(0, int(state.global_step) - 1)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.monitor is None or self._broken:
             return
         try:
-            if self._watch is not None and self._watch.step == self._steps_seen:
-                return  # the optimizer step was skipped (fp16 overflow): nothing to record
-            self._steps_seen = self._watch.step if self._watch is not None else self._steps_seen + 1
+            values: dict[str, Any] = {}
             if self._losses:
                 losses, self._losses = self._losses, []
-                loss = losses[0] if len(losses) == 1 else torch.stack([t.float() for t in losses]).mean()
-                self.monitor.log(self._step(), loss=loss)  # a 0-d tensor: read without a device wait
+                # A 0-d tensor: the Monitor reads it without waiting for the device.
+                values["loss"] = losses[0] if len(losses) == 1 else torch.stack([t.float() for t in losses]).mean()
+            # Every step ends the monitor's iteration, with or without a loss (a custom compute_loss);
+            # a step the GradScaler skipped is flagged by the adapter.
+            self.monitor.log(self._step(state), **values)
         except Exception as err:
             if isinstance(err, TrainingDivergedError):
                 raise  # on_nan="raise" asked for it
@@ -214,10 +215,10 @@ class BabysitterCallback(TrainerCallback):
                 values[k] = f
         if values:
             try:
-                self.monitor.log(self._step(), **values)
+                self.monitor.log(self._step(state), **values)  # the same step: the same iteration
             except Exception as err:
-                if type(err).__name__ == "TrainingDivergedError":
-                    raise
+                if isinstance(err, TrainingDivergedError):
+                    raise  # on_nan="raise" asked for it
                 self._fail("on_log", err)
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Mapping[str, Any] | None = None,
@@ -231,7 +232,7 @@ class BabysitterCallback(TrainerCallback):
                 values[k] = f
         if values:
             try:
-                self.monitor.log(self._step(), **values)
+                self.monitor.log(self._step(state), **values)
             except Exception as err:
                 self._fail("on_evaluate", err)
 

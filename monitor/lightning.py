@@ -14,13 +14,14 @@ What it does, with the Trainer's own hooks:
   ``save_hyperparameters()`` plus the Trainer's settings (``max_epochs``,
   ``accumulate_grad_batches``, ``precision``, ``gradient_clip_val``, ``world_size``);
   ``num_classes`` comes from the argument or a hyperparameter of that name.
-* ``on_train_start``: ``Monitor.watch(lightning_module, optimizer)`` with the first
-  optimizer of ``configure_optimizers``; the learning rate of every other optimizer is
-  added to each step as ``lr/opt1``, ``lr/opt2``, ... (their parameters get weight and
-  gradient statistics; the update is measured across the first optimizer's ``step()``).
+* ``on_train_start``: ``Monitor.watch(lightning_module, optimizers)`` with every optimizer
+  of ``configure_optimizers``: updates measured across each one's ``step()``, the learning
+  rates as ``lr``, ``lr/1`` (parameter groups) and ``lr/opt1``, ``lr/opt2``, ... (the other
+  optimizers), schedulers shown through the rates used.
 * each optimizer step (after the last micro-batch of gradient accumulation): one scalars
-  record at the step the monitor counts (optimizer steps from 0, so accumulation is
-  respected) with ``loss``, the mean of the micro-batch losses that ``training_step``
+  record, which ends the monitor's iteration, numbered by optimizer steps from 0 (so
+  accumulation is respected; with several optimizers stepping in one batch, that batch is
+  one step) with ``loss``, the mean of the micro-batch losses that ``training_step``
   returned, and every metric logged with ``self.log`` during training, a ``_step`` suffix
   removed (``train_loss_step`` -> ``train_loss``; ``_epoch`` aggregates are left out).
 * the end of each validation run: the metrics logged during validation (``val_loss``,
@@ -117,7 +118,8 @@ class BabysitterCallback(pl.Callback):
         self.run_dir: Any = None
         self._watch: Any = None
         self._losses: list[torch.Tensor] = []
-        self._steps_seen = 0
+        self._global_step = 0  # the Trainer's global_step at the end of the previous batch
+        self._step = 0  # the next step number: optimizer steps (batches in which an optimizer stepped) from 0
         self._val_keys: set[str] = set()
         self._before_val: dict[str, float] = {}
         self._broken = False
@@ -163,9 +165,9 @@ class BabysitterCallback(pl.Callback):
             if not opts:
                 log.warning("Babysitter: the Trainer has no optimizer; only scalars are recorded")
                 return
-            self._watch = self.monitor.watch(pl_module, opts[0], start_step=0)
+            self._watch = self.monitor.watch(pl_module, opts, start_step=0)
             self.monitor.set_meta(framework="lightning", optimizers=[type(o).__name__ for o in opts])
-            self._steps_seen = self._watch.step
+            self._global_step = trainer.global_step
         except Exception as err:
             self._fail("watch", err)
 
@@ -177,11 +179,12 @@ class BabysitterCallback(pl.Callback):
             loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
             if isinstance(loss, torch.Tensor) and loss.numel() == 1:
                 self._losses.append(loss.detach())
-            done = self._watch.step
-            if done == self._steps_seen:
-                return  # a micro-batch of gradient accumulation: the optimizer has not stepped
-            self._steps_seen = done
-            step = done - 1
+            if trainer.global_step == self._global_step:
+                return  # a micro-batch of gradient accumulation: no optimizer has stepped
+            # global_step counts every optimizer's steps (two per batch with two optimizers in
+            # manual optimization); a step here is one batch in which the optimizers stepped.
+            self._global_step = trainer.global_step
+            step, self._step = self._step, self._step + 1
             values: dict[str, Any] = {}
             for k, v in trainer.callback_metrics.items():
                 k = str(k)
@@ -196,11 +199,6 @@ class BabysitterCallback(pl.Callback):
             if self._losses:
                 losses, self._losses = self._losses, []
                 values["loss"] = losses[0] if len(losses) == 1 else torch.stack([t.float() for t in losses]).mean()
-            for i, opt in enumerate(trainer.optimizers[1:], 1):
-                for gi, group in enumerate(opt.param_groups):
-                    lr = _number(group.get("lr"))
-                    if lr is not None:
-                        values[f"lr/opt{i}" if gi == 0 else f"lr/opt{i}.{gi}"] = lr
             self.monitor.log(step, **values)
             if step == 0 and not self._warned_no_layers and not self.monitor.layers:
                 self._warned_no_layers = True
@@ -228,8 +226,7 @@ class BabysitterCallback(pl.Callback):
                     self._val_keys.add(k)
                     values[k[:-6] if k.endswith("_epoch") else k] = v
             if values:
-                step = max(0, (self._watch.step if self._watch is not None else 1) - 1)
-                self.monitor.log(step, **values)
+                self.monitor.log(max(0, self._step - 1), **values)  # the same step: the same iteration
         except Exception as err:
             self._fail("on_validation_end", err)
 
