@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.compare import SummaryCache, search_findings, summaries_frame  # noqa: E402
-from core.reader import LogDir  # noqa: E402
+from core.logdir import LogDir  # noqa: E402
 
 LAYERS = (("fc1", "relu"), ("fc2", "relu"), ("fc3", "linear"))
 PARAMS = ("fc1.weight", "fc2.weight", "fc3.weight")

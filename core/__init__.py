@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "DiagnosisConfig": "diagnose", "Diagnoser": "diagnose", "diagnose": "diagnose",
     "BabysitterError": "errors", "ConfigError": "errors", "RunExistsError": "errors", "RunNotFoundError": "errors",
-    "STALE_AFTER": "reader", "LogDir": "reader", "Run": "reader", "Series": "reader", "Table": "reader",
+    "STALE_AFTER": "reader", "LogDir": "logdir", "Run": "reader", "Series": "reader", "Table": "reader",
     "is_run_dir": "reader",
     "FORMAT_VERSION": "schema", "Finding": "schema", "LayerInfo": "schema", "Meta": "schema", "Problem": "schema",
     "activation_stats": "stats", "histogram": "stats", "input_stats": "stats", "param_stats": "stats",
@@ -27,7 +27,8 @@ __all__ = list(_EXPORTS)
 if TYPE_CHECKING:
     from .diagnose import DiagnosisConfig, Diagnoser, diagnose
     from .errors import BabysitterError, ConfigError, RunExistsError, RunNotFoundError
-    from .reader import STALE_AFTER, LogDir, Run, Series, Table, is_run_dir
+    from .reader import STALE_AFTER, Run, Series, Table, is_run_dir
+    from .logdir import LogDir
     from .schema import FORMAT_VERSION, Finding, LayerInfo, Meta, Problem
     from .stats import activation_stats, histogram, input_stats, param_stats
 

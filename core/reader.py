@@ -23,8 +23,9 @@ are kept. Nothing read is ever evaluated: records are parsed as strict JSON and
 checked field by field. Problems (corrupt lines, a missing ``meta.json``, a future format
 version) are collected in ``Run.problems`` with file and line, never raised.
 
-``LogDir`` lists the runs of a log directory, opens each lazily and refreshes only the
-runs marked dirty (by a file watcher) or all of them on demand.
+``core.logdir.LogDir`` lists the runs of a log directory, opens each lazily and refreshes
+only the runs marked dirty (by a file watcher) or all of them on demand. The columns the
+reader fills are in ``core._columns``.
 """
 
 from __future__ import annotations
@@ -37,24 +38,24 @@ import socket
 import stat
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import orjson
 
+from ._columns import Grow, ScalarCol, Series, Table, number_or_nan
 from ._tail import MAX_LINE, FileTail
 from .errors import RunNotFoundError
 from .schema import (
     ACT_FIELDS, DATA_SUFFIX, ENDED_STATUSES, FORMAT_VERSION, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS,
-    KIND_FINDING, KIND_INPUT, KIND_PARAMS, KIND_SCALARS, MAX_BINS, MAX_LAYERS, MAX_NESTING, MAX_PARAMS, MAX_SCALARS,
+    KIND_FINDING, KIND_INPUT, KIND_PARAMS, KIND_SCALARS, MAX_LAYERS, MAX_NESTING, MAX_PARAMS, MAX_SCALARS,
     META_FILE, PARAM_FIELDS, Finding, Meta, Problem, metric_key, rank_of,
 )
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Run", "LogDir", "Series", "Table", "STALE_AFTER", "is_run_dir"]
+__all__ = ["Run", "Series", "Table", "STALE_AFTER", "is_run_dir"]
 
 STALE_AFTER = 60.0  # seconds without a heartbeat or write before a "running" run is shown as crashed
 MAX_PROBLEMS = 1000  # problems kept per run (the count goes on)
@@ -83,276 +84,6 @@ def _clip_depth(v: Any, depth: int, cut: list[str], where: str = "") -> Any:
             return _TOO_DEEP
         return [_clip_depth(x, depth - 1, cut, f"{where}[{i}]"[:80]) for i, x in enumerate(v)]
     return v
-
-
-class _Grow:
-    """A growable 1-D numpy column."""
-
-    __slots__ = ("a", "n")
-
-    def __init__(self, dtype: Any, cap: int = 64) -> None:
-        self.a = np.empty(cap, dtype=dtype)
-        self.n = 0
-
-    def append(self, x: Any) -> None:
-        if self.n == len(self.a):
-            self.a = np.resize(self.a, max(64, 2 * len(self.a)))
-        self.a[self.n] = x
-        self.n += 1
-
-    def view(self) -> np.ndarray:
-        return self.a[: self.n]
-
-
-@dataclass(frozen=True, slots=True)
-class Series:
-    """One scalar series, sorted by step.
-
-    Attributes:
-        name: the scalar's name (``"loss"``, ``"val_acc"``, ...).
-        steps: int64 steps.
-        values: float64 values; NaN/Inf where the training recorded them, NaN where missing.
-        times: wall-clock seconds of each point.
-    """
-
-    name: str
-    steps: np.ndarray
-    values: np.ndarray
-    times: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.steps)
-
-
-class _ScalarCol:
-    __slots__ = ("steps", "values", "times", "sorted")
-
-    def __init__(self) -> None:
-        self.steps, self.values, self.times = _Grow(np.int64), _Grow(np.float64), _Grow(np.float64)
-        self.sorted = True
-
-    def add(self, step: int, value: float, t: float) -> None:
-        if self.steps.n and step < self.steps.a[self.steps.n - 1]:
-            self.sorted = False
-        self.steps.append(step)
-        self.values.append(value)
-        self.times.append(t)
-
-    def series(self, name: str) -> Series:
-        s, v, t = self.steps.view(), self.values.view(), self.times.view()
-        if not self.sorted:
-            order = np.argsort(s, kind="stable")
-            s, v, t = s[order], v[order], t[order]
-        return Series(name, s.copy(), v.copy(), t.copy())
-
-
-class Table:
-    """Per-step, per-name statistics: ``values[field][row, col]`` with ``steps[row]`` and ``names[col]``.
-
-    Rows are logged steps in the order read; columns are layers (or parameter tensors) in
-    the order first seen. Missing entries are NaN. Histograms, when kept, are
-    ``hist[hrow, col, bin]`` for the rows in ``hist_steps``.
-    """
-
-    def __init__(self, fields: tuple[str, ...], with_hist: bool = False, max_hist_rows: int = 2048,
-                 max_cols: int = MAX_LAYERS, what: str = "layers", max_hist_cells: int = 1 << 25) -> None:
-        self.fields = fields
-        self.max_cols = max_cols  # names this table takes; records that would add more are refused
-        self.what = what
-        self.max_hist_cells = max_hist_cells  # kept histogram cells (rows x columns x bins) before thinning
-        self.names: list[str] = []
-        self.index: dict[str, int] = {}
-        self.n = 0
-        self._cap_rows, self._cap_cols = 0, 0
-        self.steps = np.empty(0, np.int64)
-        self.times = np.empty(0, np.float64)
-        self.values: dict[str, np.ndarray] = {f: np.empty((0, 0)) for f in fields}
-        self.with_hist = with_hist
-        self.max_hist_rows = max_hist_rows
-        self.hist_rows: list[int] = []  # table row of each kept histogram row
-        self.hist_stride = 1
-        self._hist: np.ndarray | None = None  # [hrow, col, bin] int64
-        self._hist_lo: np.ndarray | None = None
-        self._hist_hi: np.ndarray | None = None
-        self._bins = 0
-
-    # Capacity grows by doubling in both directions; copies are amortised.
-    def _ensure(self, rows: int, cols: int) -> None:
-        if rows <= self._cap_rows and cols <= self._cap_cols:
-            return
-        nr = max(self._cap_rows, 16)
-        while nr < rows:
-            nr *= 2
-        # Columns: exactly what the first record needs (100 layers -> 100, not 128), then doubling.
-        nc = max(self._cap_cols, 4) if self._cap_cols else max(cols, 4)
-        while nc < cols:
-            nc *= 2
-        for f in self.fields:
-            new = np.full((nr, nc), _NAN)
-            old = self.values[f]
-            new[: old.shape[0], : old.shape[1]] = old
-            self.values[f] = new
-        self.steps = np.resize(self.steps, nr)
-        self.times = np.resize(self.times, nr)
-        if self._hist is not None and nc > self._hist.shape[1]:
-            h = np.zeros((self._hist.shape[0], nc, self._bins), np.int64)
-            h[:, : self._hist.shape[1]] = self._hist
-            self._hist = h
-            for attr in ("_hist_lo", "_hist_hi"):
-                old = getattr(self, attr)
-                new = np.full((old.shape[0], nc), _NAN)
-                new[:, : old.shape[1]] = old
-                setattr(self, attr, new)
-        self._cap_rows, self._cap_cols = nr, nc
-
-    def parse(self, names: list[str], rec: dict[str, Any]) -> tuple[dict[str, np.ndarray], tuple[Any, ...] | None]:
-        """Check and convert one record's columns without storing them.
-
-        Returns:
-            ``(fields, hist)``: each present field as a float array parallel to ``names``, and
-            ``(counts, lo, hi)`` when the record has histograms this table keeps.
-
-        Raises:
-            ValueError, TypeError: for a malformed record.
-        """
-        k = len(names)
-        if k > self.max_cols:  # checked first: nothing is allocated for a record listing a million names
-            raise ValueError(f"{k} {self.what} in one record; a run may have at most {self.max_cols}")
-        if len(set(names)) != k:
-            raise ValueError("names repeat")
-        parsed: dict[str, np.ndarray] = {}
-        for f in self.fields:
-            v = rec.get(f)
-            if v is None:
-                continue
-            arr = np.asarray(v, dtype=np.float64)
-            if arr.shape != (k,):
-                raise ValueError(f"field {f!r} has {arr.size} values for {k} names")
-            parsed[f] = arr
-        hist = None
-        if self.with_hist and rec.get("hist") is not None:
-            hist = np.asarray(rec["hist"], dtype=np.int64)
-            lo = np.asarray(rec.get("hist_lo"), dtype=np.float64)
-            hi = np.asarray(rec.get("hist_hi"), dtype=np.float64)
-            if hist.ndim != 2 or hist.shape[0] != k or lo.shape != (k,) or hi.shape != (k,) or hist.shape[1] < 1:
-                raise ValueError("hist, hist_lo and hist_hi must have one entry per name")
-            if hist.shape[1] > MAX_BINS:
-                raise ValueError(f"hist has {hist.shape[1]} bins; at most {MAX_BINS} are read")
-            if self._bins and hist.shape[1] != self._bins:
-                raise ValueError(f"hist has {hist.shape[1]} bins; this run uses {self._bins}")
-            return parsed, (hist, lo, hi)
-        return parsed, None
-
-    def add(self, step: int, t: float, names: list[str], rec: dict[str, Any]) -> None:
-        """Append one record's columns. Raises ValueError/TypeError on a malformed record (nothing is added then)."""
-        parsed, h = self.parse(names, rec)
-        k = len(names)
-        cols_new = [n for n in names if n not in self.index]
-        if len(self.names) + len(cols_new) > self.max_cols:
-            raise ValueError(f"{len(cols_new)} new {self.what} after {len(self.names)}; a run may have at most "
-                             f"{self.max_cols} (records with more are skipped)")
-        for n in cols_new:
-            self.index[n] = len(self.names)
-            self.names.append(n)
-        row = self.n
-        self._ensure(row + 1, len(self.names))
-        idx = np.fromiter((self.index[n] for n in names), np.intp, k)
-        self.steps[row] = step
-        self.times[row] = t
-        for f, arr in parsed.items():
-            self.values[f][row, idx] = arr
-        self.n += 1
-        if h is not None:
-            self._add_hist(row, idx, *h)
-
-    def _add_hist(self, row: int, idx: np.ndarray, hist: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
-        if row % self.hist_stride:
-            return
-        if self._hist is None:
-            self._bins = hist.shape[1]
-            self._hist = np.zeros((16, self._cap_cols, self._bins), np.int64)
-            self._hist_lo = np.full((16, self._cap_cols), _NAN)
-            self._hist_hi = np.full((16, self._cap_cols), _NAN)
-        hrow = len(self.hist_rows)
-        if hrow == self._hist.shape[0]:
-            grow = hrow * 2
-            self._hist = np.concatenate([self._hist, np.zeros((grow - hrow, *self._hist.shape[1:]), np.int64)])
-            self._hist_lo = np.concatenate([self._hist_lo, np.full((grow - hrow, self._hist_lo.shape[1]), _NAN)])
-            self._hist_hi = np.concatenate([self._hist_hi, np.full((grow - hrow, self._hist_hi.shape[1]), _NAN)])
-        self._hist[hrow, idx] = hist
-        self._hist_lo[hrow, idx] = lo
-        self._hist_hi[hrow, idx] = hi
-        self.hist_rows.append(row)
-        if (len(self.hist_rows) > self.max_hist_rows
-                or len(self.hist_rows) * self._hist.shape[1] * self._bins > self.max_hist_cells):
-            self._thin()
-
-    def _thin(self) -> None:
-        # Keep every other histogram row (the first one always) and take only every
-        # 2*stride-th row from now on: memory stays within max_hist_rows on any run length.
-        keep = np.arange(0, len(self.hist_rows), 2)
-        m = len(keep)
-        self._hist[:m] = self._hist[keep]
-        self._hist_lo[:m] = self._hist_lo[keep]
-        self._hist_hi[:m] = self._hist_hi[keep]
-        self._hist[m:] = 0
-        self._hist_lo[m:] = _NAN
-        self._hist_hi[m:] = _NAN
-        self.hist_rows = [self.hist_rows[i] for i in keep]
-        self.hist_stride *= 2
-
-    # -- access ----------------------------------------------------------------------------
-
-    def __len__(self) -> int:
-        return self.n
-
-    def field(self, name: str) -> np.ndarray:
-        """``[row, col]`` values of one field (a view; NaN where missing)."""
-        return self.values[name][: self.n, : len(self.names)]
-
-    def step_array(self) -> np.ndarray:
-        return self.steps[: self.n]
-
-    def row_at(self, step: int) -> int | None:
-        """The row of the last record at or before ``step``, or None."""
-        s = self.step_array()
-        if not len(s):
-            return None
-        pos = int(np.searchsorted(s, step, side="right")) - 1 if _is_sorted(s) else _last_le(s, step)
-        return pos if pos >= 0 else None
-
-    def histograms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(steps, lo, hi, counts)``: kept histogram rows, ``lo``/``hi`` ``[hrow, col]``, counts ``[hrow, col, bin]``."""
-        h = len(self.hist_rows)
-        c = len(self.names)
-        if self._hist is None:
-            return np.empty(0, np.int64), np.empty((0, c)), np.empty((0, c)), np.empty((0, c, 0), np.int64)
-        steps = self.steps[np.asarray(self.hist_rows, np.intp)] if h else np.empty(0, np.int64)
-        return steps, self._hist_lo[:h, :c], self._hist_hi[:h, :c], self._hist[:h, :c]
-
-    def nbytes(self) -> int:
-        total = self.steps.nbytes + self.times.nbytes + sum(v.nbytes for v in self.values.values())
-        for a in (self._hist, self._hist_lo, self._hist_hi):
-            if a is not None:
-                total += a.nbytes
-        return total
-
-
-def _number_or_nan(v: Any, field: str) -> float:
-    if v is None:
-        return _NAN
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"{field!r} must be a number or null, got {type(v).__name__}")
-    return float(v)
-
-
-def _is_sorted(a: np.ndarray) -> bool:
-    return bool(len(a) < 2 or np.all(a[1:] >= a[:-1]))
-
-
-def _last_le(a: np.ndarray, x: int) -> int:
-    hits = np.nonzero(a <= x)[0]
-    return int(hits[-1]) if len(hits) else -1
 
 
 _PID_MAX = 1 << 22  # Linux's largest pid_max; a larger (or non-positive) pid is no process of this host
@@ -423,11 +154,11 @@ class Run:
         self._meta_sig: tuple[int, int, int] | None = None
         self._meta_problem: Problem | None = None
         self._tails: dict[str, FileTail] = {}
-        self._scalars: dict[tuple[int, str], _ScalarCol] = {}
+        self._scalars: dict[tuple[int, str], ScalarCol] = {}
         self._scalar_count: dict[int, int] = {}  # scalar names per rank
         self.acts = Table(ACT_FIELDS, with_hist=True, max_hist_rows=self.max_hist_rows, max_cols=MAX_LAYERS)
         self.params = Table(PARAM_FIELDS, max_cols=MAX_PARAMS, what="parameters")
-        self._input: dict[str, _Grow] = {f: _Grow(np.float64) for f in ("step", *INPUT_FIELDS)}
+        self._input: dict[str, Grow] = {f: Grow(np.float64) for f in ("step", *INPUT_FIELDS)}
         self.findings: list[Finding] = []
         self.finding_ranks: list[int] = []  # the rank whose file held each of ``findings``
         self.problems: list[Problem] = []
@@ -598,7 +329,7 @@ class Run:
             for key, fv in points:
                 col = self._scalars.get((rank, key))
                 if col is None:
-                    col = self._scalars[(rank, key)] = _ScalarCol()
+                    col = self._scalars[(rank, key)] = ScalarCol()
                 col.add(step, fv, t)
         elif kind == KIND_ACTS:
             names = rec.get("layers")
@@ -617,7 +348,7 @@ class Run:
                 return
             self.params.add(step, t, names, rec)
         elif kind == KIND_INPUT:
-            vals = [_number_or_nan(rec.get(f), f) for f in INPUT_FIELDS]
+            vals = [number_or_nan(rec.get(f), f) for f in INPUT_FIELDS]
             if rank != self.stats_rank:
                 return
             self._input["step"].append(step)
@@ -784,121 +515,3 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, records={self.records_read}, layers={len(self.acts.names)})"
-
-
-class LogDir:
-    """The runs of a log directory, each read lazily and refreshed incrementally.
-
-    Args:
-        path: the log directory (it may not exist yet).
-        max_hist_rows: passed to every ``Run``.
-
-    Only direct sub-folders are runs; a run name is one folder name and never resolves
-    outside ``path`` (symlinks pointing out are ignored).
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *, max_hist_rows: int = 2048) -> None:
-        self.path = Path(path)
-        self.max_hist_rows = max_hist_rows
-        self._runs: dict[str, Run] = {}
-        self._dirty: set[str] = set()
-        self._all_dirty = True
-        self._lock = threading.RLock()
-        self.version = 0
-
-    def _safe_child(self, name: str) -> Path | None:
-        if not isinstance(name, str) or not name or "/" in name or "\\" in name or "\x00" in name or name in (".", ".."):
-            return None
-        child = self.path / name
-        try:
-            root = self.path.resolve()
-            real = child.resolve()
-        except (OSError, RuntimeError):
-            return None
-        if real.parent != root:
-            return None
-        return child
-
-    def mark_dirty(self, name: str | None = None) -> None:
-        """Note that run ``name`` (or, with None, the folder list) changed. Cheap; safe from any thread."""
-        with self._lock:
-            if name is None:
-                self._all_dirty = True
-            else:
-                self._dirty.add(name)
-
-    def refresh(self, full: bool = False) -> bool:
-        """Rescan (when marked or ``full``) and update dirty runs. Returns True when anything changed."""
-        with self._lock:
-            rescan = self._all_dirty or full
-            dirty = set(self._runs) if full else set(self._dirty)
-            self._all_dirty = False
-            self._dirty.clear()
-        changed = False
-        if rescan:
-            names = set(self._scan())
-            with self._lock:
-                for gone in set(self._runs) - names:
-                    del self._runs[gone]
-                    changed = True
-                for new in names - set(self._runs):
-                    try:
-                        self._runs[new] = Run(self.path / new, max_hist_rows=self.max_hist_rows)
-                        dirty.add(new)
-                        changed = True
-                    except RunNotFoundError:
-                        pass
-        for name in dirty:
-            run = self._runs.get(name)
-            if run is None:
-                if self._safe_child(name) is not None and is_run_dir(self.path / name):
-                    self.mark_dirty(None)
-                continue
-            if not run.path.is_dir():
-                with self._lock:
-                    self._runs.pop(name, None)
-                changed = True
-                continue
-            before = run.version
-            run.update()
-            changed |= run.version != before
-        if changed:
-            with self._lock:
-                self.version += 1
-        return changed
-
-    def _scan(self) -> Iterator[str]:
-        try:
-            entries = list(os.scandir(self.path))
-        except OSError:
-            return
-        for e in entries:
-            if e.name.startswith("."):
-                continue
-            if self._safe_child(e.name) is None:
-                continue
-            if is_run_dir(Path(e.path)):
-                yield e.name
-
-    def _repr_html_(self) -> str:
-        """Jupyter: one row per run (``core.notebook``)."""
-        from .notebook import logdir_html
-
-        return logdir_html(self)
-
-    def names(self) -> list[str]:
-        """Run names, sorted."""
-        with self._lock:
-            return sorted(self._runs)
-
-    def runs(self) -> list[Run]:
-        """The runs, sorted by name."""
-        with self._lock:
-            return [self._runs[n] for n in sorted(self._runs)]
-
-    def get(self, name: str) -> Run | None:
-        """The run called ``name``, or None (also for any name that would leave the log directory)."""
-        if self._safe_child(name) is None:
-            return None
-        with self._lock:
-            return self._runs.get(name)

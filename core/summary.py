@@ -25,7 +25,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .diagnose import Diagnoser
-from .reader import LogDir, Run
+from .reader import Run
+from .logdir import LogDir
 from .schema import SEVERITY_RANK, Finding, StudyTrial, severity_counts
 
 log = logging.getLogger(__name__)

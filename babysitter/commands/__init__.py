@@ -34,7 +34,8 @@ def open_logdir(raw: str | Path) -> Any:
     Raises:
         PathError: when ``raw`` does not exist, is itself a run folder, or holds no run.
     """
-    from core.reader import LogDir, is_run_dir
+    from core.reader import is_run_dir
+    from core.logdir import LogDir
 
     p = Path(raw)
     if not p.is_dir():

@@ -488,7 +488,7 @@ def load_search(name: str, *, storage: Any = None, logdir: str | os.PathLike[str
             raise ConfigError(f"study {name!r} was not run by random_search (no {_study.STUDY_ATTR!r} attribute)")
         return _result_from_study(study, root, space_from_json(desc["space"]), desc.get("metric", "val_acc"),
                                   desc.get("mode", "max"), label, desc.get("seed"))
-    from core.reader import LogDir
+    from core.logdir import LogDir
 
     ld = LogDir(root)
     ld.refresh()

@@ -12,7 +12,8 @@ from core.compare import (
     HP_PREFIX, SummaryCache, edge_of_range, search_findings, summarize, summarize_logdir,
 )
 from core.errors import ConfigError
-from core.reader import LogDir, Run
+from core.reader import Run
+from core.logdir import LogDir
 
 
 def write_run(root, name, scalars, *, status="finished", hparams=None, space=None, error=None, findings=()):

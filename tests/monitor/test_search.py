@@ -194,7 +194,7 @@ def test_random_search_rejects_bad_options(tmp_path):
 def test_digits_example_coarse_then_fine(tmp_path, capsys):
     """examples/search_digits.py end to end, tiny: a coarse and a fine search of real digits trainings."""
     from core.compare import SummaryCache, search_findings
-    from core.reader import LogDir
+    from core.logdir import LogDir
     from examples.search_digits import main
 
     assert main(["--logdir", str(tmp_path), "--coarse-trials", "4", "--coarse-epochs", "1", "--fine-trials", "2",

@@ -23,7 +23,8 @@ import pytest
 from babysitter.cli import main
 from core.edge import edge_of_range
 from core.errors import ConfigError
-from core.reader import LogDir, Run
+from core.reader import Run
+from core.logdir import LogDir
 from monitor.search import LogUniform, Uniform, load_search, random_search, refine
 from monitor.search._study import storage_label
 
