@@ -1,4 +1,4 @@
-"""Diagnosis engine: runs the rules of ``core._rules`` over a run, live or post hoc.
+"""Diagnosis engine: runs the rules of ``core.rules`` over a run, live or post hoc.
 
     from core import diagnose, Diagnoser, DiagnosisConfig
 
@@ -20,7 +20,7 @@ one rank only). Each rank's findings the training wrote belong to that rank.
 
 Thresholds are named ``rule.field`` (``dead_relu.max_dead_frac``); ``threshold_table()``
 lists them with defaults, ranges and units. Other modules add rules with
-``core._rules.register`` (the comparison module's ``edge_of_range`` does).
+``core.rules.register`` (the comparison module's ``edge_of_range`` does).
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from . import _depth_rules  # noqa: F401  (registers the rules that compare layers across depth)
-from ._rules import RULES, UPDATE_RATIO_RELATIVE, Delta, Rule, RuleThresholds, activation_layers, is_bias, \
+from .rules import RULES, UPDATE_RATIO_RELATIVE, Delta, Rule, RuleThresholds, activation_layers, is_bias, \
     loss_explosion_finding, nan_loss_finding, register, weights_by_depth
 from .errors import ConfigError
 from .schema import SEVERITY_RANK, Finding

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ._rules import Delta, Rule, RuleThresholds, knob, register
+from .rules import Delta, Rule, RuleThresholds, knob, register
 from .schema import Finding
 from .summary import RunSummary
 

@@ -56,7 +56,7 @@ def pruning_config(config: DiagnosisConfig | None, prune_on: frozenset[str]) -> 
     A trial is diagnosed at every logged step; rules whose findings could never prune it
     are not run (a rule reports at its own severity or lower, never higher).
     """
-    from core._rules import RULES
+    from core.rules import RULES
 
     cfg = config or DiagnosisConfig()
     rank = {s: i for i, s in enumerate(SEVERITIES)}

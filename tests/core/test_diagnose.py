@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from core import ConfigError, Finding, Run
-from core._rules import RULES, Rule, register
+from core.rules import RULES, Rule, register
 from core.diagnose import DiagnosisConfig, Diagnoser, diagnose, nan_loss_finding, parse_overrides, threshold_table
 from monitor import Monitor
 from monitor.sanity import SANITY_OVERFIT, check_sanity_hparams, overfit_subset
@@ -337,7 +337,7 @@ def test_every_threshold_default_is_valid_and_documented():
 
 
 def test_a_registered_rule_runs_and_can_be_configured(runs):
-    from core._rules import RuleThresholds, knob
+    from core.rules import RuleThresholds, knob
 
     @dataclass(frozen=True)
     class LongRunThresholds(RuleThresholds):

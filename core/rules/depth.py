@@ -20,9 +20,11 @@ from typing import Iterator
 
 import numpy as np
 
-from ._rules import Delta, Rule, RuleThresholds, activation_layers, _fmt, _grow, _NewLayers, _patience, _streaks, \
-    knob, register, weights_by_depth
-from .schema import Finding
+from ._base import (
+    Delta, Rule, RuleThresholds, activation_layers, fmt, grow, knob, NewLayers, patience, register, streaks,
+    weights_by_depth,
+)
+from ..schema import Finding
 
 __all__ = ["ExplodingActivations", "VanishingGradients", "ExplodingGradients"]
 
@@ -49,7 +51,7 @@ class ExplodingActivations(Rule):
 
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:
         super().__init__(thresholds)
-        self.reported = _NewLayers()
+        self.reported = NewLayers()
 
     def update(self, d: Delta) -> Iterator[Finding]:
         if not len(d.acts_rows):
@@ -83,8 +85,8 @@ class ExplodingActivations(Rule):
             j = int(np.nanargmax(np.where(ok, ratio, np.nan)))
             worst = float(ratio[j])
             yield self.finding(
-                step, f"Activation std grows with depth: {layers[j]} has {_fmt(float(row[j]))}, {_fmt(worst)}x the "
-                      f"std of {layers[0]} ({_fmt(base)}) at step {step}; {why}.",
+                step, f"Activation std grows with depth: {layers[j]} has {fmt(float(row[j]))}, {fmt(worst)}x the "
+                      f"std of {layers[0]} ({fmt(base)}) at step {step}; {why}.",
                 layers=new, value=worst, threshold=self.t.max_std_ratio if growth <= self.t.max_growth
                 else self.t.max_growth)
 
@@ -97,14 +99,14 @@ class _GradientDepth(Rule):
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:
         super().__init__(thresholds)
         self.count = np.zeros(0, np.int64)
-        self.reported = _NewLayers()
+        self.reported = NewLayers()
         self.last_ratio: np.ndarray | None = None
 
     def update(self, d: Delta) -> Iterator[Finding]:
         table = d.run.params
         ws = weights_by_depth(d)
         n = len(table)
-        need = _patience(self.t.patience, d, n)
+        need = patience(self.t.patience, d, n)
         if len(ws) < 2:
             return
         names = [p for p, _ in ws]
@@ -117,8 +119,8 @@ class _GradientDepth(Rule):
             # No gradient at the output (frozen, NaN, zero) is no verdict on depth.
             ratio = np.where(np.isfinite(ratio) & (g[:, -1:] > 0), ratio, np.nan)
             flags = (ratio > limit) if self.high else (ratio < limit)
-            self.count = _grow(self.count, len(names) - 1)[: len(names) - 1]
-            counts, self.count = _streaks(flags, self.count)
+            self.count = grow(self.count, len(names) - 1)[: len(names) - 1]
+            counts, self.count = streaks(flags, self.count)
             self.last_ratio = ratio[-1]
             for i in range(len(ratio)):
                 yield from self._report(d, names, np.nonzero(counts[i] >= need)[0], ratio[i],
@@ -164,7 +166,7 @@ class VanishingGradients(_GradientDepth):
     Thresholds = VanishingGradThresholds
 
     def describe(self, worst: str, last: str, v: float, limit: float, step: int, k: int) -> str:
-        return (f"The gradient shrinks toward the input: {worst}'s gradient norm is {_fmt(v)}x that of {last} at step "
+        return (f"The gradient shrinks toward the input: {worst}'s gradient norm is {fmt(v)}x that of {last} at step "
                 f"{step} ({k} weight tensor(s) below the threshold {limit:g}x).")
 
 
@@ -188,5 +190,5 @@ class ExplodingGradients(_GradientDepth):
     Thresholds = ExplodingGradThresholds
 
     def describe(self, worst: str, last: str, v: float, limit: float, step: int, k: int) -> str:
-        return (f"The gradient grows toward the input: {worst}'s gradient norm is {_fmt(v)}x that of {last} at step "
+        return (f"The gradient grows toward the input: {worst}'s gradient norm is {fmt(v)}x that of {last} at step "
                 f"{step} ({k} weight tensor(s) above the threshold {limit:g}x).")
