@@ -4,8 +4,9 @@
   and no deep-learning or web framework.
 - ``monitor`` (what training code imports) and ``dashboard`` never import each other, nor
   the command line on top of them.
-- Only ``monitor`` talks to torch and the training frameworks; ``import monitor`` loads none
-  of them (nor the reader or the web stack): the adapters load on use.
+- Only ``monitor``'s adapter modules (``ADAPTERS``) talk to torch and the training
+  frameworks; ``import monitor`` loads none of them (nor the reader or the web stack): the
+  adapters load on use.
 """
 
 from __future__ import annotations
@@ -41,6 +42,15 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     return out
 
 
+# The only modules that import a training framework: the adapters, loaded on use.
+ADAPTERS = {
+    "torch": {"monitor/_torch.py", "monitor/_torch_stats.py", "monitor/lightning.py", "monitor/hf.py"},
+    "lightning": {"monitor/lightning.py"}, "pytorch_lightning": {"monitor/lightning.py"},
+    "transformers": {"monitor/hf.py"},
+    "optuna": {"monitor/search/"},  # the search package runs on Optuna studies
+}
+
+
 def _modules(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
 
@@ -50,6 +60,17 @@ def test_no_module_imports_across_the_layers(package):
     assert _modules(package), package
     bad = [f"{p.relative_to(ROOT)}:{line} imports {name}"
            for p in _modules(package) for line, name in _imports(p) if name in FORBIDDEN[package]]
+    assert not bad, "\n".join(bad)
+
+
+def test_frameworks_are_imported_only_by_their_adapters():
+    bad = []
+    for package in ("core", "monitor", "dashboard", "babysitter"):
+        for p in _modules(package):
+            rel = p.relative_to(ROOT).as_posix()
+            bad += [f"{rel}:{line} imports {name}" for line, name in _imports(p)
+                    if name in FRAMEWORKS and not any(rel == a or a.endswith("/") and rel.startswith(a)
+                                                      for a in ADAPTERS.get(name, ()))]
     assert not bad, "\n".join(bad)
 
 
