@@ -68,6 +68,7 @@ class EdgeOfRangeRule(Rule):
 DEFAULT_OUTER = EdgeOfRangeThresholds().outer  # fraction of the (log-)range at each end counted as "the edge"
 DEFAULT_MIN_TREND = EdgeOfRangeThresholds().min_trend
 DEFAULT_MIN_TREND_TRIALS = EdgeOfRangeThresholds().min_trend_trials
+DEFAULT_MIN_TRIALS = EdgeOfRangeThresholds().min_trials
 
 @dataclass(frozen=True)
 class EdgeOfRange:
@@ -175,7 +176,7 @@ def edge_of_range(
     *,
     mode: str = "max",
     outer: float = DEFAULT_OUTER,
-    min_trials: int = 3,
+    min_trials: int = DEFAULT_MIN_TRIALS,
     min_trend: float = DEFAULT_MIN_TREND,
     min_trend_trials: int = DEFAULT_MIN_TREND_TRIALS,
 ) -> list[EdgeOfRange]:
@@ -297,7 +298,7 @@ def search_findings(
     metric: str = "best_val_acc",
     mode: str = "max",
     outer: float = DEFAULT_OUTER,
-    min_trials: int = 3,
+    min_trials: int = DEFAULT_MIN_TRIALS,
     min_trend: float = DEFAULT_MIN_TREND,
     min_trend_trials: int = DEFAULT_MIN_TREND_TRIALS,
 ) -> list[EdgeOfRange]:

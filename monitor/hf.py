@@ -46,6 +46,7 @@ from typing import Any, Mapping
 import torch
 from transformers import TrainerCallback
 
+from ._callback import FailsQuietly
 from ._monitor import Monitor, TrainingDivergedError
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def _number(v: Any) -> float | None:
     return None
 
 
-class BabysitterCallback(TrainerCallback):
+class BabysitterCallback(FailsQuietly, TrainerCallback):
     """Records a ``Trainer.train()`` into ``<logdir>/<name>/``.
 
     Args:
@@ -112,6 +113,8 @@ class BabysitterCallback(TrainerCallback):
         run_dir: the run folder, once training has started.
     """
 
+    framework = "Hugging Face"
+
     def __init__(self, logdir: str | os.PathLike[str] = "runs", name: str | None = None, *, every: int = 10,
                  num_classes: int | None = None, hparams: Mapping[str, Any] | None = None, **options: Any) -> None:
         self.logdir, self.name, self.every = logdir, name, every
@@ -124,13 +127,6 @@ class BabysitterCallback(TrainerCallback):
         self._loss_hook: Any = None
         self._losses: list[torch.Tensor] = []
         self._model_loss_seen = False
-        self._broken = False
-
-    def _fail(self, what: str, err: BaseException) -> None:
-        if not self._broken:
-            self._broken = True
-            log.warning("Babysitter: Hugging Face callback stopped recording after an error in %s: %s: %s",
-                        what, type(err).__name__, err, exc_info=err)
 
     # -- events ----------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ from typing import Any, Mapping
 import lightning.pytorch as pl
 import torch
 
+from ._callback import FailsQuietly
 from ._monitor import Monitor, TrainingDivergedError
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def _plain_hparams(hp: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class BabysitterCallback(pl.Callback):
+class BabysitterCallback(FailsQuietly, pl.Callback):
     """Records a Lightning ``fit`` into ``<logdir>/<name>/``.
 
     Args:
@@ -106,6 +107,8 @@ class BabysitterCallback(pl.Callback):
         monitor: the run's ``Monitor`` while ``fit`` runs (``None`` before and after).
         run_dir: the run folder, once ``fit`` has started.
     """
+
+    framework = "Lightning"
 
     def __init__(self, logdir: str | os.PathLike[str] = "runs", name: str | None = None, *, every: int = 10,
                  num_classes: int | None = None, hparams: Mapping[str, Any] | None = None, **options: Any) -> None:
@@ -122,17 +125,10 @@ class BabysitterCallback(pl.Callback):
         self._step = 0  # the next step number: optimizer steps (batches in which an optimizer stepped) from 0
         self._val_keys: set[str] = set()
         self._before_val: dict[str, float] = {}
-        self._broken = False
         self._warned_no_layers = False
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _fail(self, what: str, err: BaseException) -> None:
-        """Monitoring never stops the training: say what was lost, once, and go quiet."""
-        if not self._broken:
-            self._broken = True
-            log.warning("Babysitter: Lightning callback stopped recording after an error in %s: %s: %s",
-                        what, type(err).__name__, err, exc_info=err)
 
     def _hparams(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> dict[str, Any]:
         hp = _plain_hparams(dict(getattr(pl_module, "hparams", {}) or {}))

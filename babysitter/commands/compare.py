@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'status=finished'), else rows whose name, status or findings contain TEXT")
     parser.add_argument("--all-columns", action="store_true",
                         help="also show hyperparameters that are the same in every run as columns")
-    parser.add_argument("--outer", type=float, default=0.1,
+    from core.edge import DEFAULT_OUTER
+
+    parser.add_argument("--outer", type=float, default=DEFAULT_OUTER,
                         help="edge_of_range: fraction of the range at each end that counts as the edge")
 
 

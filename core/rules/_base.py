@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar, Iterable, Iterator
 
 import numpy as np
 
@@ -263,6 +263,25 @@ def activation_layers(d: Delta) -> list[str]:
     order = d.run.layer_order()
     acts = [n for n in order if d.layer_kinds.get(n) in RELU_FAMILY | SATURATING]
     return acts if acts else [n for n in order if d.layer_kinds.get(n, "other") != "input"]
+
+
+def std_by_depth(d: Delta) -> Iterator[tuple[int, list[str], np.ndarray, float]]:
+    """The activation std across depth at each new logged step, for the rules that compare layers.
+
+    Yields ``(row, layers, std, base)``: the new row's position in ``d``, the activation
+    layers in depth order, their std at that step, and the first layer's std (only rows where
+    it is finite and above 0, the reference the deeper layers are judged against).
+    """
+    if not len(d.acts_rows):
+        return
+    layers = activation_layers(d)
+    if len(layers) < 2:
+        return
+    idx = [d.run.acts.index[n] for n in layers]
+    for i, row in enumerate(d.acts("std")[:, idx]):
+        base = row[0]
+        if math.isfinite(base) and base > 0:
+            yield i, layers, row, float(base)
 
 
 def looks_like_matrix(d: Delta, param: str) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from ..schema import NORM_KINDS, Finding
 from ._base import (
-    Delta, Rule, RuleThresholds, activation_layers, fmt, grow, knob, looks_like_matrix, NewLayers, patience,
+    Delta, Rule, RuleThresholds, fmt, grow, knob, looks_like_matrix, NewLayers, patience, std_by_depth,
     register, streaks,
 )
 
@@ -35,17 +34,7 @@ class VanishingActivations(Rule):
         self.reported = NewLayers()
 
     def update(self, d: Delta) -> Iterator[Finding]:
-        if not len(d.acts_rows):
-            return
-        layers = activation_layers(d)
-        if len(layers) < 2:
-            return
-        idx = [d.run.acts.index[n] for n in layers]
-        std = d.acts("std")[:, idx]
-        for i, row in enumerate(std):
-            base = row[0]
-            if not (math.isfinite(base) and base > 0):
-                continue
+        for i, layers, row, base in std_by_depth(d):
             ratio = row[1:] / base
             low = [layers[1 + j] for j in np.nonzero(ratio < self.t.min_std_ratio)[0]]
             new = self.reported.new(low)

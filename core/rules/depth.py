@@ -14,17 +14,16 @@ biases, norm-layer gains and embedding tables have gradients of another scale by
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
+from ..schema import Finding
 from ._base import (
-    Delta, Rule, RuleThresholds, activation_layers, fmt, grow, knob, NewLayers, patience, register, streaks,
+    Delta, Rule, RuleThresholds, fmt, grow, knob, NewLayers, patience, register, std_by_depth, streaks,
     weights_by_depth,
 )
-from ..schema import Finding
 
 __all__ = ["ExplodingActivations", "VanishingGradients", "ExplodingGradients"]
 
@@ -54,17 +53,7 @@ class ExplodingActivations(Rule):
         self.reported = NewLayers()
 
     def update(self, d: Delta) -> Iterator[Finding]:
-        if not len(d.acts_rows):
-            return
-        layers = activation_layers(d)
-        if len(layers) < 2:
-            return
-        idx = [d.run.acts.index[n] for n in layers]
-        std = d.acts("std")[:, idx]
-        for i, row in enumerate(std):
-            base = row[0]
-            if not (math.isfinite(base) and base > 0):
-                continue
+        for i, layers, row, base in std_by_depth(d):
             with np.errstate(all="ignore"):
                 ratio = row / base
             ok = np.isfinite(ratio) & (ratio > 0)

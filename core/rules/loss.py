@@ -39,8 +39,27 @@ def loss_explosion_finding(step: int, value: float, first: float, factor: float)
         fix=LossExplosion.fix, value=value / first, threshold=factor)
 
 
+class _FromFirstLoss(Rule):
+    """Base of the rules that judge the loss against its first finite value (found once, kept)."""
+
+    def __init__(self, thresholds: RuleThresholds | None = None) -> None:
+        super().__init__(thresholds)
+        self.first: float | None = None
+        self.done = False
+
+    def new_loss(self, d: Delta) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(steps, values, finite)`` of the new loss points; None when done or there are none."""
+        steps, vals = d.loss()
+        if self.done or not len(vals):
+            return None
+        fin = np.isfinite(vals)
+        if self.first is None and fin.any():
+            self.first = float(vals[np.argmax(fin)])
+        return steps, vals, fin
+
+
 @register
-class NanLoss(Rule):
+class NanLoss(_FromFirstLoss):
     id = "nan_loss"
     severity = "error"
     summary = "The loss became NaN/Inf: training diverged (a loss that only blew up is loss_explosion)."
@@ -48,22 +67,18 @@ class NanLoss(Rule):
 
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:
         super().__init__(thresholds)
-        self.first: float | None = None
         self.exploded_at: int | None = None
         self.factor = LossExplosionThresholds().explode_factor
-        self.done = False
 
     def configure(self, config: Any) -> None:
         """Name the blow-up step with the factor ``loss_explosion`` runs with."""
         self.factor = config.thresholds("loss_explosion").explode_factor
 
     def update(self, d: Delta) -> Iterator[Finding]:
-        steps, vals = d.loss()
-        if self.done or not len(vals):
+        got = self.new_loss(d)
+        if got is None:
             return
-        fin = np.isfinite(vals)
-        if self.first is None and fin.any():
-            self.first = float(vals[np.argmax(fin)])
+        steps, vals, fin = got
         bad = ~fin
         if self.exploded_at is None and self.first is not None and self.first > 0:
             big = fin & (vals > self.factor * self.first)
@@ -85,7 +100,7 @@ class LossExplosionThresholds(RuleThresholds):
 
 
 @register
-class LossExplosion(Rule):
+class LossExplosion(_FromFirstLoss):
     id = "loss_explosion"
     severity = "error"
     summary = ("A finite loss rose above explode_factor x its first value: training is diverging (reported apart "
@@ -94,18 +109,11 @@ class LossExplosion(Rule):
     Thresholds = LossExplosionThresholds
     suppressed_by = ("nan_loss",)  # a blow-up after the NaN adds nothing
 
-    def __init__(self, thresholds: RuleThresholds | None = None) -> None:
-        super().__init__(thresholds)
-        self.first: float | None = None
-        self.done = False
-
     def update(self, d: Delta) -> Iterator[Finding]:
-        steps, vals = d.loss()
-        if self.done or not len(vals):
+        got = self.new_loss(d)
+        if got is None:
             return
-        fin = np.isfinite(vals)
-        if self.first is None and fin.any():
-            self.first = float(vals[np.argmax(fin)])
+        steps, vals, fin = got
         if self.first is None or self.first <= 0:
             return
         big = fin & (vals > self.t.explode_factor * self.first)
