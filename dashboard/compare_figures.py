@@ -144,6 +144,10 @@ def scatter_figure(df, param: str, *, metric: str = "best_val_acc", color: str |
         fig.add_vrect(x0=edge.suggest_low, x1=edge.suggest_high, line=dict(color=theme.SEVERITY_COLORS["warning"],
                       width=1.5, dash="dash"), fillcolor="rgba(0,0,0,0)", layer="above")
     fig.update_xaxes(type="log" if log_x else "linear", title_text=plot_text(param))
+    if log_x:
+        # Over a decade or two Plotly labels every digit ("4 5 ... 9 1 2 ..."), which reads as
+        # 4 for 0.4: label the values themselves, with unlabelled minor ticks between decades.
+        fig.update_xaxes(tickformat=theme.TICKFORMAT, minor=dict(ticks="outside", showgrid=False))
     fig.update_yaxes(title_text=plot_text(metric))
     return fig
 
