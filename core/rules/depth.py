@@ -14,6 +14,7 @@ biases, norm-layer gains and embedding tables have gradients of another scale by
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -80,10 +81,18 @@ class ExplodingActivations(Rule):
                 else self.t.max_growth)
 
 
+# Attention query/key projections (BERT's ``attention.self.query``, ``q_proj``/``k_proj``...).
+# While the attention softmax is near uniform, as it is at initialisation, their gradients are
+# small by construction (1e-5 to 1e-4 of the classifier's on a fresh 2-layer BERT): a small
+# gradient there is no sign of a gradient vanishing with depth.
+_ATTENTION_QK = re.compile(r"(^|[._])(query|key|q_proj|k_proj|to_q|to_k|wq|wk)([._]|$)", re.IGNORECASE)
+
+
 class _GradientDepth(Rule):
     """A weight tensor's gradient norm relative to the last (output) weight tensor's, for ``patience`` logged steps."""
 
     high = False  # exploding (ratio above the threshold) or vanishing (below)
+    skip: re.Pattern[str] | None = None  # parameter names never judged (the output layer is always the reference)
 
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:
         super().__init__(thresholds)
@@ -94,6 +103,8 @@ class _GradientDepth(Rule):
     def update(self, d: Delta) -> Iterator[Finding]:
         table = d.run.params
         ws = weights_by_depth(d)
+        if self.skip is not None:
+            ws = [w for w in ws[:-1] if not self.skip.search(w[0])] + ws[-1:]
         n = len(table)
         need = patience(self.t.patience, d, n)
         if len(ws) < 2:
@@ -148,6 +159,7 @@ class VanishingGradThresholds(RuleThresholds):
 class VanishingGradients(_GradientDepth):
     id = "vanishing_gradients"
     severity = "warning"
+    skip = _ATTENTION_QK
     summary = ("A weight tensor's gradient norm is below min_ratio x the output layer's for patience logged steps: "
                "the gradient vanishes on its way back to the input (saturated tanh/sigmoid units, too small an init).")
     fix = ("Use ReLU-family activations, Xavier/He initialisation, batch/layer norm or residual connections so the "
