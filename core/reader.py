@@ -55,7 +55,7 @@ from .schema import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Run", "Series", "Table", "STALE_AFTER", "is_run_dir"]
+__all__ = ["Run", "Series", "Table", "STALE_AFTER", "is_run_dir", "pid_alive"]
 
 STALE_AFTER = 60.0  # seconds without a heartbeat or write before a "running" run is shown as crashed
 MAX_PROBLEMS = 1000  # problems kept per run (the count goes on)
@@ -89,7 +89,7 @@ def _clip_depth(v: Any, depth: int, cut: list[str], where: str = "") -> Any:
 _PID_MAX = 1 << 22  # Linux's largest pid_max; a larger (or non-positive) pid is no process of this host
 
 
-def _pid_alive(pid: int) -> bool | None:
+def pid_alive(pid: int) -> bool | None:
     """Whether process ``pid`` of this host is alive; None when ``pid`` cannot name one.
 
     ``meta.json`` may hold any integer: ``os.kill`` would raise ``OverflowError`` past 2**31,
@@ -488,7 +488,7 @@ class Run:
         if self.meta.status in ENDED_STATUSES:
             return self.meta.status
         now = time.time() if now is None else now
-        if self.meta.pid and self.meta.host == socket.gethostname() and _pid_alive(self.meta.pid) is False:
+        if self.meta.pid and self.meta.host == socket.gethostname() and pid_alive(self.meta.pid) is False:
             return "crashed"
         return "live" if now - self.last_activity() <= stale_after else "crashed"
 

@@ -402,12 +402,16 @@ def _train_and_tell(train_fn: Callable[[Trial], Any], trial: Trial, study: Any, 
 
 
 def _wait_for_others(study: Any, root: Path, poll: float = 0.5) -> None:
-    """Wait until no trial of ``study`` is running; one whose run folder shows crashed is failed."""
+    """Wait until no trial of ``study`` is running; one whose worker is gone is marked failed.
+
+    Gone: its run folder shows crashed (the same-host pid check, or a stale heartbeat), or its
+    worker ran on this host and has exited before it opened the run folder.
+    """
     import optuna
 
     from core.reader import Run
 
-    from ._study import running_trials
+    from ._study import running_trials, worker_died
 
     said = False
     while running := running_trials(study):
@@ -416,13 +420,15 @@ def _wait_for_others(study: Any, root: Path, poll: float = 0.5) -> None:
             said = True
         for t in running:
             run_name = _run_name(study, t.number)
-            if not (root / run_name).is_dir():
-                continue
-            run = Run(root / run_name)
-            run.update()
-            if run.meta.created is None:  # meta.json not written yet: the run is starting
-                continue
-            if run.status() == "crashed":  # its worker died: same-host pid check, or a stale heartbeat
+            if (root / run_name).is_dir():
+                run = Run(root / run_name)
+                run.update()
+                # No meta.json yet: the run is starting, unless its worker (on this host) is gone.
+                # Else: same-host pid check, or a stale heartbeat.
+                dead = worker_died(t) if run.meta.created is None else run.status() == "crashed"
+            else:
+                dead = worker_died(t)  # died before it opened its run folder
+            if dead:
                 log.warning("trial %d (%s): its worker is gone; marked failed", t.number, run_name)
                 try:
                     study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)

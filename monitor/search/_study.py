@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 import zlib
 from pathlib import Path
@@ -42,6 +43,9 @@ from ._space import Sampler, from_distribution, sample_space
 log = logging.getLogger(__name__)
 
 STUDY_ATTR = "babysitter"  # the study's user attribute that describes the search
+# A trial's system attribute naming the worker that claimed it, so that a worker waiting at the
+# end of a search can tell a trial whose worker died before it opened its run folder.
+WORKER_ATTR = "babysitter_worker"
 READY_TIMEOUT = 120.0  # seconds a joining worker waits for the creator to enqueue the trials
 
 
@@ -204,10 +208,27 @@ def claim(study: Any, storage: Any) -> int | None:
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         try:
             if storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.RUNNING):
+                storage.set_trial_system_attr(trial_id, WORKER_ATTR,
+                                              {"host": socket.gethostname(), "pid": os.getpid()})
                 return trial_id
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
     return None
+
+
+def worker_died(trial: Any) -> bool:
+    """True when the worker that claimed ``trial`` ran on this host and is gone.
+
+    A worker on another host is never judged here: its trial is judged by its run folder's
+    heartbeat once the run is open.
+    """
+    from core.reader import pid_alive
+
+    w = trial.system_attrs.get(WORKER_ATTR)
+    if not isinstance(w, dict) or w.get("host") != socket.gethostname():
+        return False
+    pid = w.get("pid")
+    return isinstance(pid, int) and not isinstance(pid, bool) and pid != os.getpid() and pid_alive(pid) is False
 
 
 def running_trials(study: Any) -> list[Any]:

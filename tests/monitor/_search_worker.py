@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -23,9 +24,16 @@ STEPS = 200
 EVERY = 10
 SPACE = {"lr": LogUniform(1e-2, 1e3)}
 RAN: list[int] = []
+DIE = False  # --die: exit at once in the first trial, before its run folder exists
 
 
 def train(trial) -> None:
+    if DIE:
+        os._exit(3)  # a worker killed between claiming a trial and opening its run
+    _train(trial)
+
+
+def _train(trial) -> None:
     RAN.append(trial.index)
     X, y = make_spiral(60, seed=0)
     Xv, yv = make_spiral(40, seed=1)
@@ -68,7 +76,10 @@ def main() -> int:
     ap.add_argument("--name", default="coarse")
     ap.add_argument("--trials", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--die", action="store_true", help="exit in the first trial, before it opens its run")
     a = ap.parse_args()
+    global DIE
+    DIE = a.die
     res = random_search(train, SPACE, a.trials, logdir=a.logdir, name=a.name, seed=a.seed, storage=a.storage)
     print(json.dumps({"ran": RAN, "trials": len(res.trials), "best": res.best.name if res.best else None}))
     return 0

@@ -229,3 +229,18 @@ def test_sqlite_storage_and_bad_options(tmp_path):
     with pytest.raises(ConfigError, match="storage has no study 's': pick another"):
         random_search(_edge_train, {"x": Uniform(0.0, 1.0)}, 2, logdir=tmp_path / "runs", name="s",
                       storage=tmp_path / "other.journal")
+
+
+def test_a_worker_that_dies_before_opening_its_run_does_not_leave_the_others_waiting(tmp_path):
+    logdir, journal = tmp_path / "runs", tmp_path / "search.journal"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, str(Path(worker.__file__)), "--logdir", str(logdir), "--storage", str(journal),
+           "--trials", "3", "--name", "dies"]
+    dead = subprocess.run([*cmd, "--die"], capture_output=True, text=True, env=env, timeout=120)
+    assert dead.returncode == 3, dead.stderr
+    live = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert live.returncode == 0, live.stderr
+    assert "its worker is gone; marked failed" in live.stderr
+    study = optuna.load_study(study_name="dies", storage=_journal(journal))
+    states = sorted(t.state.name for t in study.trials)
+    assert states.count("FAIL") == 1 and "RUNNING" not in states and len(states) == 3, states
