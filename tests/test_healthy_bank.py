@@ -15,16 +15,14 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from torch import nn
 
-torch = pytest.importorskip("torch")
-
-from torch import nn  # noqa: E402
-
-from core.diagnose import diagnose  # noqa: E402
-from examples.torch_init_experiment import run_variant  # noqa: E402
-from monitor import TrainingDivergedError  # noqa: E402
-from tests._nets import train_mlp  # noqa: E402
-from tests._torch_nets import TORCH_HEALTHY, train_healthy, train_torch  # noqa: E402
+from core.diagnose import diagnose
+from examples.torch_init_experiment import run_variant
+from monitor import TrainingDivergedError
+from tests._nets import train_mlp
+from tests._torch_nets import TORCH_HEALTHY, train_healthy, train_torch
 
 NUMPY_HEALTHY = {
     "numpy_relu_he_sgd": dict(hidden=(64,), init="he", lr=0.1, epochs=3),
