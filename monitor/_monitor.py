@@ -16,30 +16,28 @@ calls above cost one integer check on the others.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import math
-import operator
 import os
-import secrets
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import numpy as np
 
 from core.diagnose import DiagnosisConfig, loss_explosion_finding, nan_loss_finding
 from core.errors import ConfigError, RunExistsError
 from core.schema import (
-    ACT_FIELDS, ACT_HIST_FIELDS, DATA_SUFFIX, DEFAULT_BINS, HEARTBEAT_FILE, INPUT_FIELDS, KIND_ACTS, KIND_FINDING,
-    KIND_INPUT, KIND_PARAMS, KIND_SCALARS, LAYER_KINDS, LOSS_KEYS, META_FILE, PARAM_FIELDS, STEP_LIMIT, STREAM_LAYERS,
-    STREAM_SCALARS, Finding, LayerInfo, Meta, data_file, finite_or_none, nonfinite_tag,
+    DEFAULT_BINS, HEARTBEAT_FILE, KIND_FINDING, KIND_SCALARS, LOSS_KEYS, STREAM_SCALARS, Finding, Meta, data_file,
+    finite_or_none, nonfinite_tag,
 )
-from core.stats import activation_stats, input_stats, param_stats
 
+from ._process import (
+    OPEN_MONITORS, distributed_context, generated_name, scalar_value, started_by_other_ranks, valid_step,
+    validate_run_name,
+)
+from ._records import LayerRecords
 from ._writer import RunWriter
 
 log = logging.getLogger(__name__)
@@ -65,140 +63,7 @@ class TrainingDivergedError(RuntimeError):
         self.reason = reason
 
 
-def validate_run_name(name: str) -> str:
-    """Check that ``name`` can be a single folder name; return it.
-
-    Any character is allowed except path separators and NUL, and the name cannot be
-    ``.``/``..`` or empty: a run name never reaches outside its log directory.
-
-    Raises:
-        ConfigError: when the name is not usable, saying why.
-    """
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"run name must be a non-empty string, got {name!r}")
-    if "/" in name or "\\" in name or "\x00" in name or name in (".", ".."):
-        raise ConfigError(f"run name {name!r} must be one folder name: no '/', '\\', NUL, '.' or '..'")
-    if name.startswith("."):
-        raise ConfigError(f"run name {name!r} starts with '.': such folders are hidden and never listed as runs")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(f"run name {name!r} is not valid Unicode (a lone surrogate); it cannot be a folder name") \
-            from None
-    if len(name.encode("utf-8")) > 200:
-        raise ConfigError(f"run name is {len(name.encode('utf-8'))} bytes long; keep it under 200")
-    return name
-
-
-def _started_by_other_ranks(run_dir: Path) -> bool:
-    """True for a folder that ranks > 0 created: no ``meta.json`` and no rank-0 file, only other ranks' files."""
-    try:
-        names = [e.name for e in os.scandir(run_dir)]
-    except OSError:
-        return False
-    return (META_FILE not in names and not any(n.endswith(".r0" + DATA_SUFFIX) for n in names)
-            and any(n.endswith(DATA_SUFFIX) for n in names)
-            and all(n.endswith(DATA_SUFFIX) or n == HEARTBEAT_FILE for n in names))
-
-
-def distributed_context() -> tuple[int, int, Any] | None:
-    """``(rank, world_size, torch.distributed)`` when a process group is initialised, else ``None``.
-
-    Never imports torch: a program that has not imported ``torch.distributed`` has no
-    process group. Any error while asking counts as "not distributed".
-    """
-    dist = sys.modules.get("torch.distributed")
-    if dist is None:
-        return None
-    try:
-        if not (dist.is_available() and dist.is_initialized()):
-            return None
-        return int(dist.get_rank()), int(dist.get_world_size()), dist
-    except Exception:  # a half-torn-down group, a backend that cannot answer
-        return None
-
-
-def _generated_name() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-
-
-# Monitors still open at interpreter exit are closed: "finished", or "crashed" when an
-# uncaught exception is on its way out (recorded by the chained excepthook). The set holds
-# strong references on purpose: an open Monitor that the training code dropped without
-# close() (a local of a returned function) must still be marked at exit, not left
-# "running" and later shown as crashed. close() removes it.
-_OPEN: "set[Monitor]" = set()
-_UNCAUGHT: list[BaseException] = []
-_prev_excepthook = sys.excepthook
-
-
-def _excepthook(tp, value, tb):  # pragma: no cover - exercised in a subprocess test
-    _UNCAUGHT.append(value)
-    _prev_excepthook(tp, value, tb)
-
-
-sys.excepthook = _excepthook
-
-
-@atexit.register
-def _close_open_monitors() -> None:
-    err = _UNCAUGHT[-1] if _UNCAUGHT else None
-    for mon in list(_OPEN):
-        mon.close(error=err)
-
-
-def _forget_monitors_in_child() -> None:
-    # A forked child (a data-loader worker, a subprocess helper) inherits the parent's open
-    # Monitors; its exit must not mark the parent's still-training run finished.
-    _OPEN.clear()
-
-
-os.register_at_fork(after_in_child=_forget_monitors_in_child)
-
-
-def valid_step(step: Any) -> int:
-    """``step`` as an int; raises ``ConfigError`` for anything a reader would drop or misread.
-
-    Integers (Python, numpy, 0-d integer tensors) and floats with no fraction are taken; a
-    fraction would be cut silently, and ``abs(step) >= 2**62`` is out of the format's range.
-    """
-    if isinstance(step, float) and step.is_integer():
-        step = int(step)
-    try:
-        if isinstance(step, bool):
-            raise TypeError
-        value = operator.index(step)
-    except TypeError:
-        raise ConfigError(f"step must be an integer (the training step), got {step!r}") from None
-    if not -STEP_LIMIT < value < STEP_LIMIT:
-        raise ConfigError(f"step {value} is out of range: steps must be below 2**62 in absolute value")
-    return value
-
-
-def _scalar_value(key: str, v: Any) -> float | None:
-    """``v`` as a float, or None (with a warning) when it is not a number; never raises into the training.
-
-    An integer too large for a float (``10**400``) is recorded as +-Inf: that is what it
-    means for a loss, and ``float()`` would raise ``OverflowError``.
-    """
-    try:
-        return float(v.detach() if hasattr(v, "detach") else v)  # a torch tensor that requires grad
-    except OverflowError:
-        try:
-            return math.inf if v > 0 else -math.inf
-        except Exception:
-            pass
-    except Exception:
-        pass
-    try:
-        shown = repr(v)[:80]
-    except Exception:
-        shown = f"<{type(v).__name__}>"
-    log.warning("Babysitter: scalar %r=%s is not a number; skipped", key, shown)
-    return None
-
-
-class Monitor:
+class Monitor(LayerRecords):
     """Records one training run into ``<logdir>/<name>/``.
 
     Args:
@@ -406,7 +271,7 @@ class Monitor:
             self._writer.touch(HEARTBEAT_FILE)
             self._hb_thread = threading.Thread(target=self._beat, name="babysitter-heartbeat", daemon=True)
             self._hb_thread.start()
-        _OPEN.add(self)
+        OPEN_MONITORS.add(self)
         log.info("Babysitter run: %s", run_dir)
         return self
 
@@ -436,7 +301,7 @@ class Monitor:
             os.close(os.open(run_dir / data_file(STREAM_SCALARS, self.rank), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
                              0o644))
             return run_dir
-        base = self.name or _generated_name()
+        base = self.name or generated_name()
         for i in range(1, 10_000):
             candidate = base if i == 1 else f"{base}-{i}"
             run_dir = self.logdir / candidate
@@ -444,14 +309,14 @@ class Monitor:
                 run_dir.mkdir()
                 return run_dir
             except FileExistsError:
-                if i == 1 and self.name is not None and _started_by_other_ranks(run_dir):
+                if i == 1 and self.name is not None and started_by_other_ranks(run_dir):
                     return run_dir  # ranks > 0 got here first: this is the same data-parallel run
                 if self.on_exists == "error" and self.name is not None:
                     raise RunExistsError(
                         f"run folder {run_dir} exists already; pick another name, pass name=None "
                         f"for a generated one, or on_exists='suffix'") from None
                 if self.name is None:
-                    base = _generated_name()
+                    base = generated_name()
         raise RunExistsError(f"could not find a free run name near {base!r} in {self.logdir}")
 
     def _beat(self) -> None:
@@ -479,7 +344,7 @@ class Monitor:
             if self._closed:
                 return
             self._closed = True
-            _OPEN.discard(self)
+            OPEN_MONITORS.discard(self)
             self._hb_stop.set()
             if self._writer is None:
                 return
@@ -508,36 +373,6 @@ class Monitor:
 
     # -- meta ------------------------------------------------------------------------------
 
-    def set_layers(self, layers: Iterable[LayerInfo | Mapping[str, Any] | tuple[str, str]]) -> None:
-        """Declare the model's layers in order (name and kind; shape and params optional).
-
-        Layers first seen in ``activation`` are added on their own; declaring them gives the
-        dashboard the depth order before the first logged step.
-        """
-        infos = []
-        for item in layers:
-            if isinstance(item, LayerInfo):
-                info = item
-            elif isinstance(item, tuple):
-                info = LayerInfo(item[0], item[1])
-            else:
-                info = LayerInfo(str(item["name"]), str(item.get("kind", "other")),
-                                 tuple(item["shape"]) if item.get("shape") is not None else None,
-                                 tuple(item.get("params", ())))
-            if info.kind not in LAYER_KINDS:
-                raise ConfigError(f"layer {info.name!r}: kind must be one of {sorted(LAYER_KINDS)}, got {info.kind!r}")
-            infos.append(info)
-        with self._lock:
-            self._meta.layers = infos
-            self._layer_names = {i.name for i in infos}
-            self._save_meta()
-
-    @property
-    def layers(self) -> list[str]:
-        """Names of the layers declared or recorded so far, in depth order."""
-        with self._lock:
-            return [info.name for info in self._meta.layers]
-
     def set_meta(self, **fields: Any) -> None:
         """Update ``meta.json`` fields: ``hparams``, ``num_classes``, ``framework``, ``study`` or extra keys.
 
@@ -558,107 +393,6 @@ class Monitor:
         if self._writer is not None and self.rank == 0:
             self._writer.write_meta(self._meta.to_json())
 
-    def _ensure_layer(self, name: str, kind: str, shape: tuple[int, ...] | None) -> None:
-        if name in self._layer_names:
-            return
-        self._layer_names.add(name)
-        self._meta.layers.append(LayerInfo(name, kind, shape))
-        self._save_meta()
-
-    # -- cadence ---------------------------------------------------------------------------
-
-    def stats_due(self, step: int) -> bool:
-        """True when layer statistics are recorded at ``step``: every ``every`` steps and at the first."""
-        if self._first_stats_step is None:
-            return True
-        return step == self._first_stats_step or step % self.every == 0
-
-    def _stats_step(self, step: int) -> bool:
-        valid_step(step)
-        if self._closed:
-            return False
-        if not self.stats_due(step):
-            return False
-        if self._first_stats_step is None:
-            self._first_stats_step = step
-        if self._pending_step is not None and step != self._pending_step:
-            self._flush_pending()
-        self._pending_step = step
-        return not self._writer_for_event().failed
-
-    # -- numpy path ------------------------------------------------------------------------
-
-    def activation(self, step: int, name: str, a: Any, kind: str = "linear") -> None:
-        """Record a layer's output for the batch at ``step`` (ignored on steps that are not logged).
-
-        Args:
-            step: the training step.
-            name: the layer's name.
-            a: its output, batch first (numpy array or anything ``np.asarray`` takes).
-            kind: activation kind: ``relu``, ``leaky_relu``, ``elu``, ``tanh``, ``sigmoid``, ``linear``, ...
-        """
-        if kind not in LAYER_KINDS:
-            raise ConfigError(f"layer {name!r}: kind must be one of {sorted(LAYER_KINDS)}, got {kind!r}")
-        with self._lock:
-            if not self._stats_step(step):
-                return
-            try:
-                arr = np.asarray(a)
-                self._ensure_layer(name, kind, tuple(arr.shape[1:]))
-                self._pending_acts[name] = activation_stats(arr, kind, bins=self.bins)
-            except Exception as err:  # a statistic must never stop training
-                log.warning("Babysitter: could not compute statistics of layer %r: %s", name, err)
-
-    def weights(self, step: int, name: str, weight: Any, update: Any = None, grad: Any = None) -> None:
-        """Record a parameter tensor after its update at ``step`` (ignored on steps that are not logged).
-
-        Args:
-            step: the training step.
-            name: the parameter's name (e.g. ``"W1"`` or ``"fc1.weight"``).
-            weight: the parameter after the update.
-            update: the change applied (``after - before``; for plain SGD ``-lr * grad``).
-            grad: the gradient.
-        """
-        with self._lock:
-            if not self._stats_step(step):
-                return
-            try:
-                self._pending_params[name] = param_stats(weight, update, grad)
-            except Exception as err:
-                log.warning("Babysitter: could not compute statistics of parameter %r: %s", name, err)
-
-    def input(self, step: int, x: Any) -> None:
-        """Record the first layer's input batch at ``step`` (ignored on steps that are not logged)."""
-        with self._lock:
-            if not self._stats_step(step):
-                return
-            try:
-                self.write_input(step, input_stats(np.asarray(x)))
-            except Exception as err:
-                log.warning("Babysitter: could not compute input statistics: %s", err)
-
-    # -- records (shared by the numpy and framework paths) ---------------------------------
-
-    def write_acts(self, step: int, names: list[str], columns: Mapping[str, list[Any]]) -> None:
-        """Append one ``acts`` record: ``columns`` maps each field of ACT_FIELDS and hist fields to a list parallel to ``names``."""
-        rec: dict[str, Any] = {"kind": KIND_ACTS, "step": valid_step(step), "time": time.time(),
-                               "layers": list(names)}
-        rec.update(columns)
-        self._writer_for_event().append(STREAM_LAYERS, rec)
-
-    def write_params(self, step: int, names: list[str], columns: Mapping[str, list[Any]]) -> None:
-        """Append one ``params`` record: ``columns`` maps each field of PARAM_FIELDS to a list parallel to ``names``."""
-        rec: dict[str, Any] = {"kind": KIND_PARAMS, "step": valid_step(step), "time": time.time(),
-                               "params": list(names)}
-        rec.update(columns)
-        self._writer_for_event().append(STREAM_LAYERS, rec)
-
-    def write_input(self, step: int, stats: Mapping[str, Any]) -> None:
-        """Append one ``input`` record with the fields of INPUT_FIELDS."""
-        rec = {"kind": KIND_INPUT, "step": valid_step(step), "time": time.time()}
-        rec.update({k: stats.get(k) for k in INPUT_FIELDS})
-        self._writer_for_event().append(STREAM_LAYERS, rec)
-
     def finding(self, finding: Finding) -> None:
         """Write a finding into the run at once (the dashboard shows it without recomputing)."""
         rec = {"kind": KIND_FINDING, "time": time.time()}
@@ -666,25 +400,6 @@ class Monitor:
         with self._lock:
             if not self._closed:
                 self._writer_for_event().append(STREAM_SCALARS, rec)
-
-    def _flush_pending(self) -> None:
-        step = self._pending_step
-        if step is None or self._writer is None:
-            return
-        acts, params = self._pending_acts, self._pending_params
-        self._pending_acts, self._pending_params, self._pending_step = {}, {}, None
-        if acts:
-            names = list(acts)
-            cols = {f: [acts[n][f] for n in names] for f in (*ACT_FIELDS, *ACT_HIST_FIELDS)}
-            self.write_acts(step, names, cols)
-        if params:
-            names = list(params)
-            self.write_params(step, names, {f: [params[n][f] for n in names] for f in PARAM_FIELDS})
-
-    def flush(self) -> None:
-        """Write the statistics gathered for the current logged step now."""
-        with self._lock:
-            self._flush_pending()
 
     # -- scalars ---------------------------------------------------------------------------
 
@@ -727,7 +442,7 @@ class Monitor:
             nonfinite: dict[str, str] = {}
             loss: float | None = None
             for key, v in scalars.items():
-                f = _scalar_value(key, v)
+                f = scalar_value(key, v)
                 if f is None:
                     continue
                 tag = nonfinite_tag(f)

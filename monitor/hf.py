@@ -263,9 +263,9 @@ _LIVE: "set[BabysitterCallback]" = set()
 
 @atexit.register
 def _close_unfinished() -> None:
-    from ._monitor import _UNCAUGHT
+    from ._process import UNCAUGHT
 
     for cb in list(_LIVE):
-        err = _UNCAUGHT[-1] if _UNCAUGHT else TrainingEndedWithoutTrainEnd(
+        err = UNCAUGHT[-1] if UNCAUGHT else TrainingEndedWithoutTrainEnd(
             "the process ended inside Trainer.train() (an exception was raised and caught?)")
         cb.close(error=err)
