@@ -5,7 +5,6 @@ accumulation with bf16 and clipping, and two processes under torchrun."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,27 +15,13 @@ import pytest
 import torch
 
 from core import Run, diagnose
+from tests._examples import load_example, read_clean
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _example():
-    spec = importlib.util.spec_from_file_location("examples_hf_text_classifier",
-                                                  ROOT / "examples" / "hf_text_classifier.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ex = _example()
-
-
-def _read(run_dir: Path) -> Run:
-    run = Run(run_dir)
-    run.update()
-    assert run.problem_count == 0, run.all_problems()
-    return run
+ex = load_example("hf_text_classifier")
+_read = read_clean
 
 
 def _findings_of_a_healthy_run(run_dir: Path) -> list:

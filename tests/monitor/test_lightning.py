@@ -4,7 +4,6 @@ unchanged by the callback, and the DDP, bf16-mixed, accumulation and several-opt
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,28 +14,15 @@ import pytest
 import torch
 
 from core import Run, diagnose
+from tests._examples import load_example, read_clean
 
 import lightning.pytorch as L  # noqa: E402  (installed by the test extra)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _example():
-    spec = importlib.util.spec_from_file_location("examples_lightning_digits", ROOT / "examples" / "lightning_digits.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ex = _example()
-
-
-def _read(run_dir: Path) -> Run:
-    run = Run(run_dir)
-    run.update()
-    assert run.problem_count == 0, run.all_problems()
-    return run
+ex = load_example("lightning_digits")
+_read = read_clean
 
 
 def test_fit_records_every_step_under_the_names_the_rules_read_and_check_is_silent(tmp_path):
