@@ -18,6 +18,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .schema import SEVERITY_RANK
+
 __all__ = ["run_html", "logdir_html", "sparkline_svg"]
 
 MAX_FINDINGS = 8
@@ -78,8 +80,7 @@ def sparkline_svg(steps: np.ndarray, values: np.ndarray, *, width: int = 420, he
 def _findings_html(findings: list[Any]) -> str:
     if not findings:
         return '<div style="color:#2e7d32">No findings: nothing in the checklist fired.</div>'
-    order = {"error": 0, "warning": 1, "info": 2}
-    shown = sorted(findings, key=lambda f: (order.get(f.severity, 3), -f.step))[:MAX_FINDINGS]
+    shown = sorted(findings, key=lambda f: (SEVERITY_RANK.get(f.severity, 3), -f.step))[:MAX_FINDINGS]
     rows = []
     for f in shown:
         colour = _SEV_COLOUR.get(f.severity, "#555")

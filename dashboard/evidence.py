@@ -22,7 +22,6 @@ import plotly.graph_objects as go
 
 from core import Finding, Run
 from core.diagnose import UPDATE_RATIO_RELATIVE, Delta, DiagnosisConfig, activation_layers, is_bias, weights_by_depth
-from core.schema import LOSS_KEYS
 
 from . import figures, theme
 from ._text import plot_text
@@ -128,11 +127,7 @@ def _title(fig: go.Figure, f: Finding, what: str) -> go.Figure:
 
 
 def _loss_series(run: Run):
-    for key in LOSS_KEYS:
-        s = run.scalar(key)
-        if len(s):
-            return s
-    return run.scalar("loss")
+    return run.metric("loss")
 
 
 def evidence_figure(run: Run, f: Finding, *, max_points: int = 2000) -> go.Figure:
@@ -264,7 +259,7 @@ def _loss(run: Run, f: Finding, max_points: int) -> go.Figure:
 
 
 def _accuracy(run: Run, f: Finding, max_points: int) -> go.Figure:
-    ta, va = run.scalar("train_acc"), run.scalar("val_acc")
+    ta, va = run.metric("train_acc"), run.metric("val_acc")
     fig = figures.accuracy_figure(ta.steps, ta.values, va.steps, va.values, max_points=max_points)
     if f.rule in ("underfitting", "cannot_overfit") and f.threshold is not None:
         _threshold(fig, f.threshold, f"training accuracy threshold {f.threshold:.0%}")
