@@ -111,6 +111,12 @@ def main(argv: list[str] | None = None) -> None:
                 accumulate=args.accumulate, bf16=args.bf16, max_grad_norm=args.max_grad_norm, every=args.every)
     if res["trainer"].is_world_process_zero():
         print("run written to", res["run_dir"])
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        # Under torchrun the Trainer leaves its process group open; torn down by the interpreter's
+        # exit instead, gloo's threads can abort the process ("terminate called ...").
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
