@@ -18,12 +18,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from . import views
 from .schema import SEVERITY_RANK
 
 __all__ = ["run_html", "logdir_html", "sparkline_svg"]
 
 MAX_FINDINGS = 8
 MAX_LAYERS = 24
+SPARK_POINTS = 600  # points of the loss sparkline
 _SEV_COLOUR = {"error": "#c62828", "warning": "#ef6c00", "info": "#546e7a"}
 _STYLE = ("font-family:system-ui,sans-serif;font-size:13px;line-height:1.35;max-width:980px;"
           "border:1px solid #ddd;border-radius:6px;padding:8px 12px")
@@ -52,10 +54,8 @@ def sparkline_svg(steps: np.ndarray, values: np.ndarray, *, width: int = 420, he
     """An inline SVG polyline of ``values`` over ``steps``; non-finite points as red marks at the top."""
     steps = np.asarray(steps, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
-    if len(steps) > 600:  # a compact picture: every k-th point, the last always kept
-        idx = np.unique(np.r_[np.linspace(0, len(steps) - 1, 600).astype(int), len(steps) - 1])
-        bad = np.nonzero(~np.isfinite(values))[0]
-        idx = np.unique(np.r_[idx, bad[:50]])
+    if len(steps) > SPARK_POINTS:  # a compact picture that keeps every spike and NaN
+        idx = views.decimate_index(values, SPARK_POINTS)
         steps, values = steps[idx], values[idx]
     ok = np.isfinite(values)
     pad = 4
@@ -95,26 +95,23 @@ def _findings_html(findings: list[Any]) -> str:
 
 
 def _layer_table(run: Any) -> str:
-    acts = run.acts
-    if not len(acts):
+    at = views.layers_at(run, fields=("mean", "std", "dead_frac", "sat_frac", "nan"))  # the last logged step
+    if at.step is None:
         return ""
-    kinds = {lay.name: lay.kind for lay in run.meta.layers}
-    row = len(acts) - 1
-    step = int(acts.step_array()[row])
-    fields = {f: acts.field(f)[row] for f in ("mean", "std", "dead_frac", "sat_frac", "nan")}
+    fields = at.values
     head = "".join(f'<th style="{_CELL}">{h}</th>' for h in ("mean", "std", "dead", "saturated", "NaN"))
     body = []
-    for j, name in enumerate(acts.names[:MAX_LAYERS]):
+    for j, (name, kind) in enumerate(zip(at.names[:MAX_LAYERS], at.kinds)):
         nan = fields["nan"][j]
         nan_txt = "" if not np.isfinite(nan) or nan == 0 else f'<b style="color:#c62828">{int(nan)}</b>'
         body.append(
-            f'<tr><td style="{_LCELL}"><code>{_e(name)}</code></td><td style="{_LCELL}">{_e(kinds.get(name, ""))}</td>'
+            f'<tr><td style="{_LCELL}"><code>{_e(name)}</code></td><td style="{_LCELL}">{_e(kind)}</td>'
             f'<td style="{_CELL}">{_num(fields["mean"][j])}</td><td style="{_CELL}">{_num(fields["std"][j])}</td>'
             f'<td style="{_CELL}">{_num(fields["dead_frac"][j], pct=True)}</td>'
             f'<td style="{_CELL}">{_num(fields["sat_frac"][j], pct=True)}</td><td style="{_CELL}">{nan_txt}</td></tr>')
-    more = len(acts.names) - MAX_LAYERS
+    more = len(at.names) - MAX_LAYERS
     tail = f'<div style="color:#555">... and {more} more layers</div>' if more > 0 else ""
-    return (f'<div style="margin-top:6px"><b>Layers at step {step}</b>'
+    return (f'<div style="margin-top:6px"><b>Layers at step {at.step}</b>'
             f'<table style="border-collapse:collapse;margin-top:2px"><tr><th style="{_LCELL}">layer</th>'
             f'<th style="{_LCELL}">kind</th>{head}</tr>{"".join(body)}</table>{tail}</div>')
 
@@ -145,11 +142,12 @@ def run_html(run: Any, findings: Iterable[Any] | None = None) -> str:
     n_warn = sum(f.severity == "warning" for f in findings)
     bits.append(f'<span style="color:{_SEV_COLOUR["error"]}">{n_err} error(s)</span>, '
                 f'<span style="color:{_SEV_COLOUR["warning"]}">{n_warn} warning(s)</span>')
-    loss = run.metric("loss", run.stats_rank or 0)
+    rank = run.stats_rank or 0
+    loss = views.series(run, "loss", rank=rank, max_points=SPARK_POINTS)
     curve = ""
     if len(loss):
         last = loss.values[-1]
-        val = run.metric("val_acc", run.stats_rank or 0)
+        val = views.series(run, "val_acc", rank=rank, max_points=2)  # the last point is always kept
         extra = f", {_e(val.name)} {_num(val.values[-1])}" if len(val) else ""
         curve = (f'<div style="margin-top:6px"><b>{_e(loss.name)}</b> {_num(loss.values[0])} at step '
                  f'{int(loss.steps[0])} → {_num(last) or _e(str(last))} at step {int(loss.steps[-1])}{extra}'
@@ -174,7 +172,7 @@ def logdir_html(logdir: Any) -> str:
         except Exception as err:  # one broken run must not hide the others
             rows.append(f'<tr><td style="{_LCELL}">{_e(run.name)}</td><td colspan="5">{_e(err)}</td></tr>')
             continue
-        loss = run.metric("loss")
+        loss = views.series(run, "loss", max_points=2)
         worst = next((f for f in fs if f.severity == "error"), next(iter(fs), None))
         rows.append(
             f'<tr><td style="{_LCELL}"><b>{_e(run.name)}</b></td><td style="{_LCELL}">{_e(run.status())}</td>'

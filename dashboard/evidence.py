@@ -21,6 +21,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from core import Finding, Run
+from core import views
 from core.diagnose import UPDATE_RATIO_RELATIVE, Delta, DiagnosisConfig, activation_layers, is_bias, weights_by_depth
 
 from . import figures, theme
@@ -43,7 +44,7 @@ _DEFAULTS = DiagnosisConfig()
 
 def _param_of(run: Run, layer: str) -> str | None:
     """The weight tensor of ``layer`` as recorded (``fc1`` -> ``W1``), or the name itself when it is a parameter."""
-    names = run.params.names
+    names = views.param_names(run)
     if layer in names:
         return layer
     for li in run.meta.layers:
@@ -65,7 +66,7 @@ def evidence_page(run: Run, f: Finding) -> tuple[str, dict[str, Any]] | None:
     if f.rule in ("vanishing_activations", "exploding_activations") and f.layers:
         layer = f.layers[-1]  # the deepest layer named: where the std has moved furthest
     if f.rule == "nonfinite_values" and layer is not None:
-        page = "layers" if layer in run.acts.names else "updates"
+        page = "layers" if layer in views.layer_names(run) else "updates"
     if page == "layers" and layer is not None:
         query["layer"] = layer
     elif page == "updates" and layer is not None:
@@ -126,10 +127,6 @@ def _title(fig: go.Figure, f: Finding, what: str) -> go.Figure:
     return fig
 
 
-def _loss_series(run: Run):
-    return run.metric("loss")
-
-
 def evidence_figure(run: Run, f: Finding, *, max_points: int = 2000) -> go.Figure:
     """The plot that shows ``f``: its layer(s) at its step, the threshold and the step marked."""
     try:
@@ -140,17 +137,12 @@ def evidence_figure(run: Run, f: Finding, *, max_points: int = 2000) -> go.Figur
 
 
 def _depth(run: Run, f: Finding, max_points: int) -> go.Figure:
-    row = run.acts.row_at(f.step)
-    if row is None:
+    at = views.layers_at(run, step=f.step)
+    if at.step is None:
         return figures.empty_figure("No activation statistics at this step.")
-    names = run.layer_order()
-    cols = [run.acts.index[n] for n in names]
-    kinds = run.layer_kinds()
-    std = run.acts.field("std")[row, cols]
-    fig = figures.depth_figure([plot_text(n, 40) for n in names], run.acts.field("mean")[row, cols], std,
-                               step=int(run.acts.step_array()[row]),
-                               highlight=plot_text(f.layers[-1], 40) if f.layers else None,
-                               kinds=[kinds.get(n, "?") for n in names])
+    names, std = at.names, at.values["std"]
+    fig = figures.depth_figure(names, at.values["mean"], std, step=at.step,
+                               highlight=f.layers[-1] if f.layers else None, kinds=[k or "?" for k in at.kinds])
     judged = activation_layers(Delta.of(run))  # the layers the rule compares
     base = float(std[names.index(judged[0])]) if judged and judged[0] in names else float("nan")
     if f.rule == "symmetric_weights":
@@ -175,13 +167,11 @@ def _depth(run: Run, f: Finding, max_points: int) -> go.Figure:
 
 def _fraction(run: Run, f: Finding, max_points: int) -> go.Figure:
     field = "sat_frac" if f.rule == "saturation" else "dead_frac"
-    names = [n for n in f.layers if n in run.acts.index] or run.layer_order()
-    cols = [run.acts.index[n] for n in names]
-    steps = run.acts.step_array()
-    vals = run.acts.field(field)[:, cols]
-    fig = go.Figure(layout=theme.base_layout(hovermode="closest", showlegend=len(names) <= 12))
-    for k, (n, j) in enumerate(zip(names, range(len(cols)))):
-        fig.add_trace(go.Scatter(x=steps, y=vals[:, j], mode="lines+markers", name=plot_text(n, 40),
+    known = views.layer_names(run)
+    lines = views.layer_lines(run, field, [n for n in f.layers if n in known] or known, max_points=max_points)
+    fig = go.Figure(layout=theme.base_layout(hovermode="closest", showlegend=len(lines) <= 12))
+    for k, (n, x, y) in enumerate(zip(lines.names, lines.steps, lines.values)):
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=plot_text(n, 40),
                                  marker=dict(size=5), line=dict(color=theme.PALETTE[k % len(theme.PALETTE)])))
     th = f.threshold if f.threshold is not None else getattr(
         _DEFAULTS.thresholds(f.rule), "max_sat_frac" if f.rule == "saturation" else "max_dead_frac")
@@ -193,18 +183,13 @@ def _fraction(run: Run, f: Finding, max_points: int) -> go.Figure:
 
 
 def _ratio(run: Run, f: Finding, max_points: int) -> go.Figure:
-    p = run.params
-    names = list(p.names)
     params = [x for x in (_param_of(run, lay) for lay in f.layers) if x]
-    judged = [j for j, n in enumerate(names) if not is_bias(n)]  # the rule skips biases
-    fig = figures.update_ratio_figure(p.step_array(), p.field("upd_ratio")[:, judged],
-                                      [plot_text(names[j], 40) for j in judged], max_points=max_points,
-                                      highlight=plot_text(params[0], 40) if params else None)
+    judged = [n for n in views.param_names(run) if not is_bias(n)]  # the rule skips biases
+    lines = views.param_lines(run, "upd_ratio", judged, max_points=max_points, positive=True)
+    fig = figures.update_ratio_figure(lines, max_points=max_points, highlight=params[0] if params else None)
     if f.threshold is not None and f.threshold > 0 and UPDATE_RATIO_RELATIVE in f.message and params:
         # The relative verdict: the threshold is a factor of the siblings' median at that step.
-        row = p.row_at(f.step)
-        j = names.index(params[0])
-        v = float(p.field("upd_ratio")[row, j]) if row is not None else float("nan")
+        v = views.param_value_at(run, "upd_ratio", params[0], f.step)
         if math.isfinite(v) and f.value:
             ref = v / f.value
             _threshold(fig, ref * f.threshold, f"{f.threshold:g} x the other layers' median", log=True)
@@ -216,18 +201,13 @@ def _ratio(run: Run, f: Finding, max_points: int) -> go.Figure:
 
 
 def _grad(run: Run, f: Finding, max_points: int) -> go.Figure:
-    p = run.params
-    names = list(p.names)
     params = [x for x in (_param_of(run, lay) for lay in f.layers) if x]
     order = weights_by_depth(Delta.of(run))
-    show = [n for n, _ in order] or names
-    cols = [names.index(n) for n in show]
-    g = p.field("grad_norm")[:, cols]
-    fig = figures.grad_norm_figure(p.step_array(), g, [plot_text(n, 40) for n in show], max_points=max_points,
-                                   highlight=plot_text(params[0], 40) if params else None)
-    if order and f.threshold is not None:
-        last = g[:, -1] * f.threshold
-        fig.add_trace(go.Scatter(x=p.step_array(), y=np.where(last > 0, last, np.nan), mode="lines",
+    lines = views.param_lines(run, "grad_norm", [n for n, _ in order] or None, max_points=max_points, positive=True)
+    fig = figures.grad_norm_figure(lines, max_points=max_points, highlight=params[0] if params else None)
+    if order and f.threshold is not None and len(lines):
+        # the output layer's gradient norm (the last by depth) times the threshold, point by point
+        fig.add_trace(go.Scatter(x=lines.steps[-1], y=lines.values[-1] * f.threshold, mode="lines",
                                  name=plot_text(f"{f.threshold:g} x {order[-1][0]}", 60),
                                  line=dict(color=theme.HIGHLIGHT, dash="dash", width=1.5)))
     _mark_step(fig, f.step)
@@ -235,7 +215,7 @@ def _grad(run: Run, f: Finding, max_points: int) -> go.Figure:
 
 
 def _loss(run: Run, f: Finding, max_points: int) -> go.Figure:
-    s = _loss_series(run)
+    s = views.series(run, "loss", max_points=max_points)  # the first point and every extreme are kept
     vals = s.values[np.isfinite(s.values)]
     log_y = f.rule in ("loss_explosion", "nan_loss") and len(vals) and float(vals.min()) > 0
     fig = figures.loss_figure(s.steps, s.values, log_y=bool(log_y), max_points=max_points)
@@ -259,7 +239,7 @@ def _loss(run: Run, f: Finding, max_points: int) -> go.Figure:
 
 
 def _accuracy(run: Run, f: Finding, max_points: int) -> go.Figure:
-    ta, va = run.metric("train_acc"), run.metric("val_acc")
+    ta, va = (views.series(run, m, max_points=max_points) for m in ("train_acc", "val_acc"))
     fig = figures.accuracy_figure(ta.steps, ta.values, va.steps, va.values, max_points=max_points)
     if f.rule in ("underfitting", "cannot_overfit") and f.threshold is not None:
         _threshold(fig, f.threshold, f"training accuracy threshold {f.threshold:.0%}")

@@ -1,10 +1,11 @@
 """Figure builders: pure functions from arrays to Plotly figures.
 
 No function here reads a file or touches Dash; callbacks fetch the data from ``core``
-and pass it in. Long series are decimated before they are drawn (``decimate_index``):
-min/max bucketing keeps every spike visible, and non-finite points are kept so that a
-NaN is never decimated away. Names from a run are drawn through ``plot_text`` (literal
-text, never Plotly markup).
+(``core.views``, which downsamples what it reads) and pass it in. A long series passed in
+whole is decimated the same way before it is drawn (``core.views.decimate_index``: min/max
+bucketing keeps every spike visible, and non-finite points are kept so that a NaN is never
+decimated away). Names from a run are drawn through ``plot_text`` (literal text, never
+Plotly markup).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.views import FIGURE_POINT_BUDGET, Lines, decimate_index, points_per_trace
+
 from . import theme
 from ._text import plot_text
 
@@ -23,52 +26,12 @@ __all__ = [
     "decimate_index", "rebin", "loss_figure", "accuracy_figure", "lr_figure", "depth_figure",
     "histograms_figure", "heatmap_figure", "dead_saturation_figure", "update_ratio_figure", "grad_norm_figure",
     "empty_figure", "points_per_trace", "layer_labels", "loss_wants_log", "HEALTHY_RATIO", "RATIO_BAND",
-    "LOG_SPAN",
+    "LOG_SPAN", "FIGURE_POINT_BUDGET", "Lines",
 ]
 
 HEALTHY_RATIO = 1e-3          # the lecture's "update:weight should be around 1e-3"
 RATIO_BAND = (1e-4, 1e-2)     # drawn as the healthy band
-FIGURE_POINT_BUDGET = 60_000  # points per figure, over all traces
 LOG_SPAN = 100.0              # a loss spanning more than two decades is drawn on a log axis by default
-
-
-def points_per_trace(n_traces: int, max_points: int) -> int:
-    """Points per trace so a figure of ``n_traces`` stays within the figure budget (at least 200)."""
-    return max(200, min(max_points, FIGURE_POINT_BUDGET // max(1, n_traces)))
-
-
-def decimate_index(y: np.ndarray, max_points: int) -> np.ndarray:
-    """Indices of the points of ``y`` to draw: at most about ``max_points`` of them.
-
-    Min/max bucketing: the finite values are cut into ``max_points // 2`` buckets and the
-    smallest and largest of each kept; the first and last points are kept, and so are the
-    non-finite points (thinned by stride to at most ``max_points // 4``, the first of
-    each always kept) so that a NaN stays marked.
-    """
-    y = np.asarray(y, dtype=np.float64)
-    n = len(y)
-    if n <= max_points:
-        return np.arange(n)
-    nb = max(1, max_points // 2)
-    size = math.ceil(n / nb)
-    pad = nb * size - n
-    finite = np.isfinite(y)
-    lo = np.concatenate([np.where(finite, y, np.inf), np.full(pad, np.inf)]).reshape(nb, size)
-    hi = np.concatenate([np.where(finite, y, -np.inf), np.full(pad, -np.inf)]).reshape(nb, size)
-    base = np.arange(nb) * size
-    picks = [base + lo.argmin(axis=1), base + hi.argmax(axis=1), np.array([0, n - 1])]
-    keep = np.zeros(n, bool)
-    for p in picks:
-        p = p[p < n]
-        keep[p] = True
-    keep &= finite | (np.arange(n) == 0) | (np.arange(n) == n - 1)
-    bad = np.flatnonzero(~finite)
-    if len(bad):
-        stride = max(1, math.ceil(len(bad) / max(1, max_points // 4)))
-        first_of_run = bad[np.concatenate([[True], np.diff(bad) > 1])]
-        keep[bad[::stride]] = True
-        keep[first_of_run[: max_points // 4]] = True
-    return np.flatnonzero(keep)
 
 
 def _thin(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -349,21 +312,21 @@ def heatmap_figure(name: str, steps: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     return fig
 
 
-def _lines(fig: go.Figure, steps: np.ndarray, matrix: np.ndarray, names: Sequence[str], *, max_points: int,
-           row: int | None = None, highlight: str | None = None, positive: bool = False,
-           labels: Sequence[str] | None = None) -> int:
-    """Add one line per column of ``matrix`` that has any finite value; returns how many were drawn."""
-    cols = [j for j in range(matrix.shape[1]) if np.isfinite(matrix[:, j]).any()]
+def _lines(fig: go.Figure, lines: Lines, *, max_points: int, row: int | None = None, highlight: str | None = None,
+           positive: bool = False, labels: Sequence[str] | None = None) -> int:
+    """Add one trace per line that has any finite value; returns how many were drawn."""
+    cols = [j for j in range(len(lines)) if np.isfinite(lines.values[j]).any()]
     per = points_per_trace(len(cols), max_points)
     for k, j in enumerate(cols):
-        y = matrix[:, j].astype(np.float64)
+        y = lines.values[j]
         if positive:
             y = np.where(y > 0, y, np.nan)
-        x, yy = _thin(steps, y, per)
-        hl = names[j] == highlight
+        x, yy = _thin(lines.steps[j], y, per)  # already within ``per`` when it comes from core.views
+        name = lines.names[j]
+        hl = name == highlight
         color = theme.HIGHLIGHT if hl else theme.PALETTE[k % len(theme.PALETTE)]
-        tr = go.Scatter(x=x, y=yy, mode="lines", name=labels[j] if labels else plot_text(names[j], 40),
-                        legendgroup=str(names[j]), line=dict(color=color, width=3 if hl else 1.3))
+        tr = go.Scatter(x=x, y=yy, mode="lines", name=labels[j] if labels else plot_text(name, 40),
+                        legendgroup=str(name), line=dict(color=color, width=3 if hl else 1.3))
         if row is None:
             fig.add_trace(tr)
         else:
@@ -371,70 +334,73 @@ def _lines(fig: go.Figure, steps: np.ndarray, matrix: np.ndarray, names: Sequenc
     return len(cols)
 
 
-def dead_saturation_figure(steps: np.ndarray, dead: np.ndarray, sat: np.ndarray, names: Sequence[str],
-                           *, max_points: int = 2000, highlight: str | None = None,
+def dead_saturation_figure(dead: Lines, sat: Lines, *, max_points: int = 2000, highlight: str | None = None,
                            types: Mapping[str, str] | None = None) -> go.Figure:
-    """Dead-unit fraction (ReLU family) and saturated fraction (tanh/sigmoid) over time, per layer."""
-    steps = np.asarray(steps)
-    dead, sat = np.asarray(dead, np.float64), np.asarray(sat, np.float64)
-    if not len(steps):
+    """Dead-unit fraction (ReLU family) and saturated fraction (tanh/sigmoid) over time, per layer.
+
+    Args:
+        dead, sat: the layers each subplot draws (``core.views.layer_lines``); a layer without
+            a finite value is not drawn.
+    """
+    span = dead.span or sat.span
+    if span is None:
         return empty_figure("No layer statistics recorded yet.")
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.16,
                         subplot_titles=("dead units (ReLU family)", "saturated units (tanh / sigmoid)"))
-    labels = layer_labels(names, types, limit=40) if types else None
-    nd = _lines(fig, steps, dead, names, max_points=max_points, row=1, highlight=highlight, labels=labels)
-    ns = _lines(fig, steps, sat, names, max_points=max_points, row=2, highlight=highlight, labels=labels)
-    for r, n in ((1, nd), (2, ns)):
+    drawn = []
+    for r, lines in ((1, dead), (2, sat)):
+        labels = layer_labels(lines.names, types, limit=40) if types else None
+        drawn.append(_lines(fig, lines, max_points=max_points, row=r, highlight=highlight, labels=labels))
+    for r, n in ((1, drawn[0]), (2, drawn[1])):
         if not n:
             # Plotly.js drops a subplot without a trace (its note then lands on the other one):
             # an empty trace keeps it, and the note names the subplot's own axes.
-            fig.add_trace(go.Scatter(x=[float(steps[0])], y=[None], mode="lines", showlegend=False,
+            fig.add_trace(go.Scatter(x=[float(span[0])], y=[None], mode="lines", showlegend=False,
                                      hoverinfo="skip"), row=r, col=1)
             suffix = "" if r == 1 else str(r)
             fig.add_annotation(text="no layer of this kind", showarrow=False, xref=f"x{suffix} domain",
                                yref=f"y{suffix} domain", x=0.5, y=0.5, font=dict(color=theme.MUTED))
-    fig.update_layout(**theme.base_layout(height=theme.DEADSAT_HEIGHT, showlegend=len(names) <= 30,
+    fig.update_layout(**theme.base_layout(height=theme.DEADSAT_HEIGHT,
+                                          showlegend=len(set(dead.names) | set(sat.names)) <= 30,
                                           hovermode="closest", legend=theme.SIDE_LEGEND,
                                           margin=dict(l=56, r=16, t=40, b=40)))
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
-    fig.update_xaxes(showticklabels=True, range=[float(steps[0]), float(steps[-1])] if len(steps) > 1 else None)
+    fig.update_xaxes(showticklabels=True, range=[float(span[0]), float(span[1])] if span[1] > span[0] else None)
     fig.update_xaxes(title_text="step", row=2, col=1)
     return fig
 
 
-def update_ratio_figure(steps: np.ndarray, ratio: np.ndarray, names: Sequence[str], *, max_points: int = 2000,
-                        highlight: str | None = None) -> go.Figure:
+def _any_finite(lines: Lines) -> bool:
+    return any(np.isfinite(v).any() for v in lines.values)
+
+
+def update_ratio_figure(lines: Lines, *, max_points: int = 2000, highlight: str | None = None) -> go.Figure:
     """Update:weight ratio per parameter over time on a log axis, with the healthy band around 1e-3."""
-    steps = np.asarray(steps)
-    ratio = np.asarray(ratio, np.float64)
-    if not len(steps) or not np.isfinite(ratio).any():
+    if lines.span is None or not _any_finite(lines):
         return empty_figure("No update:weight ratios recorded yet (pass update= to Monitor.weights).",
                             theme.GRAPH_HEIGHT)
     fig = go.Figure(layout=theme.base_layout(
         title=dict(text="Update : weight ratio (healthy around 1e-3)", x=0.01, font=dict(size=14)),
-        height=420, hovermode="closest", showlegend=len(names) <= 30, legend=theme.SIDE_LEGEND))
+        height=420, hovermode="closest", showlegend=len(lines) <= 30, legend=theme.SIDE_LEGEND))
     fig.add_hrect(y0=RATIO_BAND[0], y1=RATIO_BAND[1], fillcolor=theme.BAND_FILL, line_width=0, layer="below")
     fig.add_hline(y=HEALTHY_RATIO, line=dict(color=theme.BAND_LINE, dash="dash", width=1.5))
     # The band is named in the legend: a label inside the plot ends up under the curves.
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="healthy band 1e-4 .. 1e-2",
                              line=dict(color=theme.BAND_LINE, dash="dash", width=1.5), hoverinfo="skip"))
-    _lines(fig, steps, ratio, names, max_points=max_points, highlight=highlight, positive=True)
+    _lines(fig, lines, max_points=max_points, highlight=highlight, positive=True)
     fig.update_yaxes(type="log", title_text="|update| / |weight|", exponentformat="power", dtick=1)
     fig.update_xaxes(title_text="step")
     return fig
 
 
-def grad_norm_figure(steps: np.ndarray, grad: np.ndarray, names: Sequence[str], *, max_points: int = 2000,
-                     highlight: str | None = None) -> go.Figure:
+def grad_norm_figure(lines: Lines, *, max_points: int = 2000, highlight: str | None = None) -> go.Figure:
     """Gradient norm per parameter over time on a log axis."""
-    steps = np.asarray(steps)
-    grad = np.asarray(grad, np.float64)
-    if not len(steps) or not np.isfinite(grad).any():
+    if lines.span is None or not _any_finite(lines):
         return empty_figure("No gradient norms recorded yet (pass grad= to Monitor.weights).")
     fig = go.Figure(layout=theme.base_layout(title=dict(text="Gradient norm", x=0.01, font=dict(size=14)),
-                                             hovermode="closest", showlegend=len(names) <= 30,
+                                             hovermode="closest", showlegend=len(lines) <= 30,
                                              legend=theme.SIDE_LEGEND))
-    _lines(fig, steps, grad, names, max_points=max_points, highlight=highlight, positive=True)
+    _lines(fig, lines, max_points=max_points, highlight=highlight, positive=True)
     fig.update_yaxes(type="log", title_text="|grad|", exponentformat="power")
     fig.update_xaxes(title_text="step")
     return fig

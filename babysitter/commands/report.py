@@ -119,13 +119,14 @@ def _page(title: str, body: str) -> str:
 
 def run_report(run) -> str:
     """The HTML of a one-run report: summary, findings, loss, accuracy, layer and update statistics."""
+    from core import views
     from core.summary import SummaryCache
     from dashboard import figures as F
 
     cache = SummaryCache()  # one diagnosis gives both the summary and the findings list
     s = cache.get(run)
     figs = _Figures()
-    loss, vloss = run.metric("loss"), run.metric("val_loss")
+    loss, vloss = views.series(run, "loss"), views.series(run, "val_loss")
     parts = [f"<h1>{esc(run.name)}</h1>",
              f'<p class="muted">status {esc(s.status)} · last step {_num(s.steps)} · '
              f"best val acc {_num(s.best_val_acc)} · final loss {_num(s.final_loss)}</p>"]
@@ -135,28 +136,21 @@ def run_report(run) -> str:
     parts.append('<h2>Hyperparameters</h2><div class="card">' + _kv_table(s.hparams) + "</div>")
     parts.append('<h2>Loss and accuracy</h2><div class="grid">')
     parts.append(figs.div(F.loss_figure(loss.steps, loss.values, val_steps=vloss.steps, val_loss=vloss.values)))
-    tr, va = run.metric("train_acc"), run.metric("val_acc")
+    tr, va = views.series(run, "train_acc"), views.series(run, "val_acc")
     parts.append(figs.div(F.accuracy_figure(tr.steps, tr.values, va.steps, va.values)))
     parts.append("</div>")
-    acts = run.acts
-    if len(acts):
-        order = run.layer_order()
-        idx = [acts.index[n] for n in order]
-        kinds = run.layer_kinds()
-        last = len(acts) - 1
+    at = views.layers_at(run)  # the last logged step
+    if at.step is not None:
         parts.append('<h2>Layers</h2><div class="grid">')
-        parts.append(figs.div(F.depth_figure(order, acts.field("mean")[last, idx], acts.field("std")[last, idx],
-                                             step=int(acts.step_array()[last]),
-                                             kinds=[kinds.get(n, "") for n in order])))
-        parts.append(figs.div(F.dead_saturation_figure(acts.step_array(), acts.field("dead_frac")[:, idx],
-                                                       acts.field("sat_frac")[:, idx], order)))
+        parts.append(figs.div(F.depth_figure(at.names, at.values["mean"], at.values["std"], step=at.step,
+                                             kinds=at.kinds)))
+        parts.append(figs.div(F.dead_saturation_figure(views.layer_lines(run, "dead_frac", at.names),
+                                                       views.layer_lines(run, "sat_frac", at.names))))
         parts.append("</div>")
-    params = run.params
-    if len(params):
-        names = list(params.names)
+    if views.param_names(run):
         parts.append('<h2>Updates</h2><div class="grid">')
-        parts.append(figs.div(F.update_ratio_figure(params.step_array(), params.field("upd_ratio"), names)))
-        parts.append(figs.div(F.grad_norm_figure(params.step_array(), params.field("grad_norm"), names)))
+        parts.append(figs.div(F.update_ratio_figure(views.param_lines(run, "upd_ratio", positive=True))))
+        parts.append(figs.div(F.grad_norm_figure(views.param_lines(run, "grad_norm", positive=True))))
         parts.append("</div>")
     problems = run.all_problems()
     if problems:
@@ -174,6 +168,7 @@ _TABLE_COLS = (
 
 def comparison_report(logdir, *, max_runs: int = 20) -> str:
     """The HTML of a comparison report: runs table, search findings, scatters, overlays, parallel coordinates."""
+    from core import views
     from core.compare import SummaryCache, column_heading, hparam_specs, search_findings, sort_frame, summaries_frame
     from dashboard.compare_figures import overlay_figure, parallel_figure, scatter_figure
 
@@ -213,9 +208,9 @@ def comparison_report(logdir, *, max_runs: int = 20) -> str:
     loss_curves, acc_curves = [], []
     for n in top:
         r = runs[n]
-        s = r.metric("loss")
+        s = views.series(r, "loss")
         loss_curves.append((n, s.steps, s.values))
-        v = r.metric("val_acc")
+        v = views.series(r, "val_acc")
         acc_curves.append((n, v.steps, v.values))
     parts.append(f'<h2>Curves of the {len(top)} best runs</h2><div class="grid">')
     parts.append(figs.div(overlay_figure(loss_curves, title="Training loss", y_title="loss", log_y=True)))

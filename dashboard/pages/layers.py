@@ -9,21 +9,15 @@ import numpy as np
 from dash import Input, Output, State, dcc, html, no_update
 
 from core import Run
-from core.schema import RELU_FAMILY, SATURATING
+from core import views
 
-from .. import figures, ids, theme
+from .. import figures, ids, run_figures, theme
 from ..context import AppContext
 from . import Page
 from ._common import card, graph, not_found, run_header
 from ._evidence import evidence_card
 
 MAX_SMALL_MULTIPLES = 12
-
-
-def _order(run: Run) -> tuple[list[str], np.ndarray]:
-    """Layer names in depth order and their column indices in ``run.acts``."""
-    names = run.layer_order()
-    return names, np.array([run.acts.index[n] for n in names], dtype=np.intp)
 
 
 def _marks(steps: np.ndarray) -> dict[int, str]:
@@ -42,7 +36,7 @@ def _row(value: Any) -> int | None:
 def slider_state(run: Run, value: int | None, old_max: int | None) -> tuple[int, dict[int, str], int]:
     """``(max, marks, value)`` of the step slider; a slider at its end follows new steps."""
     value, old_max = _row(value), _row(old_max)
-    steps = run.acts.step_array()
+    steps = views.layer_steps(run)
     new_max = max(0, len(steps) - 1)
     if value is None or old_max is None or value >= old_max or value > new_max:
         value = new_max
@@ -61,29 +55,14 @@ def pick_layers(names: list[str], highlight: str | None, k: int = MAX_SMALL_MULT
     return [names[i] for i in sorted(idx)]
 
 
-def depth_data(run: Run, row: int, highlight: str | None) -> Any:
-    names, cols = _order(run)
-    if not names or row is None or row >= len(run.acts):
-        return figures.depth_figure([], [], [])
-    step = int(run.acts.step_array()[row])
-    kinds = run.layer_kinds()
-    return figures.depth_figure(names, run.acts.field("mean")[row, cols], run.acts.field("std")[row, cols],
-                                step=step, highlight=highlight, kinds=[kinds.get(n, "?") for n in names],
-                                types=run.layer_types())
-
-
-def hist_data(run: Run, row: int, highlight: str | None) -> Any:
-    names, _ = _order(run)
-    hsteps, lo, hi, counts = run.acts.histograms()
-    if not names or not len(hsteps) or row is None or row >= len(run.acts):
-        return figures.histograms_figure([], [], [], [])
-    step = int(run.acts.step_array()[row])
-    # Old histograms are thinned on long runs: show the kept row at or before the step.
-    h = max(0, int(np.searchsorted(hsteps, step, side="right")) - 1)
+def hist_data(run: Run, row: int | None, highlight: str | None) -> Any:
+    names = views.layer_names(run)
     show = pick_layers(names, highlight)
-    cols = [run.acts.index[n] for n in show]
-    return figures.histograms_figure(show, lo[h, cols], hi[h, cols], counts[h, cols], step=int(hsteps[h]),
-                                     highlight=highlight, types=run.layer_types())
+    got = views.histograms_at(run, show, row=row) if names and row is not None else None
+    if got is None:
+        return figures.histograms_figure([], [], [], [])
+    step, lo, hi, counts = got
+    return figures.histograms_figure(show, lo, hi, counts, step=step, highlight=highlight, types=run.layer_types())
 
 
 def nan_note(run: Run, row: int | None) -> str:
@@ -92,19 +71,23 @@ def nan_note(run: Run, row: int | None) -> str:
     Their points are missing from the depth plot and their histograms from the small
     multiples, and without this sentence the page would look merely empty.
     """
-    names, cols = _order(run)
-    if not names or row is None or not 0 <= row < len(run.acts):
+    if row is None or row < 0:
         return ""
-    mean, std = run.acts.field("mean")[row, cols], run.acts.field("std")[row, cols]
-    bad = [n for n, m, s in zip(names, mean, std) if not (np.isfinite(m) and np.isfinite(s))]
+    return _nan_note(views.layers_at(run, row=row))
+
+
+def _nan_note(at: views.LayersAt) -> str:
+    if at.step is None:
+        return ""
+    mean, std = at.values["mean"], at.values["std"]
+    bad = [n for n, m, s in zip(at.names, mean, std) if not (np.isfinite(m) and np.isfinite(s))]
     if not bad:
         return ""
-    step = int(run.acts.step_array()[row])
-    if len(bad) == len(names):
-        return (f"At step {step} every recorded value of every layer was NaN or Inf (the training diverged): "
+    if len(bad) == len(at.names):
+        return (f"At step {at.step} every recorded value of every layer was NaN or Inf (the training diverged): "
                 "there is nothing to draw. Move the slider back to see the steps before it.")
     shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
-    return f"At step {step} every recorded value of {shown} was NaN or Inf: those layers are not drawn."
+    return f"At step {at.step} every recorded value of {shown} was NaN or Inf: those layers are not drawn."
 
 
 def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) -> Any:
@@ -112,12 +95,12 @@ def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) 
     if r is None:
         return not_found(run)
     query = query or {}
-    names, _ = _order(r)
+    names = views.layer_names(r)
     layer = query.get("layer") if query.get("layer") in names else (names[0] if names else None)
-    steps = r.acts.step_array()
+    steps = views.layer_steps(r)
     value = len(steps) - 1 if len(steps) else 0
     if re.fullmatch(r"-?[0-9]{1,19}", query.get("step", "")):  # not str.isdigit: "²" is a digit to it
-        at = r.acts.row_at(int(query["step"]))
+        at = views.layer_row_at(r, int(query["step"]))
         value = at if at is not None else 0
     note = None
     if query.get("layer") and query.get("layer") not in names:
@@ -173,9 +156,12 @@ def register(app: Any, ctx: AppContext) -> None:
 
     def _draw_at_step(run: Run, row: int | None, layer: Any) -> Any:
         with run.reading():  # one moment of a growing run for all four outputs
-            steps = run.acts.step_array()
-            label = f"step {int(steps[row])}" if row is not None and 0 <= row < len(steps) else ""
-            return depth_data(run, row, layer), hist_data(run, row, layer), label, nan_note(run, row)
+            at = views.layers_at(run, row=row) if row is not None and row >= 0 else None
+            if at is None or at.step is None:
+                at = views.LayersAt(None, None, [], [], {})
+            label = f"step {at.step}" if at.step is not None else ""
+            return (run_figures.depth_of(at, highlight=layer, types=run.layer_types()), hist_data(run, row, layer),
+                    label, _nan_note(at))
 
     @app.callback(Output(ids.HEATMAP_GRAPH, "figure"), Output(ids.DEADSAT_GRAPH, "figure"),
                   Input(ids.VERSION, "data"), Input(ids.LAYER_PICK, "value"), State(ids.RUN_NAME, "data"))
@@ -186,26 +172,15 @@ def register(app: Any, ctx: AppContext) -> None:
         return ctx.draw("layers-time", run, (layer,), lambda: _draw_over_time(run, layer))
 
     def _draw_over_time(run: Run, layer: Any) -> Any:
-        with run.reading():  # one moment of a growing run; copies (fancy indexing), drawn after
-            names, cols = _order(run)
+        with run.reading():  # one moment of a growing run; only what is drawn is copied
+            names = run.layer_order()
             if not names:
                 msg = figures.empty_figure("No layer statistics recorded yet.")
                 return msg, msg
             layer = layer if layer in names else names[0]
-            hsteps, lo, hi, counts = run.acts.histograms()
-            j = run.acts.index[layer]
-            hsteps, lo, hi, counts = hsteps.copy(), lo[:, j].copy(), hi[:, j].copy(), counts[:, j].copy()
-            steps = run.acts.step_array().copy()
-            kinds = run.layer_kinds()
-            dead = run.acts.field("dead_frac")[:, cols]
-            sat = run.acts.field("sat_frac")[:, cols]
-        heat = figures.heatmap_figure(layer, hsteps, lo, hi, counts)
-        relu = np.array([kinds.get(n) in RELU_FAMILY or kinds.get(n) is None for n in names])
-        sats = np.array([kinds.get(n) in SATURATING or kinds.get(n) is None for n in names])
-        dead = np.where(relu[None, :], dead, np.nan)
-        sat = np.where(sats[None, :], sat, np.nan)
-        return heat, figures.dead_saturation_figure(steps, dead, sat, names, max_points=ctx.max_points,
-                                                    highlight=layer, types=run.layer_types())
+            hist = views.histogram_history(run, layer)
+        return (figures.heatmap_figure(layer, *hist),
+                run_figures.dead_saturation(run, highlight=layer, max_points=ctx.max_points))
 
 
 PAGE = Page(path="/run/<run>/layers", title="Layers", layout=layout, register=register, tab=True)

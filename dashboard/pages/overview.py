@@ -7,8 +7,9 @@ from typing import Any
 from dash import Input, Output, State, dcc, html, no_update
 
 from core import Finding, Run
+from core import views
 
-from .. import figures, ids, theme
+from .. import ids, run_figures, theme
 from ..context import AppContext, run_href
 from . import Page
 from ..evidence import evidence_href
@@ -16,11 +17,10 @@ from ._common import badge, card, graph, not_found, run_header
 from ._evidence import evidence_card
 
 
-
 def finding_item(run: Run, f: Finding) -> html.Div:
     """One finding as text; each layer it names links to that layer (or parameter) on its page."""
     links: list[Any] = []
-    acts, params = set(run.acts.names), set(run.params.names)
+    acts, params = set(views.layer_names(run)), set(views.param_names(run))
     for name in f.layers:
         if name in acts or name not in params:
             href = run_href(run.name, "layers", layer=name)
@@ -97,10 +97,9 @@ def register(app: Any, ctx: AppContext) -> None:
         return ctx.draw("overview", run, (), lambda: _draw(run))
 
     def _draw(run: Any) -> Any:
-        ta, va, lr = run.metric("train_acc"), run.metric("val_acc"), run.scalar("lr")
+        n = ctx.max_points
         return (findings_list(run, ctx.findings(run), run.status(stale_after=ctx.stale_after)), problems_list(run),
-                figures.accuracy_figure(ta.steps, ta.values, va.steps, va.values, max_points=ctx.max_points),
-                figures.lr_figure(lr.steps, lr.values, max_points=ctx.max_points))
+                run_figures.accuracy(run, max_points=n), run_figures.lr(run, max_points=n))
 
     @app.callback(Output(ids.LOSS_GRAPH, "figure"),
                   Input(ids.VERSION, "data"), Input(ids.LOSS_SCALE, "value"), State(ids.RUN_NAME, "data"))
@@ -111,9 +110,7 @@ def register(app: Any, ctx: AppContext) -> None:
         return ctx.draw("overview-loss", run, (scale,), lambda: _draw_loss(run, scale))
 
     def _draw_loss(run: Any, scale: Any) -> Any:
-        loss, val = run.metric("loss"), run.metric("val_loss")
-        return figures.loss_figure(loss.steps, loss.values, val_steps=val.steps, val_loss=val.values,
-                                   log_y=None if scale == "auto" else scale == "log", max_points=ctx.max_points)
+        return run_figures.loss(run, log_y=None if scale == "auto" else scale == "log", max_points=ctx.max_points)
 
 
 PAGE = Page(path="/run/<run>", title="Overview", layout=layout, register=register, tab=True)

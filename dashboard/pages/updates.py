@@ -6,7 +6,9 @@ from typing import Any
 
 from dash import Input, Output, State, dcc, html, no_update
 
-from .. import figures, ids
+from core import views
+
+from .. import ids, run_figures
 from ..context import AppContext
 from . import Page
 from ._common import card, graph, not_found, run_header
@@ -17,7 +19,7 @@ def layout(ctx: AppContext, run: str = "", query: dict[str, str] | None = None) 
     r = ctx.run(run)
     if r is None:
         return not_found(run)
-    names = list(r.params.names)
+    names = views.param_names(r)
     param = (query or {}).get("param")
     return html.Div([
         run_header(ctx, r, "updates"),
@@ -46,13 +48,11 @@ def register(app: Any, ctx: AppContext) -> None:
         return ctx.draw("updates", run, (param,), lambda: _draw(run, param))
 
     def _draw(run: Any, param: str | None) -> Any:
-        with run.reading():  # one moment of a growing run: steps and fields of the same length
-            p = run.params
-            names = list(p.names)
-            steps, ratio, grad = p.step_array().copy(), p.field("upd_ratio").copy(), p.field("grad_norm").copy()
-        return (figures.update_ratio_figure(steps, ratio, names, max_points=ctx.max_points, highlight=param),
-                figures.grad_norm_figure(steps, grad, names, max_points=ctx.max_points, highlight=param),
-                [{"label": n, "value": n} for n in names])
+        n = ctx.max_points
+        # Each figure reads one moment of a growing run (core.views) and is drawn outside its lock.
+        return (run_figures.update_ratio(run, highlight=param, max_points=n),
+                run_figures.grad_norm(run, highlight=param, max_points=n),
+                [{"label": p, "value": p} for p in views.param_names(run)])
 
 
 PAGE = Page(path="/run/<run>/updates", title="Updates", layout=layout, register=register, tab=True)

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import pytest
 
 from core import Finding
+from core.views import Lines
 from dashboard import figures as F
 from dashboard.context import run_href
 from dashboard.findings import merge_findings, severity_counts
@@ -100,7 +101,7 @@ def test_depth_figure_has_mean_and_std_per_layer():
 def test_update_ratio_figure_draws_band_on_log_axis():
     steps = np.arange(10)
     ratio = np.column_stack([np.full(10, 1e-3), np.full(10, 1e-1), np.full(10, np.nan)])
-    fig = F.update_ratio_figure(steps, ratio, ["W1", "W2", "W3"])
+    fig = F.update_ratio_figure(Lines.of(steps, ratio, ["W1", "W2", "W3"]))
     assert fig.layout.yaxis.type == "log"
     rects = [s for s in fig.layout.shapes if s.type == "rect"]
     assert len(rects) == 1 and (rects[0].y0, rects[0].y1) == F.RATIO_BAND
@@ -113,7 +114,7 @@ def test_update_ratio_figure_draws_band_on_log_axis():
 def test_many_traces_share_a_point_budget():
     steps = np.arange(10_000)
     ratio = np.random.default_rng(1).random((10_000, 100)) * 1e-3
-    fig = F.update_ratio_figure(steps, ratio, [f"p{i}" for i in range(100)], max_points=2000)
+    fig = F.update_ratio_figure(Lines.of(steps, ratio, [f"p{i}" for i in range(100)]), max_points=2000)
     total = sum(len(t.x) for t in fig.data)
     assert len(fig.data) == 101  # the band's legend entry and 100 parameters
     assert total <= F.FIGURE_POINT_BUDGET + 100 * 8
@@ -136,7 +137,7 @@ def test_histograms_and_dead_saturation_figures():
     steps = np.arange(4)
     dead = np.array([[0.1, np.nan]] * 4)
     sat = np.array([[np.nan, 0.5]] * 4)
-    fig = F.dead_saturation_figure(steps, dead, sat, names)
+    fig = F.dead_saturation_figure(Lines.of(steps, dead, names), Lines.of(steps, sat, names))
     assert [t.name for t in fig.data] == ["a", "b"]
 
 
@@ -144,7 +145,8 @@ def test_the_no_layer_note_sits_on_the_empty_subplot():
     """A ReLU-only run: the note was drawn at the middle of the dead-units subplot, over its lines,
     and the empty saturation subplot (dropped by Plotly.js for want of a trace) showed only its title."""
     steps = np.arange(5)
-    fig = F.dead_saturation_figure(steps, np.full((5, 1), 0.2), np.full((5, 1), np.nan), ["fc1"])
+    fig = F.dead_saturation_figure(Lines.of(steps, np.full((5, 1), 0.2), ["fc1"]),
+                                   Lines.of(steps, np.full((5, 1), np.nan), ["fc1"]))
     note = [a for a in fig.layout.annotations if a.text == "no layer of this kind"]
     assert len(note) == 1 and (note[0].xref, note[0].yref) == ("x2 domain", "y2 domain")
     assert {(t.xaxis, t.yaxis) for t in fig.data} == {("x", "y"), ("x2", "y2")}  # both subplots kept
@@ -166,7 +168,8 @@ def test_the_loss_axis_is_log_by_default_when_the_loss_spans_decades_or_diverges
 
 def test_tick_labels_use_exponents_not_si_prefixes():
     """Plotly's default writes 1e-12 as "1p" and 6e9 as "6B"; every axis, subplots included, uses 1e-12."""
-    fig = F.dead_saturation_figure(np.arange(3), np.full((3, 1), 0.1), np.full((3, 1), 0.1), ["a"])
+    fig = F.dead_saturation_figure(Lines.of(np.arange(3), np.full((3, 1), 0.1), ["a"]),
+                                   Lines.of(np.arange(3), np.full((3, 1), 0.1), ["a"]))
     tpl = fig.layout.template.layout
     assert tpl.xaxis.exponentformat == "e" and tpl.yaxis.exponentformat == "e"
 
@@ -209,7 +212,7 @@ def test_layer_legends_and_hover_read_name_and_module_class_literally():
     types = {"encoder.layers.0.relu()": "relu()", "fc<b>1</b>": "Linear"}
     steps = np.arange(3)
     frac = np.full((3, 3), 0.1)
-    fig = F.dead_saturation_figure(steps, frac, frac, names, types=types)
+    fig = F.dead_saturation_figure(Lines.of(steps, frac, names), Lines.of(steps, frac, names), types=types)
     legend = [tr.name for tr in fig.data[:3]]
     assert legend == ["encoder.layers.0.relu()", "fc&lt;b&gt;1&lt;/b&gt; (Linear)", "plain"]
     fig = F.depth_figure(names, np.zeros(3), np.ones(3), kinds=["relu", "linear", "tanh"], types=types)
