@@ -29,7 +29,7 @@ from .schema import Finding
 from .summary import RunSummary
 
 __all__ = ["EdgeOfRange", "EdgeOfRangeRule", "EdgeOfRangeThresholds", "DEFAULT_OUTER", "edge_of_range",
-           "search_findings"]
+           "edge_thresholds", "search_findings"]
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,23 @@ class EdgeOfRangeRule(Rule):
 
 
 DEFAULT_OUTER = EdgeOfRangeThresholds().outer  # fraction of the (log-)range at each end counted as "the edge"
-DEFAULT_MIN_TREND = EdgeOfRangeThresholds().min_trend
-DEFAULT_MIN_TREND_TRIALS = EdgeOfRangeThresholds().min_trend_trials
-DEFAULT_MIN_TRIALS = EdgeOfRangeThresholds().min_trials
+
+
+def edge_thresholds(config: Any = None, **given: float | None) -> EdgeOfRangeThresholds:
+    """The thresholds ``edge_of_range`` runs with: ``config``'s (a ``DiagnosisConfig``; the defaults when
+    None), with each keyword that is not None in place of the config's value.
+
+    Every value is checked against its ``knob`` range, as any rule's override is.
+
+    Raises:
+        ConfigError: for a value out of its range (the message names it, its range and unit).
+    """
+    from .diagnose import DiagnosisConfig  # late: the diagnosis module imports every rule
+
+    base = (config if config is not None else DiagnosisConfig()).thresholds(EdgeOfRangeRule.id)
+    given = {k: v for k, v in given.items() if v is not None}
+    return dataclasses.replace(base, **given) if given else base
+
 
 @dataclass(frozen=True)
 class EdgeOfRange:
@@ -175,10 +189,11 @@ def edge_of_range(
     search_space: Mapping[str, Any],
     *,
     mode: str = "max",
-    outer: float = DEFAULT_OUTER,
-    min_trials: int = DEFAULT_MIN_TRIALS,
-    min_trend: float = DEFAULT_MIN_TREND,
-    min_trend_trials: int = DEFAULT_MIN_TREND_TRIALS,
+    config: Any = None,
+    outer: float | None = None,
+    min_trials: int | None = None,
+    min_trend: float | None = None,
+    min_trend_trials: int | None = None,
 ) -> list[EdgeOfRange]:
     """Parameters whose best value lies at the edge of the range they were sampled from.
 
@@ -193,29 +208,26 @@ def edge_of_range(
         search_space: ``{"lr": {"low": 1e-6, "high": 1e-3, "log": true}, ...}`` as in ``meta.json``.
             Choice parameters are skipped.
         mode: ``"max"`` (accuracy) or ``"min"`` (loss).
-        outer: the fraction of the range at each end that counts as the edge, in (0, 0.5).
-        min_trials: fewer runs with an objective than this give no finding.
-        min_trend: the rank correlation the trend check needs, in [0, 1].
-        min_trend_trials: fewer runs than this give no trend verdict.
+        config: a ``DiagnosisConfig`` whose ``edge_of_range.*`` thresholds apply (the defaults when None).
+        outer: the fraction of the range at each end that counts as the edge (``edge_of_range.outer``).
+        min_trials: fewer runs with an objective than this give no finding (``edge_of_range.min_trials``).
+        min_trend: the rank correlation the trend check needs (``edge_of_range.min_trend``).
+        min_trend_trials: fewer runs than this give no trend verdict (``edge_of_range.min_trend_trials``).
+            Each of the four, when not None, replaces the config's value.
 
     Returns:
         One ``EdgeOfRange`` per parameter at an edge (empty when none is).
 
     Raises:
-        ConfigError: for a bad ``mode``, ``outer`` or ``min_trials``.
+        ConfigError: for a bad ``mode`` or a threshold out of its range.
     """
     from .errors import ConfigError
 
     if mode not in ("max", "min"):
         raise ConfigError(f"mode must be 'max' or 'min', got {mode!r}")
-    if not 0 < outer < 0.5:
-        raise ConfigError(f"outer must be a fraction in (0, 0.5) of the range at each end, got {outer!r}")
-    if not isinstance(min_trials, int) or min_trials < 1:
-        raise ConfigError(f"min_trials must be a positive integer, got {min_trials!r}")
-    if not 0 <= min_trend <= 1:
-        raise ConfigError(f"min_trend must be a rank correlation in [0, 1], got {min_trend!r}")
-    if not isinstance(min_trend_trials, int) or min_trend_trials < 3:
-        raise ConfigError(f"min_trend_trials must be an integer >= 3, got {min_trend_trials!r}")
+    th = edge_thresholds(config, outer=outer, min_trials=min_trials, min_trend=min_trend,
+                         min_trend_trials=min_trend_trials)
+    outer, min_trials, min_trend, min_trend_trials = th.outer, th.min_trials, th.min_trend, th.min_trend_trials
     scored = [(n, hp, float(v)) for n, hp, v in trials
               if v is not None and not isinstance(v, bool) and math.isfinite(float(v))]
     if len(scored) < min_trials:
@@ -297,10 +309,11 @@ def search_findings(
     *,
     metric: str = "best_val_acc",
     mode: str = "max",
-    outer: float = DEFAULT_OUTER,
-    min_trials: int = DEFAULT_MIN_TRIALS,
-    min_trend: float = DEFAULT_MIN_TREND,
-    min_trend_trials: int = DEFAULT_MIN_TREND_TRIALS,
+    config: Any = None,
+    outer: float | None = None,
+    min_trials: int | None = None,
+    min_trend: float | None = None,
+    min_trend_trials: int | None = None,
 ) -> list[EdgeOfRange]:
     """``edge_of_range`` for every search among ``summaries``.
 
@@ -315,11 +328,19 @@ def search_findings(
         metric: the ``RunSummary`` field to rank by (``"best_val_acc"``, ``"final_val_acc"``, ``"final_loss"``...).
             When no run of a group has it, ``final_loss`` (lower is better) is used instead.
         mode: ``"max"`` or ``"min"`` for ``metric``.
+        config: the ``DiagnosisConfig`` of the thresholds, see ``edge_of_range``.
         outer: edge fraction, see ``edge_of_range``.
         min_trials: see ``edge_of_range``.
         min_trend: see ``edge_of_range``.
         min_trend_trials: see ``edge_of_range``.
+
+    Raises:
+        ConfigError: for a threshold out of its range (even when no run is part of a search).
     """
+    th = edge_thresholds(config, outer=outer, min_trials=min_trials, min_trend=min_trend,
+                         min_trend_trials=min_trend_trials)
+    knobs = dict(outer=th.outer, min_trials=th.min_trials, min_trend=th.min_trend,
+                 min_trend_trials=th.min_trend_trials)
     groups: dict[str, list[RunSummary]] = {}
     for s in summaries:
         if s.study is not None:
@@ -335,16 +356,14 @@ def search_findings(
                       for s in members]
             if any(v is not None for _, _, v in scored):
                 found = edge_of_range(scored, space, mode="min" if study.direction == "minimize" else "max",
-                                      outer=outer, min_trials=min_trials, min_trend=min_trend,
-                                      min_trend_trials=min_trend_trials)
+                                      **knobs)
                 out.extend(dataclasses.replace(e, search=study.name) for e in found)
                 continue
         m, md = metric, mode
         if not any(_finite(getattr(s, m, None)) for s in members):
             m, md = "final_loss", "min"
         trials = [(s.run, s.hparams, getattr(s, m, None) if _finite(getattr(s, m, None)) else None) for s in members]
-        out.extend(edge_of_range(trials, space, mode=md, outer=outer, min_trials=min_trials,
-                                 min_trend=min_trend, min_trend_trials=min_trend_trials))
+        out.extend(edge_of_range(trials, space, mode=md, **knobs))
     return out
 
 
