@@ -33,6 +33,7 @@ from core.schema import (
     finite_or_none, nonfinite_tag,
 )
 
+from ._adapter import Adapter
 from ._process import (
     OPEN_MONITORS, distributed_context, generated_name, scalar_value, started_by_other_ranks, valid_step,
     validate_run_name,
@@ -183,10 +184,7 @@ class Monitor(LayerRecords):
         self._hb_thread: threading.Thread | None = None
         self._lock = threading.RLock()
         self.last_step: int | None = None
-        # Set by a framework adapter (monitor/_torch.py): sees log()'s scalars first and may
-        # add values (learning rates) or hold the record until device values arrive (None).
-        self._scalar_filters: list[Any] = []  # one per watched model: ends its iteration, adds its lr
-        self._watches: list[Any] = []
+        self._adapters: list[Adapter] = []  # framework adapters (monitor/_adapter.py), in attach order
         self.world_size = 1
         if dist_ctx is not None and dist_ctx[1] > 1:
             self.world_size = dist_ctx[1]
@@ -284,7 +282,7 @@ class Monitor(LayerRecords):
                 if not isinstance(err.__cause__, OSError):
                     raise
                 self._writer = RunWriter(self.logdir / (self.name or "<new run>"), self.rank)
-                self._writer._fail("create the run folder", err.__cause__)
+                self._writer.fail("create the run folder", err.__cause__)
         assert self._writer is not None
         return self._writer
 
@@ -330,16 +328,17 @@ class Monitor(LayerRecords):
         """Flush, mark the run ``finished`` (``crashed`` when ``error`` is given, ``stopped`` when
         ``stopped``: it ended early on purpose), stop the heartbeat.
 
-        Safe to call twice (the first call decides the status). Never raises. Hooks of ``watch``
-        are removed first (writing the loss values still on their way from the device).
+        Safe to call twice (the first call decides the status). Never raises. The adapters
+        (the hooks of ``watch``) are closed first, writing what is still on its way (loss
+        values coming from the device).
         """
         with self._lock:
-            watches, self._watches = self._watches, []
-        for w in watches:
+            adapters, self._adapters = self._adapters, []
+        for a in adapters:
             try:
-                w.remove()
+                a.close()
             except Exception as err:  # closing never raises
-                log.warning("Babysitter: while removing the hooks of %r: %s", w, err)
+                log.warning("Babysitter: while closing %r: %s", a, err)
         with self._lock:
             if self._closed:
                 return
@@ -422,14 +421,24 @@ class Monitor(LayerRecords):
             ConfigError: when ``step`` is not an integer or is out of range (``abs(step) >= 2**62``).
         """
         step = valid_step(step)
+        values: Mapping[str, Any] | None = scalars
         if not self._closed:
-            for filt in list(self._scalar_filters):
-                scalars = filt(step, scalars)
-                if scalars is None:
-                    return
-        self._log_values(step, scalars)
+            for a in list(self._adapters):
+                values = a.on_scalars(step, values)
+                if values is None:
+                    return  # held back by the adapter: it calls write_scalars when the values arrive
+        self.write_scalars(step, values)
 
-    def _log_values(self, step: int, scalars: Mapping[str, Any]) -> None:
+    def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+        """Write one scalars record as ``log`` does, without handing it to the adapters first.
+
+        How an adapter writes a record it held back (``Adapter.on_scalars`` returned ``None``).
+
+        Raises:
+            TrainingDivergedError: as ``log``.
+            ConfigError: as ``log``.
+        """
+        step = valid_step(step)
         bad_loss: str | None = None
         blown: Finding | None = None
         with self._lock:
@@ -516,11 +525,37 @@ class Monitor(LayerRecords):
         """
         from ._torch import watch_model
 
-        w = watch_model(self, model, optimizer, **options)
+        return watch_model(self, model, optimizer, **options)
+
+    # -- adapters (monitor/_adapter.py) ----------------------------------------------------
+
+    @property
+    def adapters(self) -> list[Adapter]:
+        """The framework adapters attached, in the order they were attached."""
         with self._lock:
-            if w not in self._watches:  # watching a watched model again adds its optimizer
-                self._watches.append(w)
-        return w
+            return list(self._adapters)
+
+    def attach(self, adapter: Adapter) -> None:
+        """Register a framework adapter: it sees every ``log`` call's scalars first and is closed with the Monitor.
+
+        Calls ``adapter.attach(self)``; attaching an attached adapter again does nothing.
+
+        Raises:
+            ConfigError: when the Monitor is closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise ConfigError(f"cannot attach {adapter!r}: the Monitor is closed (open a new one)")
+            if any(a is adapter for a in self._adapters):
+                return
+        adapter.attach(self)
+        with self._lock:
+            self._adapters.append(adapter)
+
+    def detach(self, adapter: Adapter) -> None:
+        """Forget an adapter (called by its own ``close``); an adapter not attached is ignored."""
+        with self._lock:
+            self._adapters = [a for a in self._adapters if a is not adapter]
 
     def _repr_html_(self) -> str:
         """Jupyter: the run as written so far: status, findings with fixes, loss curve, layer table."""

@@ -1,9 +1,10 @@
 """The Monitor's layer side: declared layers, the statistics cadence, and the layer records.
 
 What the numpy path (``activation``, ``weights``, ``input``) and the framework adapters
-(``write_acts``, ``write_params``, ``write_input``) share: every statistic of a logged step
-is gathered and written as one columnar record per kind (docs/format.md). ``LayerRecords``
-is a part of ``monitor.Monitor`` and works on its state.
+(``Monitor.write_stats``, see ``monitor/_adapter.py``) share: one cadence (``stats_due``)
+and one record builder (``layer_record``), which writes every statistic of a logged step as
+one columnar record per kind (docs/format.md). ``LayerRecords`` is a part of
+``monitor.Monitor`` and works on its state.
 """
 
 from __future__ import annotations
@@ -25,6 +26,45 @@ from core.stats import activation_stats, input_stats, param_stats
 from ._process import valid_step
 
 log = logging.getLogger("monitor._monitor")  # the Monitor's one logger
+
+# The fields of each layer record kind, in the order they are written, and the key naming its columns.
+RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    KIND_ACTS: (*ACT_FIELDS, *ACT_HIST_FIELDS), KIND_PARAMS: PARAM_FIELDS, KIND_INPUT: INPUT_FIELDS,
+}
+_NAMES_KEY = {KIND_ACTS: "layers", KIND_PARAMS: "params"}
+
+
+def stats_due(step: int, every: int, first: int | None) -> bool:
+    """Whether layer statistics are recorded at ``step``: the first statistics step (``first``;
+    ``None`` while there is none, so any step is due), then every ``every`` steps."""
+    return first is None or step == first or step % every == 0
+
+
+def layer_record(kind: str, step: int, stats: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``acts``, ``params`` or ``input`` record as docs/format.md has it: the one builder of both paths.
+
+    Args:
+        kind: ``acts`` or ``params``: ``stats`` maps each layer (parameter tensor) name, in
+            order, to its statistics (the fields of ``core.stats.activation_stats`` or
+            ``param_stats``), written as one column per field. ``input``: ``stats`` is the
+            fields of ``core.stats.input_stats``.
+        step: the step the statistics belong to.
+        stats: as above; a field missing from a layer's statistics is written as ``null``.
+
+    Raises:
+        ConfigError: for another kind or a step out of range.
+    """
+    fields = RECORD_FIELDS.get(kind)
+    if fields is None:
+        raise ConfigError(f"a layer record's kind must be one of {sorted(RECORD_FIELDS)}, got {kind!r}")
+    rec: dict[str, Any] = {"kind": kind, "step": valid_step(step), "time": time.time()}
+    if kind == KIND_INPUT:
+        rec.update({f: stats.get(f) for f in fields})
+        return rec
+    rows = list(stats.values())
+    rec[_NAMES_KEY[kind]] = list(stats)
+    rec.update({f: [row.get(f) for row in rows] for f in fields})
+    return rec
 
 
 class LayerRecords:
@@ -72,10 +112,9 @@ class LayerRecords:
     # -- cadence ---------------------------------------------------------------------------
 
     def stats_due(self, step: int) -> bool:
-        """True when layer statistics are recorded at ``step``: every ``every`` steps and at the first."""
-        if self._first_stats_step is None:
-            return True
-        return step == self._first_stats_step or step % self.every == 0
+        """True when layer statistics are recorded at ``step``: at the first step that records any
+        (numpy path or adapter), then every ``every`` steps. The one cadence of every path."""
+        return stats_due(step, self.every, self._first_stats_step)
 
     def _stats_step(self, step: int) -> bool:
         valid_step(step)
@@ -137,31 +176,32 @@ class LayerRecords:
             if not self._stats_step(step):
                 return
             try:
-                self.write_input(step, input_stats(np.asarray(x)))
+                self.write_stats(KIND_INPUT, step, input_stats(np.asarray(x)))
             except Exception as err:
                 log.warning("Babysitter: could not compute input statistics: %s", err)
 
     # -- records (shared by the numpy and framework paths) ---------------------------------
 
-    def write_acts(self, step: int, names: list[str], columns: Mapping[str, list[Any]]) -> None:
-        """Append one ``acts`` record: ``columns`` maps each field of ACT_FIELDS and hist fields to a list parallel to ``names``."""
-        rec: dict[str, Any] = {"kind": KIND_ACTS, "step": valid_step(step), "time": time.time(),
-                               "layers": list(names)}
-        rec.update(columns)
-        self._writer_for_event().append(STREAM_LAYERS, rec)
+    def write_stats(self, kind: str, step: int, stats: Mapping[str, Any]) -> None:
+        """Append one layer record at ``step``: how adapters write their statistics (``monitor/_adapter.py``).
 
-    def write_params(self, step: int, names: list[str], columns: Mapping[str, list[Any]]) -> None:
-        """Append one ``params`` record: ``columns`` maps each field of PARAM_FIELDS to a list parallel to ``names``."""
-        rec: dict[str, Any] = {"kind": KIND_PARAMS, "step": valid_step(step), "time": time.time(),
-                               "params": list(names)}
-        rec.update(columns)
-        self._writer_for_event().append(STREAM_LAYERS, rec)
+        The first record sets the first statistics step of the cadence (``stats_due``) when
+        no step has set it yet.
 
-    def write_input(self, step: int, stats: Mapping[str, Any]) -> None:
-        """Append one ``input`` record with the fields of INPUT_FIELDS."""
-        rec = {"kind": KIND_INPUT, "step": valid_step(step), "time": time.time()}
-        rec.update({k: stats.get(k) for k in INPUT_FIELDS})
-        self._writer_for_event().append(STREAM_LAYERS, rec)
+        Args:
+            kind: ``acts``, ``params`` or ``input``.
+            step: the step the statistics belong to.
+            stats: per name, in order, the statistics of each layer or parameter tensor
+                (``acts``, ``params``); the input's statistics (``input``). See ``layer_record``.
+
+        Raises:
+            ConfigError: for another kind or a step out of range.
+        """
+        rec = layer_record(kind, step, stats)
+        with self._lock:
+            if self._first_stats_step is None:
+                self._first_stats_step = rec["step"]
+            self._writer_for_event().append(STREAM_LAYERS, rec)
 
     def _flush_pending(self) -> None:
         step = self._pending_step
@@ -170,12 +210,9 @@ class LayerRecords:
         acts, params = self._pending_acts, self._pending_params
         self._pending_acts, self._pending_params, self._pending_step = {}, {}, None
         if acts:
-            names = list(acts)
-            cols = {f: [acts[n][f] for n in names] for f in (*ACT_FIELDS, *ACT_HIST_FIELDS)}
-            self.write_acts(step, names, cols)
+            self.write_stats(KIND_ACTS, step, acts)
         if params:
-            names = list(params)
-            self.write_params(step, names, {f: [params[n][f] for n in names] for f in PARAM_FIELDS})
+            self.write_stats(KIND_PARAMS, step, params)
 
     def flush(self) -> None:
         """Write the statistics gathered for the current logged step now."""

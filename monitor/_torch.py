@@ -62,7 +62,7 @@ import torch
 from torch import nn
 from torch.optim import optimizer as _optim
 
-from core.schema import PARAM_FIELDS, LayerInfo
+from core.schema import KIND_ACTS, KIND_INPUT, KIND_PARAMS, LayerInfo
 
 # The statistic kernels, re-exported: ``monitor._torch`` is the adapter's one import.
 from ._torch_stats import (  # noqa: F401
@@ -70,6 +70,7 @@ from ._torch_stats import (  # noqa: F401
     decode_activation, decode_input, decode_param, grad_vector, hist_sample_of, input_vector, param_vector,
 )
 
+from ._adapter import Adapter
 from ._torch_forward import ActivationMode, ForwardSide, Layer, batch_first, layer_kind, sequence_kind, unit_rule
 from ._torch_optim import KEEP_SNAPSHOT_BYTES, OptimizerSide, WatchedOpt
 
@@ -141,11 +142,11 @@ class _Pending:
         return out
 
 
-class TorchWatch(ForwardSide, OptimizerSide):
-    """Hooks on a model and its optimizers that feed a :class:`~monitor.Monitor`.
+class TorchWatch(Adapter, ForwardSide, OptimizerSide):
+    """Hooks on a model and its optimizers that feed a :class:`~monitor.Monitor`: its adapter (``monitor/_adapter.py``).
 
-    Made by :meth:`Monitor.watch`; removed by :meth:`remove` (safe to call twice), by
-    leaving a ``with`` block, or when the Monitor closes.
+    Made by :meth:`Monitor.watch` (which attaches it: the hooks are registered then); removed by
+    :meth:`remove` (safe to call twice), by leaving a ``with`` block, or when the Monitor closes.
 
     Steps. An iteration (forward, backward, the ``step()`` of each optimizer) ends with
     ``mon.log(step, ...)``, and every record of that iteration carries that ``step``. The
@@ -154,7 +155,6 @@ class TorchWatch(ForwardSide, OptimizerSide):
     ``step()`` calls of the first optimizer, from ``start_step``.
 
     Args:
-        monitor: the Monitor that owns the run.
         model: the model (a ``torch.compile``'d, DataParallel or DDP model is unwrapped for
             names; the layers recorded are those of the module inside).
         optimizer: an optimizer, a list of them, or ``None``. Optimizers created later whose
@@ -172,7 +172,7 @@ class TorchWatch(ForwardSide, OptimizerSide):
             divided by its scale, so they are those of the unscaled gradients.
     """
 
-    def __init__(self, monitor: Any, model: nn.Module, optimizer: Any = None, *,
+    def __init__(self, model: nn.Module, optimizer: Any = None, *,
                  start_step: int = 0, log_input: bool = True, hist_sample: int = HIST_SAMPLE,
                  defer_scalars: bool | None = None, kinds: Any = None, functional: bool = True,
                  scaler: Any = None) -> None:
@@ -196,11 +196,10 @@ class TorchWatch(ForwardSide, OptimizerSide):
                 raise ConfigError(f"kinds[{key!r}] must be one of {sorted(LAYER_KINDS)}, got {kind!r}")
         if scaler is not None and not callable(getattr(scaler, "get_scale", None)):
             raise ConfigError(f"scaler must be a torch.amp.GradScaler, got {type(scaler).__name__}")
-        self.mon = monitor
+        self.mon: Any = None  # the Monitor, once attached
         self.root = model
         self.model, self.compiled = _unwrap(model)
         self.step = start_step
-        self.first_step = start_step
         self.log_input = log_input
         self.hist_sample = hist_sample
         self.defer_scalars = defer_scalars
@@ -235,8 +234,7 @@ class TorchWatch(ForwardSide, OptimizerSide):
         self._not_ours: weakref.WeakSet[Any] = weakref.WeakSet()  # optimizers seen that hold none of its parameters
         for o in opts:
             self.add_optimizer(o)
-        self._opt_handles = [_optim.register_optimizer_step_pre_hook(self._pre_step),
-                             _optim.register_optimizer_step_post_hook(self._post_step)]
+        self._opt_handles: list[Any] = []
 
         self._root_handles: list[Any] = []
         self._fwd_handles: list[Any] = []
@@ -276,7 +274,18 @@ class TorchWatch(ForwardSide, OptimizerSide):
         opt_bytes = sum(p.numel() * p.element_size() for _, p in self._params)
         self._keep_snaps = opt_bytes <= KEEP_SNAPSHOT_BYTES
 
-        self.mon.set_meta(framework="torch", optimizer=", ".join(type(o).__name__ for o in opts) or None)
+    # -- the adapter interface (monitor/_adapter.py) -----------------------------------------
+
+    def attach(self, monitor: Any) -> None:
+        """Called by ``Monitor.attach``: the optimizer hooks are registered and the first iteration begins."""
+        from core.errors import ConfigError
+
+        if self.mon is not None or self.removed:
+            raise ConfigError(f"{self!r} was attached to a Monitor already; watch the model again instead")
+        self.mon = monitor
+        self._opt_handles = [_optim.register_optimizer_step_pre_hook(self._pre_step),
+                             _optim.register_optimizer_step_post_hook(self._post_step)]
+        monitor.set_meta(framework="torch", optimizer=", ".join(type(o).__name__ for o in self.optimizers) or None)
         self._begin_iteration()
 
     # -- public ----------------------------------------------------------------------------
@@ -292,8 +301,11 @@ class TorchWatch(ForwardSide, OptimizerSide):
         return [o for o in (w.ref() for w in sorted(self._opts.values(), key=lambda w: w.index)) if o is not None]
 
     def remove(self) -> None:
-        """Remove every hook and write what is still on its way. Safe to call twice."""
+        """Remove every hook, write what is still on its way and leave the Monitor. Safe to call twice."""
         if self.removed:
+            return
+        if self.mon is None:  # never attached: no hook to remove
+            self.removed = True
             return
         try:
             if self._due and (self._acts or self._stepped or self._grads or self._input):
@@ -311,9 +323,7 @@ class TorchWatch(ForwardSide, OptimizerSide):
         try:
             self.drain(block=True)
         finally:
-            mon_filters = getattr(self.mon, "_scalar_filters", None)
-            if isinstance(mon_filters, list) and self._filter_scalars in mon_filters:
-                mon_filters.remove(self._filter_scalars)
+            self.mon.detach(self)
 
     close = remove
 
@@ -331,14 +341,11 @@ class TorchWatch(ForwardSide, OptimizerSide):
 
     # -- cadence ---------------------------------------------------------------------------
 
-    def _is_due(self, step: int) -> bool:
-        return step == self.first_step or step % self.mon.every == 0
-
     def _rec_step(self) -> int:
         return self.step
 
     def _begin_iteration(self) -> None:
-        self._due = not self._failed and not self.removed and self._is_due(self.step)
+        self._due = not self._failed and not self.removed and self.mon.stats_due(self.step)
         self._forward_done = False
         self._acts, self._input, self._grads, self._stepped, self._pre = [], None, {}, {}, {}
         self._grad_scale = None
@@ -412,19 +419,19 @@ class TorchWatch(ForwardSide, OptimizerSide):
         if self._input is not None:
             numel, vec = self._input
             k = len(vec)
-            self.mon.write_input(step, decode_input(values[pos:pos + k], numel))
+            self.mon.write_stats(KIND_INPUT, step, decode_input(values[pos:pos + k], numel))
             pos += k
             self._input = None
         self._update_meta()
         if decoded:
-            self.mon.write_acts(step, names, {f: [d[f] for d in decoded] for f in decoded[0]})
+            self.mon.write_stats(KIND_ACTS, step, dict(zip(names, decoded)))
             self._report_no_activation(step)
         if params:
             pstats = []
             for name, numel, has_upd, has_grad in params:
                 pstats.append(decode_param(values[pos:pos + len(PARAM_LAYOUT) + len(GRAD_LAYOUT)], numel, has_upd, has_grad))
                 pos += len(PARAM_LAYOUT) + len(GRAD_LAYOUT)
-            self.mon.write_params(step, [p[0] for p in params], {f: [s[f] for s in pstats] for f in PARAM_FIELDS})
+            self.mon.write_stats(KIND_PARAMS, step, {p[0]: st for p, st in zip(params, pstats)})
 
     def _update_meta(self) -> None:
         if len(self._layer_info) != self._meta_layers_written:
@@ -478,7 +485,7 @@ class TorchWatch(ForwardSide, OptimizerSide):
         self._begin_iteration()
         return extra
 
-    def _filter_scalars(self, step: int, scalars: dict[str, Any]) -> dict[str, Any] | None:
+    def on_scalars(self, step: int, scalars: Any) -> dict[str, Any] | None:
         """Called by ``Monitor.log``: ends the iteration, adds the learning rates; defers accelerator tensors.
 
         Returns the scalars to write now, or ``None`` when the record waits for the device.
@@ -523,7 +530,7 @@ class TorchWatch(ForwardSide, OptimizerSide):
         """
         while self._pending and (block or self._pending[0].ready()):
             p = self._pending.popleft()
-            self.mon._log_values(p.step, p.values())
+            self.mon.write_scalars(p.step, p.values())
 
 
 def watch_model(monitor: Any, model: nn.Module, optimizer: Any = None, **kwargs: Any) -> TorchWatch:
@@ -531,13 +538,11 @@ def watch_model(monitor: Any, model: nn.Module, optimizer: Any = None, **kwargs:
 
     Watching a model this Monitor watches already adds the optimizer(s) to that watch.
     """
-    for w in getattr(monitor, "_watches", []):
+    for w in monitor.adapters:
         if isinstance(w, TorchWatch) and not w.removed and _unwrap(model)[0] is w.model:
             for o in ([] if optimizer is None else optimizer if isinstance(optimizer, (list, tuple)) else [optimizer]):
                 w.add_optimizer(o)
             return w
-    w = TorchWatch(monitor, model, optimizer, **kwargs)
-    filters = getattr(monitor, "_scalar_filters", None)
-    if isinstance(filters, list):
-        filters.append(w._filter_scalars)
+    w = TorchWatch(model, optimizer, **kwargs)
+    monitor.attach(w)
     return w

@@ -206,7 +206,8 @@ class RunWriter:
             self._fds[stream] = fd
         return fd
 
-    def _fail(self, what: str, err: BaseException) -> None:
+    def fail(self, what: str, err: BaseException) -> None:
+        """Stop writing after ``err`` (could not ``what``): one warning, then every write is dropped."""
         if self.failed:
             return
         self.failed = True
@@ -232,7 +233,7 @@ class RunWriter:
                 n = os.write(fd, view)
                 view = view[n:]
         except OSError as err:
-            self._fail(f"append to {stream}", err)
+            self.fail(f"append to {stream}", err)
             return False
         self.lines_written += 1
         return True
@@ -247,7 +248,7 @@ class RunWriter:
             log.warning("Babysitter: meta.json could not be written as JSON (%s); the previous one is kept", err)
             return False
         except OSError as err:
-            self._fail("write meta.json", err)
+            self.fail("write meta.json", err)
             return False
         return True
 

@@ -7,6 +7,8 @@
 - Only ``monitor``'s adapter modules (``ADAPTERS``) talk to torch and the training
   frameworks; ``import monitor`` loads none of them (nor the reader or the web stack): the
   adapters load on use.
+- The adapters reach the Monitor only through its public members (the adapter interface of
+  ``monitor/_adapter.py``): no private member of a Monitor or of its writer.
 """
 
 from __future__ import annotations
@@ -84,3 +86,41 @@ def test_import_monitor_loads_no_framework_reader_or_web_stack():
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split("\n")[:2] == ["", ""], res.stdout
+
+
+_MONITOR_NAMES = {"mon", "monitor", "self.mon", "self.monitor"}
+
+
+def _private_reaches(path: Path) -> list[str]:
+    """``line: expression`` of every private member of a Monitor, or of a writer, that ``path`` reaches."""
+    tree = ast.parse(path.read_text(), str(path))
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            base, attr = ast.unparse(node.value), node.attr
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "setattr", "hasattr")
+              and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
+            base, attr = ast.unparse(node.args[0]), node.args[1].value
+        else:
+            continue
+        if not attr.startswith("_") or attr.startswith("__"):
+            continue
+        if (base in _MONITOR_NAMES or base.endswith((".mon", ".monitor")) or attr in ("_writer", "_fail") and base != "self"
+                or "_writer" in base):
+            bad.append(f"{node.lineno}: {base}.{attr}")
+    return bad
+
+
+def test_adapters_reach_the_monitor_only_through_its_public_interface():
+    mods = sorted({*(ROOT / "monitor").glob("_torch*.py"), ROOT / "monitor" / "lightning.py", ROOT / "monitor" / "hf.py"})
+    assert len(mods) >= 6
+    bad = [f"{p.relative_to(ROOT)}:{hit}" for p in mods for hit in _private_reaches(p)]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_private_reach_check_sees_what_it_forbids(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("self.mon._log_values(1, {})\nmon._scalar_filters.append(f)\n"
+                     "getattr(self.monitor, '_watches', [])\nw._writer.fail('x', e)\nwriter._fail('x', e)\n"
+                     "self._fail('ok', e)\nself.scaler._scale\nmodel._orig_mod\n")
+    assert sorted(int(h.split(":")[0]) for h in _private_reaches(probe)) == [1, 2, 3, 4, 5]

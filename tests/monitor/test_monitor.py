@@ -270,6 +270,77 @@ def test_heartbeat_file(tmp_path):
         assert (mon.run_dir / "heartbeat").exists()
 
 
+def test_a_step_recorded_first_starts_the_cadence(tmp_path):
+    """The first statistics step is the first step that writes statistics, by any path."""
+    with Monitor(tmp_path, "r", every=4, heartbeat=0) as mon:
+        assert all(mon.stats_due(s) for s in (3, 5, 6))  # nothing recorded yet: any step is the first
+        mon.write_stats("input", 5, {"mean": 0.0, "std": 1.0})
+        assert [s for s in range(5, 14) if mon.stats_due(s)] == [5, 8, 12]
+        mon.activation(6, "a", np.ones((2, 2)))  # not due: ignored
+        mon.activation(8, "a", np.ones((2, 2)))
+    run = Run(tmp_path / "r")
+    run.update()
+    assert run.acts.step_array().tolist() == [8]
+
+
+def test_layer_records_of_each_kind_have_the_format_fields_in_one_order(tmp_path):
+    """One record builder: numpy statistics and adapter statistics give records of the same keys."""
+    from core.schema import ACT_FIELDS, ACT_HIST_FIELDS, INPUT_FIELDS, PARAM_FIELDS
+
+    with Monitor(tmp_path, "r", heartbeat=0) as mon:
+        _train(mon, steps=1)
+        mon.write_stats("acts", 1, {"x": {"mean": 1.0, "hist": [1, 2]}})  # a missing field is written as null
+        with pytest.raises(ConfigError, match="kind must be one of"):
+            mon.write_stats("scalars", 1, {})
+    lines = [json.loads(line) for f in sorted((tmp_path / "r").glob("layers*.jsonl")) for line in f.read_text().splitlines()]
+    keys = {(r["kind"], tuple(r)) for r in lines}
+    assert keys == {("input", ("kind", "step", "time", *INPUT_FIELDS)),
+                    ("acts", ("kind", "step", "time", "layers", *ACT_FIELDS, *ACT_HIST_FIELDS)),
+                    ("params", ("kind", "step", "time", "params", *PARAM_FIELDS))}
+    assert lines[-1]["layers"] == ["x"] and lines[-1]["std"] == [None] and lines[-1]["hist"] == [[1, 2]]
+
+
+class _Adapter:
+    """A framework adapter as monitor/_adapter.py declares it: adds a value, holds odd steps back."""
+
+    def __init__(self):
+        self.monitor, self.held, self.closed = None, [], 0
+
+    def attach(self, monitor):
+        self.monitor = monitor
+
+    def on_scalars(self, step, values):
+        values = {**values, "extra": 1.0}
+        if step % 2:
+            self.held.append((step, values))
+            return None
+        return values
+
+    def close(self):
+        self.closed += 1
+        for step, values in self.held:
+            self.monitor.write_scalars(step, values)
+        self.held = []
+        self.monitor.detach(self)
+
+
+def test_an_adapter_sees_the_scalars_first_and_is_closed_with_the_monitor(tmp_path):
+    a = _Adapter()
+    with Monitor(tmp_path, "r", heartbeat=0) as mon:
+        mon.attach(a)
+        mon.attach(a)  # attached once
+        assert mon.adapters == [a] and a.monitor is mon
+        for step in range(3):
+            mon.log(step, loss=1.0)
+        assert [s for s, _ in a.held] == [1]
+    assert a.closed == 1 and mon.adapters == []
+    recs = [json.loads(line) for line in (tmp_path / "r" / "scalars.r0.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [0, 2, 1]  # the held record written at close
+    assert all(r["values"] == {"loss": 1.0, "extra": 1.0} for r in recs)
+    with pytest.raises(ConfigError, match="closed"):
+        mon.attach(_Adapter())
+
+
 # -- NaN loss --------------------------------------------------------------------------------
 
 

@@ -558,7 +558,7 @@ def test_hooks_only_on_logged_steps_and_gone_after_close(tmp_path):
     model[0].weight._backward_hooks = None
     assert all_hooks(model, opt) == 0
     w.remove()  # twice is safe
-    assert mon._scalar_filters == []
+    assert mon.adapters == []
     with Monitor(tmp_path, "r2") as mon2:
         with mon2.watch(model, opt):
             assert all_hooks(model, opt) > 0
@@ -735,6 +735,25 @@ def test_module_level_watch_opens_a_run_and_closing_removes_hooks(tmp_path):
     assert [r["step"] for r in records(tmp_path / "w", "acts")] == [1, 2]
     meta = json.loads((tmp_path / "w" / "meta.json").read_text())
     assert meta["framework"] == "torch" and meta["every"] == 2 and meta["status"] == "finished"
+
+
+def test_the_adapter_and_the_monitor_agree_on_the_logged_steps(tmp_path):
+    """One cadence: a loop whose steps start past ``start_step`` records at its first step,
+    then every ``every`` steps, and ``Monitor.stats_due`` says so (it said every step was due)."""
+    torch.manual_seed(18)
+    model = mlp(nn.ReLU, width=8, depth=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Monitor(tmp_path, "r", every=4) as mon:
+        mon.watch(model, opt)  # start_step 0
+        due = []
+        for step in range(5, 14):
+            due.append(mon.stats_due(step))
+            train_one(model, opt, mon, step)
+        for step in (14, 16):  # the numpy path beside the adapter follows the same cadence
+            mon.activation(step, "extra", np.ones((2, 3)))
+    assert [r["step"] for r in records(mon.run_dir, "params")] == [5, 8, 12]
+    assert [s for s, d in zip(range(5, 14), due) if d] == [5, 8, 12]
+    assert [r["step"] for r in records(mon.run_dir, "acts")] == [5, 8, 12, 16]
 
 
 # -- dtypes, layouts, declared kinds, optimizers ---------------------------------------------

@@ -44,10 +44,12 @@ names = [f"layer{i}" for i in range(L)]
 params = [n + ".weight" for n in names]
 
 def step(mon, s):
-    acts = {f: rng.random(L) for f in ACT_FIELDS}
-    acts.update(hist_lo=-rng.random(L), hist_hi=rng.random(L), hist=rng.integers(0, 500, (L, 64)))
-    mon.write_acts(s, names, acts)
-    mon.write_params(s, params, {f: rng.random(L) * 1e-3 for f in PARAM_FIELDS})
+    acts = {f: rng.random(L).tolist() for f in ACT_FIELDS}
+    acts.update(hist_lo=(-rng.random(L)).tolist(), hist_hi=rng.random(L).tolist(),
+                hist=rng.integers(0, 500, (L, 64)).tolist())
+    mon.write_stats("acts", s, {n: {f: acts[f][i] for f in acts} for i, n in enumerate(names)})
+    cols = {f: (rng.random(L) * 1e-3).tolist() for f in PARAM_FIELDS}
+    mon.write_stats("params", s, {n: {f: cols[f][i] for f in cols} for i, n in enumerate(params)})
     mon.log(s, loss=1.0 / (s + 1), val_acc=min(1.0, s / history), lr=0.1)
 
 with Monitor(sys.argv[1], "live", every=1, heartbeat=1) as mon:

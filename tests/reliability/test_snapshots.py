@@ -37,11 +37,10 @@ RNG = np.random.default_rng(0)
 
 def _write_step(mon: Monitor, step: int) -> None:
     names = [f"layer{i}" for i in range(LAYERS)]
-    acts = {f: RNG.random(LAYERS).tolist() for f in ACT_FIELDS}
-    acts.update(hist_lo=[-1.0] * LAYERS, hist_hi=[1.0] * LAYERS, hist=[[1] * 16] * LAYERS)
-    mon.write_acts(step, names, acts)
-    mon.write_params(step, [f"{n}.weight" for n in names], {f: (RNG.random(LAYERS) * 1e-3).tolist()
-                                                              for f in PARAM_FIELDS})
+    mon.write_stats("acts", step, {n: {**dict(zip(ACT_FIELDS, RNG.random(len(ACT_FIELDS)).tolist())),
+                                       "hist_lo": -1.0, "hist_hi": 1.0, "hist": [1] * 16} for n in names})
+    mon.write_stats("params", step, {f"{n}.weight": dict(zip(PARAM_FIELDS, (RNG.random(len(PARAM_FIELDS)) * 1e-3).tolist()))
+                                     for n in names})
     mon.log(step, loss=1.0 / (step + 1))
 
 
