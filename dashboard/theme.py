@@ -1,4 +1,4 @@
-"""Colours, sizes and the page style sheet: every visual constant of the dashboard."""
+"""Colours, sizes, number formats and the style sheet: every visual constant of the dashboard and the HTML report."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ HEAT_SCALE = "Viridis"
 GRAPH_HEIGHT = 320
 SMALL_GRAPH_HEIGHT = 260
 DEADSAT_HEIGHT = 430  # two stacked subplots, each with room for its axis
+
+TABLE_DIGITS = 4  # significant digits of a number in a table cell (``.4g``)
 
 # Qualitative palette for many traces (per layer / per parameter).
 PALETTE = (
@@ -86,6 +88,9 @@ a:hover {{ text-decoration: underline; }}
 .bs-card {{ background: {CARD}; border: 1px solid {BORDER}; border-radius: 8px; padding: 14px 16px; margin-bottom: 16px; }}
 .bs-card h3 {{ margin: 0 0 8px; font-size: 15px; }}
 .bs-grid2 {{ display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }}
+/* A grid item is as wide as its content by default, and a drawn figure is content: without
+   min-width 0 a figure drawn once at full width keeps its card (and the grid) that wide. */
+.bs-grid2 > .bs-card {{ min-width: 0; }}
 @media (max-width: 900px) {{ .bs-grid2 {{ grid-template-columns: 1fr; }} }}
 .bs-title {{ display: flex; align-items: baseline; gap: 12px; margin: 4px 0 12px; flex-wrap: wrap; }}
 .bs-title-live {{ display: contents; }}
@@ -98,11 +103,22 @@ a:hover {{ text-decoration: underline; }}
 .bs-table th {{ text-align: left; font-weight: 600; color: {MUTED}; font-size: 12px; text-transform: uppercase; padding: 8px; border-bottom: 1px solid {BORDER}; }}
 .bs-table td {{ padding: 8px; border-bottom: 1px solid {BORDER}; vertical-align: middle; }}
 .bs-table td.name {{ word-break: break-all; font-weight: 600; }}
+/* The HTML report (dashboard/report.py): number cells, a key-value table, the wide runs table. */
+.bs-table td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+.bs-table.bs-kv {{ width: auto; min-width: 40%; }}
+.bs-runs th {{ text-transform: none; white-space: nowrap; }}
+.bs-runs td {{ vertical-align: top; max-width: 260px; }}
+.bs-scroll {{ overflow: auto; max-height: 640px; }}
 .bs-finding {{ border-left: 4px solid; padding: 8px 12px; margin-bottom: 10px; background: #fbfcfd; border-radius: 4px; }}
 .bs-finding .head {{ display: flex; gap: 10px; align-items: baseline; flex-wrap: wrap; }}
 .bs-finding .rule {{ font-family: ui-monospace, monospace; font-weight: 600; }}
 .bs-finding .msg {{ margin: 4px 0; }}
 .bs-finding .fix {{ color: {MUTED}; }}
+/* The report: section headings, and each finding with its evidence plot beside it. */
+.bs-section {{ margin: 24px 0 10px; font-size: 17px; }}
+.bs-evidence {{ display: grid; grid-template-columns: minmax(240px, 1fr) minmax(0, 2fr); gap: 12px; align-items: start; margin-bottom: 10px; }}
+.bs-evidence .bs-finding {{ margin-bottom: 0; }}
+@media (max-width: 900px) {{ .bs-evidence {{ grid-template-columns: 1fr; }} }}
 .bs-muted {{ color: {MUTED}; }}
 .bs-empty {{ color: {MUTED}; padding: 24px; text-align: center; }}
 .bs-controls {{ display: flex; gap: 24px; align-items: center; flex-wrap: wrap; margin-bottom: 8px; }}

@@ -62,8 +62,8 @@ def test_run_report_is_self_contained_and_escaped(tmp_path, capsys):
     _check_self_contained(text)
     assert "<img src=x" not in text and "</script><script>alert(2)" not in text
     assert "&lt;img src=x onerror=alert(1)&gt;&quot;&amp;" in text  # the name, shown as text
-    # loss, accuracy, depth, dead/saturation, update ratio, gradient norm
-    assert text.count('class="plotly-graph-div"') == 6
+    # loss, accuracy, learning rate, depth, dead/saturation, update ratio, gradient norm: the run pages' figures
+    assert text.count('class="plotly-graph-div"') == 7
     assert "update:weight" in text.lower() or "upd" in text.lower()
 
 
@@ -111,9 +111,9 @@ def test_report_opens_offline_in_chromium(tmp_path):
                                               else (blocked.append(route.request.url), route.abort())))
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.goto(out.as_uri())
-            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 6",
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 7",
                                    polling=50, timeout=30_000)
             assert blocked == [] and dialogs == []
-            assert HOSTILE in page.inner_text("h1")
+            assert HOSTILE in page.inner_text(".bs-title h2")
         finally:
             browser.close()

@@ -163,16 +163,16 @@ def test_the_overview_links_each_finding_to_its_plot_and_shows_info_findings(log
 
 
 def test_the_html_report_puts_the_plot_beside_each_finding(logdir, tmp_path):
-    from babysitter.commands.report import run_report
+    from dashboard.report import run_report
 
     run = logdir.get("tanh10_small")
     findings = diagnose(run)
     html = run_report(run)
-    assert html.count('class="evidence"') == len(findings) >= 3
+    assert html.count('class="bs-evidence"') == len(findings) >= 3
     for f in findings:
         assert f"{f.rule} at step {f.step}" in html  # each evidence figure's title
-    # Six page figures plus one per finding.
-    assert html.count('class="plotly-graph-div"') == 6 + len([f for f in findings if f.rule in EVIDENCE_RULES])
+    # The seven figures of the run pages plus one per finding.
+    assert html.count('class="plotly-graph-div"') == 7 + len([f for f in findings if f.rule in EVIDENCE_RULES])
 
 
 @pytest.mark.browser

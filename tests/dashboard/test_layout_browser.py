@@ -264,7 +264,7 @@ def test_every_page_and_report_is_laid_out_readably(browser, server, reports, wi
         for name, path in reports.items():
             page.goto(path.as_uri())
             _wait_plots(page)
-            problems += _measure(page, f"report-{name}-{size}", card=".card")
+            problems += _measure(page, f"report-{name}-{size}")
     finally:
         page.close()
     assert errors == []
