@@ -82,8 +82,6 @@ a:hover {{ text-decoration: underline; }}
 .bs-crumbs {{ flex: 1; color: #cbd2d9; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }}
 .bs-crumbs a {{ color: #cbd2d9; }}
 .bs-live {{ font-size: 13px; color: #cbd2d9; white-space: nowrap; }}
-.bs-live .dot {{ display: inline-block; width: 9px; height: 9px; border-radius: 50%; margin-right: 6px; background: #9aa5b1; }}
-.bs-live.on .dot {{ background: #3ddc84; box-shadow: 0 0 6px #3ddc84; }}
 .bs-main {{ max-width: 1280px; margin: 0 auto; padding: 18px 24px 40px; }}
 .bs-card {{ background: {CARD}; border: 1px solid {BORDER}; border-radius: 8px; padding: 14px 16px; margin-bottom: 16px; }}
 .bs-card h3 {{ margin: 0 0 8px; font-size: 15px; }}
