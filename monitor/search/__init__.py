@@ -38,11 +38,12 @@ A trial that raises is recorded as ``crashed`` (its run folder says so too) and 
 from __future__ import annotations
 
 from ._refine import refine
-from ._search import SearchResult, Trial, TrialResult, load_search, random_search
+from ._search import random_search
 from ._space import (
     Choice, IntUniform, LogUniform, Sampler, Uniform, from_distribution, sample_space, space_from_json, space_to_json,
     to_distribution,
 )
+from ._trials import SearchResult, Trial, TrialResult, load_search
 
 __all__ = [
     "Sampler", "LogUniform", "Uniform", "IntUniform", "Choice", "Trial", "TrialResult", "SearchResult",

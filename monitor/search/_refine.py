@@ -12,8 +12,9 @@ from typing import Mapping, Sequence
 
 from core.errors import ConfigError
 
-from ._search import _MODES, SearchResult, TrialResult, _as_value
+from ._search import _MODES, _as_value
 from ._space import Choice, IntUniform, LogUniform, Sampler, Uniform, check_space
+from ._trials import SearchResult, TrialResult
 
 
 def _fwd(s: Sampler, x: float) -> float:
