@@ -257,6 +257,7 @@ class TorchWatch(Adapter, ForwardSide, OptimizerSide):
         self._acts: list[tuple[str, str, int, int, Any]] = []
         self._input: tuple[int, Any] | None = None
         self._grads: dict[int, Any] = {}  # id(param) -> grad stats taken when backward accumulated them
+        self._grad_seen: dict[int, Any] = {}  # id(param) -> (grad ref, version, sample) at backward (GradSeen)
         self._grad_scale: Any = None
         self._stepped: dict[int, list[Any]] = {}  # id(param) -> [name, param, vec] after an optimizer step
         self._pre: dict[int, list[list[Any]]] = {}  # id(optimizer) -> [name, param, copy, plain lr, step grad, wb]
@@ -348,6 +349,7 @@ class TorchWatch(Adapter, ForwardSide, OptimizerSide):
         self._due = not self._failed and not self.removed and self.mon.stats_due(self.step)
         self._forward_done = False
         self._acts, self._input, self._grads, self._stepped, self._pre = [], None, {}, {}, {}
+        self._grad_seen = {}
         self._grad_scale = None
         self._detach_forward()
         self._detach_grads()

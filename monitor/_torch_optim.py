@@ -25,6 +25,16 @@ log = logging.getLogger("monitor._torch")  # one logger for the whole adapter
 # when all of them together take at most this many bytes; above it they are made afresh on
 # each logged step, so a large model does not carry a second copy of its weights.
 KEEP_SNAPSHOT_BYTES = 256 * 2**20
+# Plain SGD moves a weight by -lr * (the gradient at step()). When that gradient is still the
+# one backward left, the sum of squares taken then is reused instead of reading it again:
+# same tensor, same version counter (clipping, in-place edits), and the same values at a
+# strided sample (GradScaler's unscale_ and edits through .data bump no version; a
+# scaled or clipped gradient changes every non-zero value). A sample without a non-zero
+# value cannot tell, and the gradient is read again. Only CPU gradients of at least
+# REUSE_GRAD_NUMEL values: on an accelerator comparing would synchronise, and for a small
+# tensor the check costs what reading it does.
+REUSE_GRAD_NUMEL = 2**16
+_SAMPLE = 256
 
 
 class WatchedOpt:
@@ -52,6 +62,12 @@ class PreStep:
         self.name, self.param, self.snapshot = name, param, snapshot  # snapshot: weights before (None: plain SGD)
         self.lr_plain, self.step_sq = lr_plain, step_sq  # plain SGD: its lr and the gradient's sum of squares
         self.w_before_sq = w_before_sq  # plain SGD: the weights' sum of squares before the step
+
+
+def _grad_sample(g: torch.Tensor) -> torch.Tensor:
+    """A strided sample of a contiguous gradient's values (a copy)."""
+    flat = g.detach().reshape(-1)
+    return flat[::max(1, flat.numel() // _SAMPLE)][:_SAMPLE].clone()
 
 
 class OptimizerSide:
@@ -120,6 +136,8 @@ class OptimizerSide:
                         self._grad_scale = scale.detach().to(torch.float64).reshape(()).clone()
                 if g.device.type == "cpu" and not g.is_sparse and g.dtype in (torch.float32, torch.float64):
                     self._grads[id(p)] = cpu_grad_lists([g])[0]
+                    if g.numel() >= REUSE_GRAD_NUMEL and g.is_contiguous():
+                        self._grad_seen[id(p)] = (weakref.ref(g), g._version, _grad_sample(g))
                 else:
                     self._grads[id(p)] = grad_vector(g, zero=self._zero(g.device))
         except Exception as err:
@@ -184,19 +202,23 @@ class OptimizerSide:
                         snap = self._snapshot(p) if lr_plain is None else None
                         step_sq: Any = None
                         wb: Any = None
+                        host_g = g.device.type == "cpu" and not g.is_sparse and g.dtype in (torch.float32, torch.float64)
+                        fresh = id(p) not in self._grads
+                        if fresh:  # gradients set without backward: take them now
+                            self._grads[id(p)] = (cpu_grad_lists([g])[0] if host_g
+                                                  else grad_vector(g, zero=self._zero(g.device)))
                         if lr_plain is not None:
                             # Plain SGD moves the weight by exactly -lr * (the gradient now, after clipping).
-                            step_sq = (cpu_grad_lists([g])[0][GRAD["grad_sq"]] if g.device.type == "cpu" and
-                                       g.dtype in (torch.float32, torch.float64)
-                                       else sq_and_bad(as_float(g).reshape(-1), None, self._zero(g.device))[0])  # its sum of squares
+                            if host_g and (fresh or self._unchanged_since_backward(p, g)):
+                                step_sq = self._grads[id(p)][GRAD["grad_sq"]]
+                            elif host_g:
+                                step_sq = cpu_grad_lists([g])[0][GRAD["grad_sq"]]
+                            else:
+                                step_sq = sq_and_bad(as_float(g).reshape(-1), None, self._zero(g.device))[0]
                             if p.device.type == "cpu":
                                 cpu_w.append(len(pre))
                             else:
                                 wb = sq_and_bad(as_float(p).reshape(-1), None, self._zero(p.device))[0]
-                        if id(p) not in self._grads:  # gradients set without backward: take them now
-                            self._grads[id(p)] = (cpu_grad_lists([g])[0] if g.device.type == "cpu" and not g.is_sparse
-                                                  and g.dtype in (torch.float32, torch.float64)
-                                                  else grad_vector(g, zero=self._zero(g.device)))
                         pre.append(PreStep(self._names[id(p)], p, snap, lr_plain, step_sq, wb))
                 if cpu_w:
                     for i, lst in zip(cpu_w, cpu_param_lists([pre[i].param for i in cpu_w], [None] * len(cpu_w))):
@@ -205,6 +227,16 @@ class OptimizerSide:
         except Exception as err:
             self._params_failed = True
             self._warn_once("the parameters", err)
+
+    def _unchanged_since_backward(self, p: torch.Tensor, g: torch.Tensor) -> bool:
+        """Whether ``g`` is the gradient backward left for ``p``, unchanged (see REUSE_GRAD_NUMEL)."""
+        seen = self._grad_seen.get(id(p))
+        if seen is None or not isinstance(self._grads.get(id(p)), list):
+            return False
+        ref, version, sample = seen
+        if ref() is not g or g._version != version or not g.is_contiguous():
+            return False
+        return bool(sample.any()) and torch.equal(_grad_sample(g), sample)
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if self.removed:

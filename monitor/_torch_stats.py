@@ -509,7 +509,8 @@ def cpu_param_lists(weights: list[torch.Tensor], befores: list[torch.Tensor | No
 def plain_sgd_lrs(optimizer: torch.optim.Optimizer) -> dict[int, float]:
     """``id(param) -> lr`` for parameters that ``torch.optim.SGD`` updates by exactly ``-lr * grad``.
 
-    With no momentum, weight decay or ``maximize`` the update needs no copy of the weights
+    With no momentum, weight decay, ``maximize`` or ``fused`` (whose kernel may unscale the
+    gradient itself under a GradScaler) the update needs no copy of the weights
     before ``step()``: its norm is ``lr * ||grad||``. Every other optimizer (and SGD with
     momentum or weight decay) is measured as the real difference across ``step()``.
     """
@@ -519,7 +520,7 @@ def plain_sgd_lrs(optimizer: torch.optim.Optimizer) -> dict[int, float]:
     for group in optimizer.param_groups:
         lr = group.get("lr")
         if (isinstance(lr, (int, float)) and not isinstance(lr, bool) and not group.get("momentum")
-                and not group.get("weight_decay") and not group.get("maximize")):
+                and not group.get("weight_decay") and not group.get("maximize") and not group.get("fused")):
             for p in group["params"]:
                 # In bfloat16/float16 the stored weight moves by a rounded -lr * grad (often by 0):
                 # only the real difference shows that.

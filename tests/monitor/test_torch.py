@@ -756,6 +756,43 @@ def test_the_adapter_and_the_monitor_agree_on_the_logged_steps(tmp_path):
     assert [r["step"] for r in records(mon.run_dir, "acts")] == [5, 8, 12, 16]
 
 
+def _unscale(g):
+    """What GradScaler.unscale_ does to a gradient: in place, without bumping its version."""
+    torch._amp_foreach_non_finite_check_and_unscale_([g], torch.zeros(1), torch.full((1,), 0.5))
+
+
+@pytest.mark.parametrize("edit", [
+    None,
+    lambda m: torch.nn.utils.clip_grad_norm_(m.parameters(), 0.01),
+    lambda m: [p.grad.mul_(0.5) for p in m.parameters()],
+    lambda m: [p.grad.data.mul_(0.5) for p in m.parameters()],  # .data bumps no version
+    lambda m: [_unscale(p.grad) for p in m.parameters()],
+    lambda m: [setattr(p, "grad", p.grad * 2) for p in m.parameters()],
+], ids=["unchanged", "clipped", "in_place", "through_data", "unscaled", "replaced"])
+def test_plain_sgd_update_is_exact_whatever_happened_to_the_gradient_after_backward(tmp_path, edit):
+    """Plain SGD's update comes from the gradient's norm taken at backward when the gradient
+    is unchanged, and from the gradient at step() when anything changed it."""
+    torch.manual_seed(19)
+    model = nn.Sequential(nn.Linear(300, 300), nn.Tanh(), nn.Linear(300, 4))  # 90,000 weights: reused
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.randn(32, 300), torch.randint(0, 4, (32,))
+    with Monitor(tmp_path, "r", every=1) as mon:
+        mon.watch(model, opt)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        pre_clip = {n: float(p.grad.double().norm()) for n, p in model.named_parameters()}
+        if edit is not None:
+            edit(model)
+        before = {n: p.detach().clone().double() for n, p in model.named_parameters()}
+        opt.step()
+        mon.log(0, loss=loss)
+    got = params_by_name(records(mon.run_dir, "params")[0])
+    for n, p in model.named_parameters():
+        assert got[n]["upd_norm"] == pytest.approx(float((p.detach().double() - before[n]).norm()), rel=1e-5), n
+        assert got[n]["grad_norm"] == pytest.approx(pre_clip[n], rel=1e-6), n
+
+
 # -- dtypes, layouts, declared kinds, optimizers ---------------------------------------------
 
 
