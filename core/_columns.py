@@ -110,6 +110,10 @@ class Table:
         self._hist_lo: np.ndarray | None = None
         self._hist_hi: np.ndarray | None = None
         self._bins = 0
+        # The names of the last record added and their columns: a run logs the same names at
+        # every step, and comparing one list is far cheaper than checking and looking up each name.
+        self._last_names: list[str] | None = None
+        self._last_idx = np.empty(0, np.intp)
 
     # Capacity grows by doubling in both directions; copies are amortised.
     def _ensure(self, rows: int, cols: int) -> None:
@@ -153,7 +157,7 @@ class Table:
         k = len(names)
         if k > self.max_cols:  # checked first: nothing is allocated for a record listing a million names
             raise ValueError(f"{k} {self.what} in one record; a run may have at most {self.max_cols}")
-        if len(set(names)) != k:
+        if not self.known(names) and len(set(names)) != k:
             raise ValueError("names repeat")
         parsed: dict[str, np.ndarray] = {}
         for f in self.fields:
@@ -178,20 +182,28 @@ class Table:
             return parsed, (hist, lo, hi)
         return parsed, None
 
+    def known(self, names: list[str]) -> bool:
+        """True when ``names`` is the list of names of the last record added (so already checked)."""
+        return names == self._last_names
+
     def add(self, step: int, t: float, names: list[str], rec: dict[str, Any]) -> None:
         """Append one record's columns. Raises ValueError/TypeError on a malformed record (nothing is added then)."""
         parsed, h = self.parse(names, rec)
         k = len(names)
-        cols_new = [n for n in names if n not in self.index]
-        if len(self.names) + len(cols_new) > self.max_cols:
-            raise ValueError(f"{len(cols_new)} new {self.what} after {len(self.names)}; a run may have at most "
-                             f"{self.max_cols} (records with more are skipped)")
-        for n in cols_new:
-            self.index[n] = len(self.names)
-            self.names.append(n)
+        if self.known(names):
+            idx = self._last_idx
+        else:
+            cols_new = [n for n in names if n not in self.index]
+            if len(self.names) + len(cols_new) > self.max_cols:
+                raise ValueError(f"{len(cols_new)} new {self.what} after {len(self.names)}; a run may have at most "
+                                 f"{self.max_cols} (records with more are skipped)")
+            for n in cols_new:
+                self.index[n] = len(self.names)
+                self.names.append(n)
+            idx = np.fromiter((self.index[n] for n in names), np.intp, k)
+            self._last_names, self._last_idx = list(names), idx
         row = self.n
         self._ensure(row + 1, len(self.names))
-        idx = np.fromiter((self.index[n] for n in names), np.intp, k)
         self.steps[row] = step
         self.times[row] = t
         for f, arr in parsed.items():
@@ -205,11 +217,15 @@ class Table:
             return
         if self._hist is None:
             self._bins = hist.shape[1]
-            self._hist = np.zeros((16, self._cap_cols, self._bins), np.int64)
-            self._hist_lo = np.full((16, self._cap_cols), _NAN)
-            self._hist_hi = np.full((16, self._cap_cols), _NAN)
+            # As many rows as can be kept before thinning, at once: np.zeros takes pages the
+            # system zeroes when first touched, so rows not yet written cost no memory, and the
+            # kept rows are never copied to a larger array.
+            rows = min(self.max_hist_rows, self.max_hist_cells // (self._cap_cols * self._bins)) + 1
+            self._hist = np.zeros((max(rows, 1), self._cap_cols, self._bins), np.int64)
+            self._hist_lo = np.full((max(rows, 1), self._cap_cols), _NAN)
+            self._hist_hi = np.full((max(rows, 1), self._cap_cols), _NAN)
         hrow = len(self.hist_rows)
-        if hrow == self._hist.shape[0]:
+        if hrow == self._hist.shape[0]:  # more columns since: the bound moved
             grow = hrow * 2
             self._hist = np.concatenate([self._hist, np.zeros((grow - hrow, *self._hist.shape[1:]), np.int64)])
             self._hist_lo = np.concatenate([self._hist_lo, np.full((grow - hrow, self._hist_lo.shape[1]), _NAN)])
@@ -225,14 +241,15 @@ class Table:
     def _thin(self) -> None:
         # Keep every other histogram row (the first one always) and take only every
         # 2*stride-th row from now on: memory stays within max_hist_rows on any run length.
-        keep = np.arange(0, len(self.hist_rows), 2)
+        used = len(self.hist_rows)
+        keep = np.arange(0, used, 2)
         m = len(keep)
         self._hist[:m] = self._hist[keep]
         self._hist_lo[:m] = self._hist_lo[keep]
         self._hist_hi[:m] = self._hist_hi[keep]
-        self._hist[m:] = 0
-        self._hist_lo[m:] = _NAN
-        self._hist_hi[m:] = _NAN
+        self._hist[m:used] = 0  # only the rows written: the others were never touched
+        self._hist_lo[m:used] = _NAN
+        self._hist_hi[m:used] = _NAN
         self.hist_rows = [self.hist_rows[i] for i in keep]
         self.hist_stride *= 2
 

@@ -333,7 +333,7 @@ class Run:
                 col.add(step, fv, t)
         elif kind == KIND_ACTS:
             names = rec.get("layers")
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            if not isinstance(names, list) or not (self.acts.known(names) or all(isinstance(n, str) for n in names)):
                 raise ValueError("'layers' must be a list of names")
             if rank != self.stats_rank:
                 self.acts.parse(names, rec)  # checked (and reported) on every rank, kept for one
@@ -341,7 +341,7 @@ class Run:
             self.acts.add(step, t, names, rec)
         elif kind == KIND_PARAMS:
             names = rec.get("params")
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            if not isinstance(names, list) or not (self.params.known(names) or all(isinstance(n, str) for n in names)):
                 raise ValueError("'params' must be a list of names")
             if rank != self.stats_rank:
                 self.params.parse(names, rec)
