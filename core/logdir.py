@@ -1,36 +1,83 @@
-"""``LogDir``: the runs of a log directory, each read lazily and refreshed incrementally."""
+"""``LogDir``: the runs of a log directory, listed cheaply and each read only when asked for.
+
+Listing a folder costs one ``stat`` per file (``folder_signature``): a log directory of
+10,000 runs is listed in well under a second, and no data file is read until a run is
+asked for (``get``, or ``runs`` for all of them). An opened run is then refreshed
+incrementally (only new bytes) whenever the watcher marks it dirty.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from .errors import RunNotFoundError
 from .reader import Run, is_run_dir
+from .schema import DATA_SUFFIX, HEARTBEAT_FILE, META_FILE
 
-__all__ = ["LogDir"]
+__all__ = ["LogDir", "Listing", "folder_signature"]
+
+
+class Listing(NamedTuple):
+    """What ``stat`` says of a run folder, without reading it.
+
+    Attributes:
+        signature: ``name, inode, size, mtime_ns`` of ``meta.json`` and every data file; two
+            equal signatures mean the run's files were not changed, shrunk, replaced or removed
+            (the heartbeat is left out: it says the process lives, not what it wrote).
+        activity: newest mtime of those files and the heartbeat (seconds since the epoch).
+    """
+
+    signature: str
+    activity: float
+
+
+def folder_signature(path: str | os.PathLike[str]) -> Listing | None:
+    """The ``Listing`` of the run folder ``path``; None when it is gone or unreadable."""
+    parts = []
+    newest = 0.0
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return None
+    for e in entries:
+        name = e.name
+        if name != META_FILE and name != HEARTBEAT_FILE and not name.endswith(DATA_SUFFIX):
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        newest = max(newest, st.st_mtime)
+        if name != HEARTBEAT_FILE:
+            parts.append(f"{name}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}")
+    parts.sort()
+    return Listing("\n".join(parts), newest)
 
 
 class LogDir:
-    """The runs of a log directory, each read lazily and refreshed incrementally.
+    """The runs of a log directory: listed cheaply, each read when first asked for.
 
     Args:
         path: the log directory (it may not exist yet).
         max_hist_rows: passed to every ``Run``.
 
     Only direct sub-folders are runs; a run name is one folder name and never resolves
-    outside ``path`` (symlinks pointing out are ignored).
+    outside ``path`` (symlinks pointing out are ignored). ``version`` changes whenever the
+    list of runs, the files of a run, or what an opened run read changes.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, max_hist_rows: int = 2048) -> None:
         self.path = Path(path)
         self.max_hist_rows = max_hist_rows
+        self._listing: dict[str, Listing] = {}
         self._runs: dict[str, Run] = {}
         self._dirty: set[str] = set()
         self._all_dirty = True
         self._lock = threading.RLock()
+        self._open_lock = threading.Lock()
         self.version = 0
 
     def _safe_child(self, name: str) -> Path | None:
@@ -55,43 +102,49 @@ class LogDir:
                 self._dirty.add(name)
 
     def refresh(self, full: bool = False) -> bool:
-        """Rescan (when marked or ``full``) and update dirty runs. Returns True when anything changed."""
+        """Re-list (when marked or ``full``) and bring the marked runs up to date.
+
+        Runs not opened yet are only ``stat``-ed; opened ones read their new bytes. Returns True
+        when anything changed.
+        """
         with self._lock:
             rescan = self._all_dirty or full
-            dirty = set(self._runs) if full else set(self._dirty)
+            dirty = set(self._listing) if full else set(self._dirty)
             self._all_dirty = False
             self._dirty.clear()
         changed = False
         if rescan:
             names = set(self._scan())
             with self._lock:
-                for gone in set(self._runs) - names:
-                    del self._runs[gone]
+                for gone in set(self._listing) - names:
+                    del self._listing[gone]
+                    self._runs.pop(gone, None)
                     changed = True
-                for new in names - set(self._runs):
-                    try:
-                        self._runs[new] = Run(self.path / new, max_hist_rows=self.max_hist_rows)
-                        dirty.add(new)
-                        changed = True
-                    except RunNotFoundError:
-                        pass
+            dirty |= names - set(self._listing)
         for name in dirty:
-            run = self._runs.get(name)
-            if run is None:
-                if self._safe_child(name) is not None and is_run_dir(self.path / name):
-                    self.mark_dirty(None)
-                continue
-            if not run.path.is_dir():
-                with self._lock:
-                    self._runs.pop(name, None)
-                changed = True
-                continue
-            before = run.version
-            run.update()
-            changed |= run.version != before
+            changed |= self._relist(name)
         if changed:
             with self._lock:
                 self.version += 1
+        return changed
+
+    def _relist(self, name: str) -> bool:
+        """Stat run ``name`` again (and read an opened one's new bytes). True when it changed."""
+        child = self._safe_child(name)
+        found = folder_signature(child) if child is not None and is_run_dir(child) else None
+        with self._lock:
+            before = self._listing.get(name)
+            run = self._runs.get(name)
+            if found is None:
+                gone = self._listing.pop(name, None) is not None
+                self._runs.pop(name, None)
+                return gone
+            self._listing[name] = found
+        changed = before is None or before.signature != found.signature
+        if run is not None:
+            v = run.version
+            run.update()
+            changed |= run.version != v
         return changed
 
     def _scan(self) -> Iterator[str]:
@@ -114,18 +167,59 @@ class LogDir:
         return logdir_html(self)
 
     def names(self) -> list[str]:
-        """Run names, sorted."""
+        """Run names, sorted (no run is read)."""
         with self._lock:
-            return sorted(self._runs)
+            return sorted(self._listing)
+
+    def listing(self, name: str | None = None) -> "dict[str, Listing] | Listing | None":
+        """Every run's ``Listing`` (a copy), or the one of run ``name`` (None when not listed)."""
+        with self._lock:
+            return dict(self._listing) if name is None else self._listing.get(name)
+
+    def is_open(self, name: str) -> bool:
+        """True when run ``name`` has been read into this process."""
+        with self._lock:
+            return name in self._runs
+
+    def open_names(self) -> list[str]:
+        """The runs read into this process so far."""
+        with self._lock:
+            return list(self._runs)
 
     def runs(self) -> list[Run]:
-        """The runs, sorted by name."""
-        with self._lock:
-            return [self._runs[n] for n in sorted(self._runs)]
+        """Every run, read (opening those not read yet), sorted by name."""
+        out = []
+        for name in self.names():
+            run = self.get(name)
+            if run is not None:
+                out.append(run)
+        return out
 
     def get(self, name: str) -> Run | None:
-        """The run called ``name``, or None (also for any name that would leave the log directory)."""
+        """The run called ``name``, read so far, or None (also for any name that would leave the log directory).
+
+        A listed run not read yet is read now (in full, once; later calls are free).
+        """
         if self._safe_child(name) is None:
             return None
         with self._lock:
-            return self._runs.get(name)
+            run = self._runs.get(name)
+            if run is not None or name not in self._listing:
+                return run
+        with self._open_lock:  # two viewers of one new run read it once
+            with self._lock:
+                run = self._runs.get(name)
+                if run is not None:
+                    return run
+                if name not in self._listing:
+                    return None
+            try:
+                run = Run(self.path / name, max_hist_rows=self.max_hist_rows)
+            except RunNotFoundError:
+                return None
+            run.update()
+            with self._lock:
+                if name not in self._listing:
+                    return None
+                self._runs[name] = run
+            return run

@@ -55,7 +55,7 @@ from .schema import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Run", "Series", "Table", "STALE_AFTER", "is_run_dir", "pid_alive"]
+__all__ = ["Run", "Series", "Table", "STALE_AFTER", "activity_status", "is_run_dir", "pid_alive"]
 
 STALE_AFTER = 60.0  # seconds without a heartbeat or write before a "running" run is shown as crashed
 MAX_PROBLEMS = 1000  # problems kept per run (the count goes on)
@@ -108,6 +108,21 @@ def pid_alive(pid: int) -> bool | None:
             return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
     except OSError:
         return True
+
+
+def activity_status(meta_status: str, pid: int | None, host: str | None, activity: float, *,
+                    now: float | None = None, stale_after: float = STALE_AFTER) -> str:
+    """A run's status from its ``meta.json`` status, writer and newest file time (``Run.status``'s rule).
+
+    An ended status is kept; a ``running`` run is ``crashed`` when its process is gone (same
+    host) or nothing was written for ``stale_after`` seconds, else ``live``.
+    """
+    if meta_status in ENDED_STATUSES:
+        return meta_status
+    now = time.time() if now is None else now
+    if pid and host == socket.gethostname() and pid_alive(pid) is False:
+        return "crashed"
+    return "live" if now - activity <= stale_after else "crashed"
 
 
 def is_run_dir(path: Path) -> bool:
@@ -487,10 +502,8 @@ class Run:
         """
         if self.meta.status in ENDED_STATUSES:
             return self.meta.status
-        now = time.time() if now is None else now
-        if self.meta.pid and self.meta.host == socket.gethostname() and pid_alive(self.meta.pid) is False:
-            return "crashed"
-        return "live" if now - self.last_activity() <= stale_after else "crashed"
+        return activity_status(self.meta.status, self.meta.pid, self.meta.host, self.last_activity(),
+                               now=now, stale_after=stale_after)
 
     def last_activity(self) -> float:
         """Newest mtime of the heartbeat, ``meta.json`` and the data files."""

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 from .edge import _finite, _range_of
 from .summary import HP_PREFIX, SUMMARY_COLUMNS, RunSummary
 
-__all__ = ["column_for", "column_heading", "filter_frame", "sort_frame", "hparam_specs", "LOG_GUESS_SPAN"]
+__all__ = ["column_for", "column_heading", "filter_frame", "query_frame", "sort_frame", "hparam_specs",
+           "LOG_GUESS_SPAN"]
 
 LOG_GUESS_SPAN = 10.0  # unsampled positive hyperparameters spanning more than this get a log axis
 
@@ -67,15 +68,53 @@ def filter_frame(df, text: str | None):
         needle = text.strip().lower()
         hay = (df["run"].astype(str) + "\n" + df["status"].astype(str) + "\n" + df["findings"].astype(str)).str.lower()
         return df[hay.str.contains(needle, regex=False)]
-    col, op, raw = column_for(df, m.group(1)), m.group(2), m.group(3)
+    return df[column_mask(df, column_for(df, m.group(1)), m.group(2), m.group(3))]
+
+
+def column_mask(df, col: str, op: str, raw: str):
+    """Rows where ``df[col] OP raw`` (numeric when ``raw`` is a number, else as text; ``contains`` is
+    a case-insensitive substring test), as a boolean Series with missing values False."""
+    import pandas as pd
+
+    if op == "contains":
+        return df[col].astype(str).str.lower().str.contains(raw.lower(), regex=False).fillna(False).astype(bool)
     try:
         val: Any = float(raw)
         series = pd.to_numeric(df[col], errors="coerce")
     except ValueError:
         val, series = raw, df[col].astype(str)
     ops = {"=": series.eq, "!=": series.ne, ">": series.gt, "<": series.lt, ">=": series.ge, "<=": series.le}
-    mask = ops[op](val)
-    return df[mask.fillna(False).astype(bool)]
+    return ops[op](val).fillna(False).astype(bool)
+
+
+_QUERY_RE = re.compile(r"^\s*\{(?P<col>(?:[^{}]|\\[{}])+)\}\s*(?P<op>s=|=|eq|!=|ne|>=|ge|<=|le|>|gt|<|lt|contains|"
+                       r"scontains|icontains|datestartswith)\s*(?P<val>.*?)\s*$", re.S)
+_QUERY_OPS = {"s=": "=", "eq": "=", "ne": "!=", "ge": ">=", "le": "<=", "gt": ">", "lt": "<",
+              "scontains": "contains", "icontains": "contains", "datestartswith": "contains"}
+
+
+def query_frame(df, query: str | None):
+    """Rows of ``df`` matching a Dash DataTable ``filter_query`` (``{col} > 0.9 && {run} contains "lr"``).
+
+    Each ``&&`` part compares one column; a part that is not understood, or names a column the
+    frame lacks, keeps every row (the table shows its filter box as typed). Nothing is evaluated.
+    """
+    if not query or not query.strip():
+        return df
+    mask = None
+    for part in query.split(" && "):
+        m = _QUERY_RE.match(part)
+        if m is None or m.group("col") not in df.columns:
+            continue
+        raw = m.group("val")
+        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'`":
+            raw = raw[1:-1].replace("\\" + raw[0], raw[0])
+        op = _QUERY_OPS.get(m.group("op"), m.group("op"))
+        if op == "=" and m.group("op") == "s=" and isinstance(raw, str):
+            op = "contains"  # a text cell typed without an operator: a substring, as the native table does
+        part_mask = column_mask(df, m.group("col"), op, raw)
+        mask = part_mask if mask is None else mask & part_mask
+    return df if mask is None else df[mask]
 
 
 def sort_frame(df, column: str | None = None, *, descending: bool | None = None):

@@ -10,6 +10,13 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+# Persisted summary indexes (core.index) go to a folder of this test session, never to the
+# user's ~/.cache; subprocesses (the CLI, servers, workers) inherit it.
+if "BABYSITTER_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["BABYSITTER_CACHE"] = tempfile.mkdtemp(prefix="babysitter-cache-")
+
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Iterable

@@ -74,6 +74,7 @@ def test_existing_runs_are_read_at_start(watched):
 
 def test_appended_lines_are_read_after_an_event(watched):
     root, logdir, _ = watched
+    assert loss_len(logdir, "before") == 3  # opened: from now on only new bytes are read
     v0 = logdir.version
     with open(root / "before" / "scalars.r0.jsonl", "a") as f:
         f.write(line(3, 0.2) + line(4, 0.1))
