@@ -13,7 +13,7 @@ Pages live in ``dashboard/pages/``, one module each, exposing ``PAGE = Page(...)
    as soon as ``dashboard/pages/compare.py`` exists, and the top bar links to it).
 
 Live refresh: a ``dcc.Interval`` (1 s) asks the server for the version of what the
-current page shows (``LogDir.version`` for the run list, ``Run.version`` for a run's
+current page shows (``Catalog.version`` for the run list, ``Run.version`` for a run's
 pages). The server first reads what the file watcher marked dirty (``LogDir.refresh``,
 only new bytes), then answers ``no_update`` when the version is the one the page holds,
 so an idle dashboard costs one tiny request per second. Page callbacks take the version
@@ -109,11 +109,9 @@ def version_key(ctx: AppContext, pathname: str | None, registered: list[pages.Pa
             status = run.status(now=now, stale_after=ctx.stale_after)
             return {"key": ["run", run.name, run.version, status], "live": status == "live", "t": run.last_time}
         break
-    runs = ctx.logdir.runs()
-    live = any(r.status(now=now, stale_after=ctx.stale_after) == "live" for r in runs)
-    newest = max((r.last_time or 0.0 for r in runs), default=0.0) or None
+    live, newest = ctx.catalog.liveness(now)
     # The list shows ages and live/crashed status: redraw it every 10 s even without new data.
-    return {"key": ["dir", ctx.logdir.version, int(now // 10)], "live": live, "t": newest}
+    return {"key": ["dir", ctx.catalog.version, int(now // 10)], "live": live, "t": newest}
 
 
 def _host_name(host: str) -> str:
@@ -146,7 +144,8 @@ def host_allowed(header: str | None, allowed: Iterable[str] = ()) -> bool:
 
 
 def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 2000, stale_after: float = 60.0,
-               title: str = "Babysitter", allowed_hosts: Iterable[str] = ()) -> dash.Dash:
+               title: str = "Babysitter", allowed_hosts: Iterable[str] = (), index: Any = "default",
+               summarise: bool = True) -> dash.Dash:
     """Build the dashboard over ``logdir``.
 
     The caller keeps ``logdir`` fresh by marking runs dirty (``dashboard.watcher.Watcher``
@@ -160,12 +159,18 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
         title: the browser title.
         allowed_hosts: host names accepted in the ``Host`` header besides the loopback names
             (the address the server is bound to when it is not loopback).
+        index: where run summaries persist between starts (``core.index``): ``"default"``
+            (``$BABYSITTER_CACHE`` or ``~/.cache/babysitter``), a ``SummaryIndex``, or None (memory).
+        summarise: summarise the runs the index does not hold in a background worker
+            (``core.catalog``); pages meanwhile show them as pending.
 
     Returns:
         The Dash app; serve it with ``app.run(host="127.0.0.1", port=..., debug=False)``
         or through WSGI (``app.server``).
     """
-    ctx = AppContext(logdir=logdir, max_points=max_points, stale_after=stale_after)
+    ctx = AppContext(logdir=logdir, max_points=max_points, stale_after=stale_after, index=index)
+    if summarise:
+        ctx.catalog.start()
     registered = pages.load_pages()
     app = dash.Dash(__name__, title=title, update_title=None, suppress_callback_exceptions=True,
                     serve_locally=True, assets_folder="_no_assets")

@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode
 
 from core import LogDir, Run
 
+from core.catalog import Catalog
 from core.summary import SummaryCache
 
 from .findings import FindingSource
@@ -67,6 +68,9 @@ class AppContext:
         stale_after: seconds without writes before a running run is shown as crashed.
         summaries: each run's diagnosis, findings and summary, shared by every page.
         findings: the findings of a run in the order the pages show them.
+        index: the persisted summary index (``core.index``): ``"default"``, a ``SummaryIndex``, or None.
+        catalog: every run as a row (``core.catalog``), over ``summaries`` and ``index``.
+        page_state: what a page keeps between its callbacks (the compare page's snapshot).
     """
 
     logdir: LogDir
@@ -75,11 +79,16 @@ class AppContext:
     summaries: SummaryCache = field(default_factory=SummaryCache)
     findings: FindingSource = None  # type: ignore[assignment]  # built over ``summaries``
     drawn: Drawn = field(default_factory=Drawn)
+    index: Any = "default"
+    page_state: dict[str, Any] = field(default_factory=dict)  # what a page keeps between callbacks
+    catalog: Catalog = None  # type: ignore[assignment]  # built over ``logdir``, ``summaries`` and ``index``
     _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         if self.findings is None:
             self.findings = FindingSource(self.summaries)
+        if self.catalog is None:
+            self.catalog = Catalog(self.logdir, self.summaries, index=self.index, stale_after=self.stale_after)
 
     def refresh(self, wait: bool = False) -> None:
         """Read what the watcher marked dirty.
@@ -91,7 +100,7 @@ class AppContext:
         if not self._refresh_lock.acquire(blocking=wait):
             return
         try:
-            self.logdir.refresh()
+            self.catalog.refresh()
         finally:
             self._refresh_lock.release()
 

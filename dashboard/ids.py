@@ -17,6 +17,11 @@ MISSING = "app-missing"      # type of the dcc.Store ({"type": MISSING, "i": 0})
 
 # Run list.
 RUNS_TABLE = "runs-table"
+RUNS_FILTER = "runs-filter"  # dcc.Input: part of a run name
+RUNS_PAGE = "runs-page"  # dcc.Store: the page of the run list shown (0 = newest runs)
+RUNS_PREV = "runs-prev"
+RUNS_NEXT = "runs-next"
+RUNS_PAGER = "runs-pager"  # "runs 1-50 of N" and what is still being summarised
 
 # Pages of one run.
 RUN_NAME = "run-name"        # dcc.Store holding the run's name for the page's callbacks
@@ -64,3 +69,4 @@ COMPARE_METRIC = "compare-metric"
 COMPARE_PARALLEL_GRAPH = "compare-parallel"
 COMPARE_STUDIES = "compare-studies"
 COMPARE_SEEN = "compare-seen"  # dcc.Store: signature of the table the browser shows
+COMPARE_PICKED = "compare-picked"  # dcc.Store: the runs ticked for the overlay, on any page of the table

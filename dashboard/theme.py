@@ -122,4 +122,9 @@ a:hover {{ text-decoration: underline; }}
 .bs-controls {{ display: flex; gap: 24px; align-items: center; flex-wrap: wrap; margin-bottom: 8px; }}
 .bs-controls label {{ color: {MUTED}; font-size: 13px; }}
 .bs-slider {{ flex: 1; min-width: 320px; }}
+.bs-filter {{ font: inherit; font-size: 14px; padding: 5px 10px; border: 1px solid {BORDER}; border-radius: 6px; width: 280px; max-width: 100%; box-sizing: border-box; }}
+.bs-button {{ font: inherit; font-size: 13px; padding: 5px 12px; border: 1px solid {BORDER}; border-radius: 6px; background: {CARD}; color: {TEXT}; cursor: pointer; }}
+.bs-button:disabled {{ color: {MUTED}; cursor: default; opacity: 0.6; }}
+.bs-buttons {{ display: flex; gap: 6px; }}
+.bs-pager {{ font-size: 13px; }}
 """

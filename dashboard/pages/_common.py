@@ -25,7 +25,11 @@ def status_badge(status: str) -> html.Span:
 
 
 def severity_badges(findings: list[Finding]) -> list[html.Span]:
-    counts = severity_counts(findings)
+    return count_badges(severity_counts(findings))
+
+
+def count_badges(counts: dict[str, int]) -> list[html.Span]:
+    """``2 errors``, ``1 warning`` badges from findings counted by severity."""
     out = []
     for sev in ("error", "warning", "info"):
         if counts.get(sev):

@@ -12,7 +12,10 @@ numeric hyperparameters. Run names are data in the table and escaped text in the
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+import time
 from typing import Any
 
 from dash import Input, Output, State, dash_table, dcc, html, no_update
@@ -21,6 +24,7 @@ from dash.dash_table.Format import Format, Scheme, Trim
 from core.compare import (
     HP_PREFIX, column_heading, hparam_specs, search_findings, sort_frame, summaries_frame,
 )
+from core.table import query_frame
 from core.studies import study_summaries
 
 from .. import ids, theme
@@ -35,17 +39,59 @@ _NUMERIC = {"steps", "best_val_acc", "final_val_acc", "best_val_step", "final_tr
             "errors", "warnings", "infos"}
 _HIDDEN = ("diverged", "infos", "best_val_step")
 _FMT = Format(precision=4, scheme=Scheme.decimal_or_exponent, trim=Trim.yes)
+PAGE_SIZE = 20  # table rows per page (sorted, filtered and paged in the server)
 
 
-def _snapshot(ctx: AppContext):
-    """(summaries, DataFrame sorted by best val accuracy, hyperparameter specs, edge findings).
+class Snapshot:
+    """What the compare page draws from, made once per catalog version (and at most every
+    ``MIN_AGE`` s while summaries are being filled in): the summaries, their frame sorted by
+    best val accuracy and grouped by study, the hyperparameter specs and the edge findings."""
 
-    No refresh here: the route and the tick callbacks have read new data before any caller runs.
-    """
-    summaries = ctx.summaries.summaries(ctx.logdir.runs())
-    df = sort_frame(summaries_frame(summaries), "best_val_acc")
-    df = df.sort_values("study", kind="stable", na_position="last")  # grouped by study, best first in each
-    return summaries, df, hparam_specs(summaries), search_findings(summaries)
+    MIN_AGE = 3.0
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.made = time.monotonic()
+        self.summaries = ctx.catalog.summaries_now()
+        self.pending = ctx.catalog.pending_count()
+        df = sort_frame(summaries_frame(self.summaries), "best_val_acc")
+        self.frame = df.sort_values("study", kind="stable", na_position="last")  # grouped by study, best first
+        self.specs = hparam_specs(self.summaries)
+        self.edges = search_findings(self.summaries)
+        self.signature = hashlib.sha1(repr(_signature(self.frame)).encode()).hexdigest() + f":{self.pending}"
+
+
+_SNAP_LOCK = threading.Lock()
+
+
+def _snapshot(ctx: AppContext) -> Snapshot:
+    """The current ``Snapshot`` (no refresh here: the route and the tick callbacks read new data first)."""
+    ctx.catalog.fill_small()
+    key = (ctx.catalog.version, int(time.time() // 10))  # statuses age: remade every 10 s at least
+    with _SNAP_LOCK:
+        got = ctx.page_state.get("compare")
+        if got is not None and (got[0] == key or (got[1].pending and time.monotonic() - got[1].made < Snapshot.MIN_AGE)):
+            return got[1]
+        snap = Snapshot(ctx)
+        ctx.page_state["compare"] = (key, snap)
+        return snap
+
+
+def page_rows(snap: Snapshot, page: int, sort_by: Any, filter_query: Any) -> tuple[list[dict[str, Any]], int]:
+    """One page of the table, sorted and filtered in the server: (rows, page count)."""
+    df = query_frame(snap.frame, filter_query if isinstance(filter_query, str) else None)
+    if isinstance(sort_by, list) and sort_by and isinstance(sort_by[0], dict) and sort_by[0].get("column_id") in df.columns:
+        col = sort_by[0]["column_id"]
+        df = sort_frame(df, col, descending=sort_by[0].get("direction") == "desc")
+    pages = max(1, -(-len(df) // PAGE_SIZE))
+    page = min(max(0, page if isinstance(page, int) and not isinstance(page, bool) else 0), pages - 1)
+    return table_data(df.iloc[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]), pages
+
+
+def _count_text(snap: Snapshot) -> str:
+    text = f"{len(snap.frame)} runs"
+    if snap.pending:
+        text += f" · summarising {snap.pending} more in the background"
+    return text
 
 
 def _cell(v: Any) -> Any:
@@ -159,24 +205,28 @@ def _curves(ctx: AppContext, names: list[str], metric: str):
 
 
 def layout(ctx: AppContext, query: dict[str, str] | None = None) -> Any:
-    summaries, df, specs, edges = _snapshot(ctx)
+    snap = _snapshot(ctx)
+    summaries, df, specs, edges = snap.summaries, snap.frame, snap.specs, snap.edges
     params, opts = _param_options(specs)
     x0 = params[0] if params else None
     c0 = params[1] if len(params) > 1 else None
     by_param = {e.param: e for e in edges}
+    rows, pages = page_rows(snap, 0, [], "")
     return html.Div([
-        dcc.Store(id=ids.COMPARE_SEEN, data=_signature(df)),
+        dcc.Store(id=ids.COMPARE_SEEN, data=snap.signature),
+        dcc.Store(id=ids.COMPARE_PICKED, data=[]),
         html.Div([html.H2("Compare runs"),
-                  html.Span(f"{len(df)} runs", id=ids.COMPARE_COUNT, className="bs-muted")], className="bs-title"),
+                  html.Span(_count_text(snap), id=ids.COMPARE_COUNT, className="bs-muted")], className="bs-title"),
         card("Studies", html.Div(studies_view(summaries), id=ids.COMPARE_STUDIES)),
         card("Search findings", html.Div(edges_view(edges), id=ids.COMPARE_EDGES)),
         card(None,
              html.P("Sort by clicking a heading; filter with the row under it (e.g. > 0.9, or text). "
                     "Tick runs to overlay their curves below.", className="bs-muted"),
              dash_table.DataTable(
-                 id=ids.COMPARE_TABLE, data=table_data(df), columns=table_columns(df, specs),
-                 row_selectable="multi", selected_row_ids=[], sort_action="native", filter_action="native",
-                 page_size=20, page_action="native", style_table={"overflowX": "auto"},
+                 id=ids.COMPARE_TABLE, data=rows, columns=table_columns(df, specs),
+                 row_selectable="multi", selected_row_ids=[], sort_action="custom", sort_mode="single",
+                 sort_by=[], filter_action="custom", filter_query="", page_action="custom", page_current=0,
+                 page_size=PAGE_SIZE, page_count=pages, style_table={"overflowX": "auto"},
                  style_cell={"fontFamily": theme.FONT, "fontSize": "13px", "padding": "4px 8px",
                              "maxWidth": "260px", "overflow": "hidden", "textOverflow": "ellipsis"},
                  style_header={"fontWeight": 600, "background": "#f0f4f8"},
@@ -214,23 +264,44 @@ def layout(ctx: AppContext, query: dict[str, str] | None = None) -> Any:
 
 
 def register(app: Any, ctx: AppContext) -> None:
-    @app.callback(Output(ids.COMPARE_TABLE, "data"), Output(ids.COMPARE_TABLE, "columns"),
+    @app.callback(Output(ids.COMPARE_TABLE, "columns"),
                   Output(ids.COMPARE_EDGES, "children"), Output(ids.COMPARE_COUNT, "children"),
                   Output(ids.COMPARE_SEEN, "data"), Output(ids.COMPARE_SCATTER_X, "options"),
                   Output(ids.COMPARE_SCATTER_COLOR, "options"), Output(ids.COMPARE_STUDIES, "children"),
                   Input(ids.VERSION, "data"), State(ids.COMPARE_SEEN, "data"), prevent_initial_call=True)
     def _refresh(_version: Any, seen: Any) -> Any:
-        summaries, df, specs, edges = _snapshot(ctx)
-        sig = _signature(df)
-        if sig == seen:
-            return (no_update,) * 8
-        _, opts = _param_options(specs)
-        return (table_data(df), table_columns(df, specs), edges_view(edges), f"{len(df)} runs", sig, opts, opts,
-                studies_view(summaries))
+        snap = _snapshot(ctx)
+        if snap.signature == seen:
+            return (no_update,) * 7
+        _, opts = _param_options(snap.specs)
+        return (table_columns(snap.frame, snap.specs), edges_view(snap.edges), _count_text(snap), snap.signature,
+                opts, opts, studies_view(snap.summaries))
+
+    @app.callback(Output(ids.COMPARE_TABLE, "data"), Output(ids.COMPARE_TABLE, "page_count"),
+                  Output(ids.COMPARE_TABLE, "selected_rows"), Output(ids.COMPARE_TABLE, "selected_row_ids"),
+                  Input(ids.COMPARE_TABLE, "page_current"), Input(ids.COMPARE_TABLE, "sort_by"),
+                  Input(ids.COMPARE_TABLE, "filter_query"), Input(ids.COMPARE_SEEN, "data"),
+                  State(ids.COMPARE_PICKED, "data"), prevent_initial_call=True)
+    def _page(page: Any, sort_by: Any, filter_query: Any, _seen: Any, picked: Any) -> Any:
+        rows, pages = page_rows(_snapshot(ctx), page, sort_by, filter_query)
+        picked = set(p for p in picked if isinstance(p, str)) if isinstance(picked, list) else set()
+        sel = [i for i, r in enumerate(rows) if r["id"] in picked]
+        return rows, pages, sel, [rows[i]["id"] for i in sel]
+
+    @app.callback(Output(ids.COMPARE_PICKED, "data"), Input(ids.COMPARE_TABLE, "selected_row_ids"),
+                  State(ids.COMPARE_TABLE, "data"), State(ids.COMPARE_PICKED, "data"), prevent_initial_call=True)
+    def _pick(selected: Any, shown: Any, picked: Any) -> Any:
+        # The ticks of the page shown replace that page's part of the runs picked on any page.
+        picked = [p for p in picked if isinstance(p, str)] if isinstance(picked, list) else []
+        selected = [n for n in selected if isinstance(n, str)] if isinstance(selected, list) else []
+        on_page = {r.get("id") for r in shown if isinstance(r, dict)} if isinstance(shown, list) else set()
+        keep = [p for p in picked if p not in on_page]
+        out = list(dict.fromkeys(keep + selected))[:MAX_OVERLAY]
+        return out if out != picked else no_update
 
     @app.callback(Output(ids.COMPARE_LOSS_GRAPH, "figure"), Output(ids.COMPARE_ACC_GRAPH, "figure"),
-                  Input(ids.COMPARE_TABLE, "selected_row_ids"), Input(ids.COMPARE_SEEN, "data"))
-    def _overlay(selected: list[str] | None, _seen: Any) -> Any:
+                  Input(ids.COMPARE_PICKED, "data"))
+    def _overlay(selected: list[str] | None) -> Any:
         # At most MAX_OVERLAY distinct names are looked up: a request may list 200,000 of them.
         names = list(dict.fromkeys(n for n in (selected if isinstance(selected, list) else [])
                                    if isinstance(n, str)))[:MAX_OVERLAY]
@@ -246,7 +317,8 @@ def register(app: Any, ctx: AppContext) -> None:
                   Input(ids.COMPARE_METRIC, "value"),
                   Input(ids.COMPARE_SEEN, "data"), prevent_initial_call=True)
     def _scatter(x: str | None, color: str | None, metric: str | None, _seen: Any) -> Any:
-        summaries, df, specs, edges = _snapshot(ctx)
+        snap = _snapshot(ctx)
+        df, specs, edges = snap.frame, snap.specs, snap.edges
         x, color, metric = (v if isinstance(v, str) else None for v in (x, color, metric))  # a request sends anything
         metric = metric if metric in dict(METRICS) else "best_val_acc"
         params = _numeric_params(specs)
