@@ -44,10 +44,24 @@ def open_logdir(raw: str | Path) -> Any:
         raise PathError(f"{raw}: a run folder, not a log directory; give the folder that holds it "
                         f"({p.resolve().parent}) to compare its runs")
     logdir = LogDir(p)
-    logdir.refresh()
-    if not logdir.runs():
+    logdir.refresh()  # lists the runs; each is read when asked for
+    if not logdir.names():
         raise no_runs(raw)
     return logdir
+
+
+def open_catalog(logdir: Any) -> Any:
+    """The ``core.catalog.Catalog`` of a listed ``LogDir`` with every run summarised.
+
+    Summaries persisted by an earlier command or dashboard over unchanged runs are reused
+    (``core.index``); the others are read now, on every core when there are many.
+    """
+    from core.catalog import Catalog
+
+    catalog = Catalog(logdir)
+    catalog.refresh()
+    catalog.fill(parallel=True)
+    return catalog
 
 
 def find_runs(raw: str | Path) -> list[tuple[Path, Any]]:

@@ -8,6 +8,7 @@ threshold).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from babysitter._text import safe_text
 
@@ -48,7 +49,9 @@ def _list_rules() -> int:
 def run(args: argparse.Namespace) -> int:
     from core.diagnose import DiagnosisConfig, Diagnoser, parse_overrides
     from core.errors import ConfigError
-    from babysitter.commands import PathError, find_runs
+    from core.reader import is_run_dir
+
+    from babysitter.commands import PathError, find_runs, open_catalog, open_logdir
 
     if args.rules:
         return _list_rules()
@@ -59,32 +62,40 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return _usage_error(str(err))
 
-    runs = []  # (folder, read Run)
+    # (folder, name, status, unreadable lines, findings) per run. A log directory diagnosed with
+    # the default thresholds reuses the summaries persisted for its unchanged runs (core.index).
+    results = []
+    default = not args.thresholds and not args.disable
     for raw in args.paths:
         try:
-            runs.extend(find_runs(raw))
+            if default and Path(raw).is_dir() and not is_run_dir(Path(raw)):
+                catalog = open_catalog(open_logdir(raw))
+                for row in sorted(catalog.rows(), key=lambda r: r.name):
+                    if row.record is None:  # could not be read at all: said by the reader's log
+                        continue
+                    results.append((Path(raw) / row.name, row.name, row.status, row.record.problems,
+                                    list(row.record.findings)))
+                continue
+            found = find_runs(raw)
         except PathError as err:
             return _usage_error(str(err))
+        for rd, run_obj in found:
+            dx = Diagnoser(config)
+            dx.update(run_obj)
+            results.append((rd, run_obj.name, run_obj.status(), run_obj.problem_count, dx.findings()))
 
-    results = []
-    for rd, run_obj in runs:
-        dx = Diagnoser(config)
-        dx.update(run_obj)
-        results.append((rd, run_obj, dx.findings()))
-
-    any_error = any(f.severity == "error" for _, _, fs in results for f in fs)
+    any_error = any(f.severity == "error" for *_, fs in results for f in fs)
     # Text and JSON list the same findings in the same order: runs as given, each run's newest first.
-    results = [(rd, run_obj, sorted(fs, key=lambda f: f.step, reverse=True)) for rd, run_obj, fs in results]
+    results = [(*r, sorted(fs, key=lambda f: f.step, reverse=True)) for *r, fs in results]
     if args.json:
         import json
 
-        out = [{"run": run_obj.name, "path": str(rd), **f.to_json()} for rd, run_obj, fs in results for f in fs]
+        out = [{"run": name, "path": str(rd), **f.to_json()} for rd, name, _, _, fs in results for f in fs]
         print(json.dumps(out, indent=2))
     else:
-        for rd, run_obj, fs in results:
-            problems = run_obj.problem_count
+        for rd, _name, status, problems, fs in results:
             extra = f", {problems} unreadable line(s)" if problems else ""
-            head = f"{safe_text(rd, None)} ({run_obj.status()}{extra}): "
+            head = f"{safe_text(rd, None)} ({status}{extra}): "
             if not fs:
                 print(head + "no findings")
                 continue

@@ -88,18 +88,18 @@ def format_table(df, *, all_columns: bool = False) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.compare import SummaryCache, filter_frame, search_findings, sort_frame, summaries_frame
+    from core.compare import filter_frame, search_findings, sort_frame, summaries_frame
     from core.errors import ConfigError
     from core.studies import study_summaries
 
-    from babysitter.commands import PathError, open_logdir, usage_error
+    from babysitter.commands import PathError, open_catalog, open_logdir, usage_error
 
     path = Path(args.logdir)
     try:
         ld = open_logdir(args.logdir)
     except PathError as err:
         return usage_error(NAME, str(err))
-    summaries = SummaryCache().summaries(ld.runs())
+    summaries = open_catalog(ld).summaries_now()  # persisted summaries of unchanged runs are reused
     studies = study_summaries(summaries)
     try:
         edges = search_findings(summaries, outer=args.outer)

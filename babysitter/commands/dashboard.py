@@ -86,6 +86,7 @@ def serve(logdir_path: str | Path, *, host: str = "127.0.0.1", port: int = 8050,
     logdir = LogDir(logdir_path)
     watcher = Watcher(logdir, poll=poll)
     watcher.start()
+    app = None
     try:
         app = create_app(logdir, allowed_hosts=[host])
         if debug:
@@ -103,6 +104,8 @@ def serve(logdir_path: str | Path, *, host: str = "127.0.0.1", port: int = 8050,
         pass
     finally:
         watcher.stop()
+        if app is not None:
+            app.babysitter_context.catalog.close()  # the summary worker, and the index file
     return 0
 
 
