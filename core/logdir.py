@@ -9,12 +9,13 @@ incrementally (only new bytes) whenever the watcher marks it dirty.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from .errors import RunNotFoundError
-from .reader import Run, is_run_dir
+from .reader import Run
 from .schema import DATA_SUFFIX, HEARTBEAT_FILE, META_FILE
 
 __all__ = ["LogDir", "Listing", "folder_signature"]
@@ -85,6 +86,13 @@ class LogDir:
             return None
         child = self.path / name
         try:
+            if not stat.S_ISLNK(os.lstat(child).st_mode):
+                return child  # a direct entry that is not a link: inside by construction
+        except FileNotFoundError:
+            return child
+        except OSError:
+            return None
+        try:  # a symlink: only one that stays inside the log directory
             root = self.path.resolve()
             real = child.resolve()
         except (OSError, RuntimeError):
@@ -120,7 +128,7 @@ class LogDir:
                     del self._listing[gone]
                     self._runs.pop(gone, None)
                     changed = True
-            dirty |= names - set(self._listing)
+            dirty |= names - set(self._listing)  # new folders (plain folders are looked at again each rescan)
         for name in dirty:
             changed |= self._relist(name)
         if changed:
@@ -131,7 +139,9 @@ class LogDir:
     def _relist(self, name: str) -> bool:
         """Stat run ``name`` again (and read an opened one's new bytes). True when it changed."""
         child = self._safe_child(name)
-        found = folder_signature(child) if child is not None and is_run_dir(child) else None
+        found = folder_signature(child) if child is not None else None
+        if found is not None and not found.signature:  # no meta.json and no data file: not a run
+            found = None
         with self._lock:
             before = self._listing.get(name)
             run = self._runs.get(name)
@@ -155,10 +165,14 @@ class LogDir:
         for e in entries:
             if e.name.startswith("."):
                 continue
+            try:
+                if not e.is_dir():  # follows a link; where it leads is judged by _safe_child
+                    continue
+            except OSError:
+                continue
             if self._safe_child(e.name) is None:
                 continue
-            if is_run_dir(Path(e.path)):
-                yield e.name
+            yield e.name  # a folder; whether it is a run is told by its files (_relist)
 
     def _repr_html_(self) -> str:
         """Jupyter: one row per run (``core.notebook``)."""
