@@ -238,7 +238,9 @@ class SummaryCache:
     def findings(self, run: Run) -> list[Finding]:
         """The run's findings (the engine's merged with the written ones), oldest step first."""
         e = self._entry(run)
-        with e.lock:  # a Diagnoser follows one run from one thread at a time
+        # The run's lock first, then the entry's: a page holding the run (Run.reading) and asking
+        # for its findings takes them in this order, so every caller must (else two threads deadlock).
+        with run._lock, e.lock:  # a Diagnoser follows one run from one thread at a time
             self._update(run, e)
             return e.findings
 
@@ -246,7 +248,7 @@ class SummaryCache:
         """The summary of ``run`` at its current version."""
         status = trial_status(run)
         e = self._entry(run)
-        with e.lock:
+        with run._lock, e.lock:  # in this order: see findings()
             self._update(run, e)
             s = e.summary
             if s is None:
