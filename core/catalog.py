@@ -26,7 +26,7 @@ from typing import Any, Iterable
 from .index import RunRecord, SummaryIndex
 from .logdir import LogDir, folder_signature
 from .reader import STALE_AFTER, Run, activity_status
-from .summary import RunSummary, SummaryCache, run_findings, summarize
+from .summary import RunSummary, SummaryCache, pruned_or, run_findings, summarize
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +175,7 @@ class Catalog:
         if rec is None:
             return "pending"
         status = activity_status(rec.meta_status, rec.pid, rec.host, activity, now=now, stale_after=self.stale_after)
-        study = rec.summary.study
-        if status != "live" and study is not None and study.state == "pruned":
-            return "pruned"
-        return status
+        return pruned_or(status, rec.summary.study.state if rec.summary.study else None)
 
     def rows(self, now: float | None = None) -> list[Row]:
         """Every run, most recently active first."""
@@ -266,12 +263,10 @@ class Catalog:
         workers = min(os.cpu_count() or 1, 8)
         if not parallel or len(paths) <= SYNC_LIMIT or workers < 2:
             return self._store(summarise_folders(paths))
-        import multiprocessing
-
         chunks = [paths[i:i + BATCH] for i in range(0, len(paths), BATCH)]
         stored = 0
         try:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with _pool(workers) as pool:
                 for got in pool.map(summarise_folders, chunks):
                     stored += self._store(got)
         except (OSError, RuntimeError) as err:  # no worker processes here (a sandbox): this process reads the rest
@@ -357,14 +352,19 @@ class Catalog:
             return None
         if self._pool is None:
             try:
-                import multiprocessing
-
-                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+                self._pool = _pool(1)
             except (OSError, ValueError, ImportError) as err:
                 log.warning("no summary worker process (%s); summarising in the server process", err)
                 self._pool = False  # type: ignore[assignment]
                 return None
         return self._pool
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes started fresh ("spawn"): a forked server's threads and locks are not copied."""
+    import multiprocessing
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _with_status(s: RunSummary, status: str) -> RunSummary:

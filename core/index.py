@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -63,10 +62,6 @@ def cache_dir() -> Path | None:
     return Path(base) / "babysitter"
 
 
-def _num(v: Any) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
-
-
 @dataclass(frozen=True)
 class RunRecord:
     """What the run list, the comparison and ``check`` need of one run, without reading it.
@@ -96,13 +91,9 @@ class RunRecord:
                    host=run.meta.host or None)
 
     def to_text(self) -> str:
-        s = self.summary
-        d = s.to_json()
-        for k in ("final_val_acc", "best_val_acc", "final_train_acc", "gap", "final_loss"):
-            d[k] = getattr(s, k)  # NaN and Inf kept: the index is not a JSON interchange file
-        d["hparams"], d["search_space"] = s.hparams, s.search_space
-        out = {"summary": d, "findings": [f.to_json() for f in self.findings], "layers": self.layers,
-               "problems": self.problems, "meta_status": self.meta_status, "pid": self.pid, "host": self.host}
+        out = {"summary": self.summary.to_json(finite=False), "findings": [f.to_json() for f in self.findings],
+               "layers": self.layers, "problems": self.problems, "meta_status": self.meta_status, "pid": self.pid,
+               "host": self.host}
         return _dumps(out)
 
     @classmethod
@@ -112,20 +103,7 @@ class RunRecord:
 
         try:
             obj = json.loads(text)
-            s = obj["summary"]
-            from .schema import StudyTrial
-
-            summary = RunSummary(
-                run=str(s["run"]), status=str(s["status"]),
-                steps=s["steps"] if isinstance(s["steps"], int) else None,
-                final_val_acc=_num(s["final_val_acc"]), best_val_acc=_num(s["best_val_acc"]),
-                best_val_step=s["best_val_step"] if isinstance(s["best_val_step"], int) else None,
-                final_train_acc=_num(s["final_train_acc"]), gap=_num(s["gap"]), final_loss=_num(s["final_loss"]),
-                diverged=bool(s["diverged"]), severities={str(k): int(v) for k, v in s["severities"].items()},
-                rules=tuple(str(r) for r in s["rules"]), hparams=dict(s["hparams"]),
-                search_space=dict(s["search_space"]), error=s["error"] if isinstance(s["error"], str) else None,
-                created=s["created"] if isinstance(s["created"], (int, float)) else None, version=int(s["version"]),
-                study=StudyTrial.from_json(s["study"]) if s.get("study") else None)
+            summary = RunSummary.from_json(obj["summary"])
             findings = tuple(f for f in (Finding.from_json(x) for x in obj["findings"]) if f is not None)
             return cls(summary=summary, findings=findings, layers=int(obj["layers"]), problems=int(obj["problems"]),
                        meta_status=str(obj["meta_status"]),

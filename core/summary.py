@@ -104,15 +104,44 @@ class RunSummary:
             out[HP_PREFIX + str(k)] = v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)
         return out
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-safe form: non-finite numbers become None (the ``diverged`` flag keeps the fact)."""
+    def to_json(self, *, finite: bool = True) -> dict[str, Any]:
+        """JSON-safe form: non-finite numbers become None (the ``diverged`` flag keeps the fact).
+
+        ``finite=False`` keeps NaN and Inf (for ``json.dumps(allow_nan=True)``, as the summary
+        index stores it), so ``from_json`` gives back an equal summary.
+        """
         d = dataclasses.asdict(self)
         d["rules"] = list(self.rules)
         d["study"] = self.study.to_json() if self.study else None
-        for k, v in d.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                d[k] = None
+        if finite:
+            for k, v in d.items():
+                if isinstance(v, float) and not math.isfinite(v):
+                    d[k] = None
         return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "RunSummary":
+        """The summary ``to_json`` wrote (None for a missing number).
+
+        Raises:
+            KeyError, TypeError, ValueError: for anything that is not one.
+        """
+        def num(v: Any) -> float:
+            return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+        def int_or_none(v: Any) -> int | None:
+            return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+        return cls(
+            run=str(d["run"]), status=str(d["status"]), steps=int_or_none(d["steps"]),
+            final_val_acc=num(d["final_val_acc"]), best_val_acc=num(d["best_val_acc"]),
+            best_val_step=int_or_none(d["best_val_step"]), final_train_acc=num(d["final_train_acc"]),
+            gap=num(d["gap"]), final_loss=num(d["final_loss"]), diverged=bool(d["diverged"]),
+            severities={str(k): int(v) for k, v in d["severities"].items()}, rules=tuple(str(r) for r in d["rules"]),
+            hparams=dict(d["hparams"]), search_space=dict(d["search_space"]),
+            error=d["error"] if isinstance(d["error"], str) else None,
+            created=num(d["created"]) if d["created"] is not None else None, version=int(d["version"]),
+            study=StudyTrial.from_json(d["study"]) if d.get("study") else None)
 
 
 def run_findings(run: Run, diagnoser: Diagnoser | None = None) -> list[Finding]:
@@ -135,10 +164,12 @@ def run_findings(run: Run, diagnoser: Diagnoser | None = None) -> list[Finding]:
 
 def trial_status(run: Run, status: str | None = None) -> str:
     """``run.status()``, or ``"pruned"`` for a trial that a search pruned (the compare views show it apart)."""
-    status = status or run.status()
-    if status != "live" and run.meta.study.get("state") == "pruned":
-        return "pruned"
-    return status
+    return pruned_or(status or run.status(), run.meta.study.get("state"))
+
+
+def pruned_or(status: str, study_state: Any) -> str:
+    """``"pruned"`` for a run that is not live and whose study trial was pruned, else ``status``."""
+    return "pruned" if status != "live" and study_state == "pruned" else status
 
 
 def summarize(run: Run, *, status: str | None = None, diagnoser: Diagnoser | None = None,
