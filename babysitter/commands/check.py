@@ -8,6 +8,7 @@ threshold).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from babysitter._text import safe_text
@@ -71,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
             if default and Path(raw).is_dir() and not is_run_dir(Path(raw)):
                 catalog = open_catalog(open_logdir(raw))
                 for row in sorted(catalog.rows(), key=lambda r: r.name):
-                    if row.record is None:  # could not be read at all: said by the reader's log
+                    if row.record is None:  # could not be summarised at all: said, never skipped silently
+                        print(f"babysitter check: {safe_text(Path(raw) / row.name, None)}: could not be read "
+                              "(the log above says why); not checked", file=sys.stderr)
                         continue
                     results.append((Path(raw) / row.name, row.name, row.status, row.record.problems,
                                     list(row.record.findings)))
