@@ -196,15 +196,15 @@ class Catalog:
 
     def liveness(self, now: float | None = None) -> tuple[bool, float | None]:
         """(any run live, newest file time): what the live indicator shows, from the listing alone
-        except for the runs written within ``stale_after``."""
+        except for the summarised runs written within ``stale_after``."""
         now = time.time() if now is None else now
         listed = self.logdir.listing()
         newest = max((lst.activity for lst in listed.values()), default=0.0) or None
         live = False
         for name, lst in listed.items():
             if now - lst.activity <= self.stale_after:
-                rec = self.record(name, lst)
-                if rec is None or self._status(rec, lst.activity, now) == "live":
+                rec = self.record(name, lst)  # a run not summarised yet is not called live (it may have ended)
+                if rec is not None and self._status(rec, lst.activity, now) == "live":
                     live = True
                     break
         return live, newest
