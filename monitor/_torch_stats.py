@@ -183,12 +183,18 @@ def _by_unit(x: torch.Tensor, unit_axis: int) -> torch.Tensor:
     return x.flatten(2)  # channels first: (N, C, ...)
 
 
+# Per-unit reductions of a channels-first ``(N, C, P)`` view reduce the batch axis first: a
+# reduction over the outermost axis adds whole contiguous ``(C, P)`` rows (vectorised), and the
+# second one is over a small tensor. Reducing each row of ``P`` positions first is up to
+# several times slower when ``P`` is small.
+
+
 def _units_max(x: torch.Tensor, unit_axis: int = 1) -> torch.Tensor:
     """Per-unit max over every example and position (NaN propagates)."""
     if x.ndim <= 1:
         return x.amax().reshape(1)
     u = _by_unit(x, unit_axis)
-    return u.amax(0) if u.ndim == 2 else u.amax(2).amax(0)
+    return u.amax(0) if u.ndim == 2 else u.amax(0).amax(1)
 
 
 def _dead_count(x: torch.Tensor, unit_axis: int = 1) -> torch.Tensor:
@@ -196,9 +202,15 @@ def _dead_count(x: torch.Tensor, unit_axis: int = 1) -> torch.Tensor:
     return _units_max(x, unit_axis).le(0).sum()
 
 
-def _unit_means(x: torch.Tensor, unit_axis: int = 1) -> torch.Tensor:
+def _unit_sums(x: torch.Tensor, unit_axis: int = 1) -> torch.Tensor:
+    """Per-unit sums over every example and position."""
     u = _by_unit(x, unit_axis)
-    return u.mean(0) if u.ndim == 2 else u.mean(2).mean(0)
+    return u.sum(0) if u.ndim == 2 else u.sum(0).sum(1)
+
+
+def _unit_means(x: torch.Tensor, unit_axis: int = 1) -> torch.Tensor:
+    sums = _unit_sums(x, unit_axis)
+    return sums / (x.numel() // max(1, sums.numel()))
 
 
 def _has_units(x: torch.Tensor, unit_axis: int) -> bool:
@@ -283,13 +295,20 @@ def activation_vector(x: torch.Tensor, kind: str, *, bins: int = 64, hist_sample
         unit_axis %= x.ndim
     if x.device.type == "cpu" and exact is not True:
         # On the CPU reading a value costs nothing (on an accelerator it would wait for the
-        # device): the unit means, needed anyway, give the total, and a non-finite total
+        # device): the unit sums, needed anyway, give the total, and a non-finite total
         # sends the layer to the NaN-excluding path.
-        means = _unit_means(x, unit_axis) if _has_units(x, unit_axis) else None
-        total = means.sum().item() * (n / means.numel()) if means is not None else flat.sum().item()
+        sums = unit_var = None
+        if _has_units(x, unit_axis):
+            sums = _unit_sums(x, unit_axis)
+            var, mean = torch.var_mean(sums.double(), correction=0)  # float64: cannot overflow
+            per = n // sums.numel()
+            total = mean.item() * sums.numel()
+            unit_var = var.item() / (per * per)  # the variance of the unit means
+        else:
+            total = flat.sum().item()
         if exact is False or math.isfinite(total):
-            return _cpu_activation_list(x, flat, kind, total, bins, hist_sample, scratch, means, unit_axis,
-                                        batch_axis)
+            return _cpu_activation_list(x, flat, kind, total, bins, hist_sample, scratch, sums, unit_var,
+                                        unit_axis, batch_axis)
     # Elsewhere, and for a CPU tensor holding NaN/Inf: the NaN-excluding versions, branch-free.
     fin = torch.isfinite(flat)
     n_fin = fin.sum()
@@ -355,9 +374,13 @@ def _one_pass_ok(sq: float, total: float, n: int) -> bool:
 
 
 def _cpu_activation_list(x: torch.Tensor, flat: torch.Tensor, kind: str, total: float | None, bins: int,
-                         hist_sample: int, scratch: Scratch | None, means: torch.Tensor | None,
-                         unit_axis: int = 1, batch_axis: int = 0) -> list[float]:
-    """:func:`activation_vector` for finite CPU values, with host arithmetic between the passes."""
+                         hist_sample: int, scratch: Scratch | None, sums: torch.Tensor | None,
+                         unit_var: float | None, unit_axis: int = 1, batch_axis: int = 0) -> list[float]:
+    """:func:`activation_vector` for finite CPU values, with host arithmetic between the passes.
+
+    ``sums`` are the per-unit sums and ``unit_var`` the variance of the unit means (``None``
+    without two units or more).
+    """
     n = flat.numel()
     lo_t, hi_t = torch.aminmax(flat)
     lo, hi = lo_t.item(), hi_t.item()
@@ -368,7 +391,14 @@ def _cpu_activation_list(x: torch.Tensor, flat: torch.Tensor, kind: str, total: 
         m2 = sq - total * total / n
     else:
         m2 = _m2(flat, total / n, _take(scratch, flat)).item()
-    dead = _dead_count(x, unit_axis).item() if kind in RELU_FAMILY else 0
+    dead = 0
+    if kind in RELU_FAMILY:
+        if lo >= 0 and sums is not None:
+            # No negative value: a unit is <= 0 everywhere iff its sum is 0 (a float sum of
+            # non-negative values is 0 only when every term is), so no per-unit max pass.
+            dead = sums.numel() - torch.count_nonzero(sums).item()
+        else:
+            dead = _dead_count(x, unit_axis).item()
     sample = _sample(x, flat, batch_axis, hist_sample)
     sbuf = _take(scratch, sample)
     nonzero = torch.count_nonzero(sample).item()
@@ -381,9 +411,7 @@ def _cpu_activation_list(x: torch.Tensor, flat: torch.Tensor, kind: str, total: 
     idx = _take(scratch, sample, dtype=torch.int64)
     idx.copy_(sbuf)
     hist = torch.bincount(idx, minlength=bins).tolist()
-    unit_std = 0.0
-    if means is not None and means.numel() >= 2:
-        unit_std = math.sqrt(max(torch.var(means.double(), correction=0).item(), 0.0))
+    unit_std = math.sqrt(max(unit_var, 0.0)) if unit_var is not None else 0.0
     return [total, m2, lo, hi, nonzero, dead, sat, 0, 0, unit_std, sample.numel(), *hist]
 
 

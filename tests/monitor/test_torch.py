@@ -295,6 +295,26 @@ def test_activation_vector_matches_reference_on_finite_values(kind, exact):
 
 
 @pytest.mark.parametrize("exact", [None, True])
+@pytest.mark.parametrize("unit_axis", [1, -1])
+def test_dead_units_of_non_negative_outputs_match_the_reference(unit_axis, exact):
+    """ReLU outputs (no negative value): a unit is dead only if it is 0 for every example."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.relu(torch.randn(50, 7, 6, generator=g))
+    x[:, 2] = 0.0
+    x[:, 4] = 0.0
+    x[31, 4, 1] = 1e-30  # one tiny positive value: not dead
+    x[:, :, 3] = 0.0
+    x[17, 5, 3] = 1e-38
+    if unit_axis == -1:
+        x = x.transpose(1, 2).contiguous()  # the same units on the last axis
+    vec = adapter.activation_vector(x, "relu", exact=exact, unit_axis=unit_axis)
+    got = adapter.decode_activation(as_list(vec), "relu", x.numel(), 7)
+    ref = activation_stats(x.reshape(-1, 7).numpy() if unit_axis == -1 else x.numpy(), "relu")
+    assert got["dead_frac"] == pytest.approx(1 / 7) == ref["dead_frac"]
+    assert_acts_match(got, ref, where=f"relu, unit axis {unit_axis}")
+
+
+@pytest.mark.parametrize("exact", [None, True])
 @pytest.mark.parametrize("kind", ["relu", "tanh", "linear"])
 def test_activation_vector_excludes_nan_and_inf_like_the_reference(kind, exact):
     g = torch.Generator().manual_seed(5)
