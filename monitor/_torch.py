@@ -258,6 +258,7 @@ class TorchWatch(Adapter, ForwardSide, OptimizerSide):
         self._input: tuple[int, Any] | None = None
         self._grads: dict[int, Any] = {}  # id(param) -> grad stats taken when backward accumulated them
         self._grad_seen: dict[int, Any] = {}  # id(param) -> (grad ref, version, sample) at backward (GradSeen)
+        self._grad_queue: list[torch.Tensor] = []  # parameters whose gradient this backward accumulated
         self._grad_scale: Any = None
         self._stepped: dict[int, list[Any]] = {}  # id(param) -> [name, param, vec] after an optimizer step
         self._pre: dict[int, list[list[Any]]] = {}  # id(optimizer) -> [name, param, copy, plain lr, step grad, wb]
@@ -350,6 +351,7 @@ class TorchWatch(Adapter, ForwardSide, OptimizerSide):
         self._forward_done = False
         self._acts, self._input, self._grads, self._stepped, self._pre = [], None, {}, {}, {}
         self._grad_seen = {}
+        self._grad_queue = []
         self._grad_scale = None
         self._detach_forward()
         self._detach_grads()

@@ -13,7 +13,7 @@ import weakref
 from typing import Any
 
 import torch
-
+from torch.autograd import Variable
 
 from ._torch_stats import (
     GRAD, PARAM, as_float, cpu_grad_lists, cpu_param_lists, grad_vector, param_vector, plain_sgd_lrs, sq_and_bad,
@@ -121,26 +121,55 @@ class OptimizerSide:
     # -- backward --------------------------------------------------------------------------
 
     def _grad_hook(self, p: torch.Tensor) -> None:
-        """Gradient statistics as backward leaves them: before clipping (and unscaling) touches them."""
+        """Gradient statistics as backward leaves them: before clipping (and unscaling) touches them.
+
+        The hook only notes the parameter; the statistics of every gradient of one backward
+        are taken together when that backward ends (an autograd engine callback, before
+        ``backward()`` returns), one batched pass instead of a few small ops per parameter.
+        """
         g = p.grad
         if g is None or not self._due:
             return
         try:
+            if self.scaler is not None and self._grad_scale is None:
+                # The scale the loss was multiplied by (update() changes it before the step ends).
+                scale = getattr(self.scaler, "_scale", None)
+                if g.device.type == "cpu" or not isinstance(scale, torch.Tensor):
+                    self._grad_scale = float(self.scaler.get_scale())
+                else:  # a copy on the device: reading it would wait for the device
+                    self._grad_scale = scale.detach().to(torch.float64).reshape(()).clone()
+            first = not self._grad_queue
+            self._grad_queue.append(p)
+            if first:
+                try:
+                    Variable._execution_engine.queue_callback(self._backward_done)
+                except RuntimeError:  # not inside an autograd engine run: take it now
+                    self._backward_done()
+        except Exception as err:
+            self._params_failed = True
+            self._warn_once("the gradients", err)
+
+    def _backward_done(self) -> None:
+        """The statistics of the gradients accumulated by the backward that just ended."""
+        queue, self._grad_queue = self._grad_queue, []
+        if not self._due or self._params_failed:
+            return
+        try:
             with torch.no_grad():
-                if self.scaler is not None and self._grad_scale is None:
-                    # The scale the loss was multiplied by (update() changes it before the step ends).
-                    scale = getattr(self.scaler, "_scale", None)
-                    if g.device.type == "cpu" or not isinstance(scale, torch.Tensor):
-                        self._grad_scale = float(self.scaler.get_scale())
-                    else:  # a copy on the device: reading it would wait for the device
-                        self._grad_scale = scale.detach().to(torch.float64).reshape(()).clone()
-                if g.device.type == "cpu" and not g.is_sparse and g.dtype in (torch.float32, torch.float64):
-                    self._grads[id(p)] = cpu_grad_lists([g])[0]
+                host: list[tuple[torch.Tensor, torch.Tensor]] = []
+                for p in queue:
+                    g = p.grad
+                    if g is None:
+                        continue
+                    if g.device.type == "cpu" and not g.is_sparse and g.dtype in (torch.float32, torch.float64):
+                        host.append((p, g))
+                    else:
+                        self._grads[id(p)] = grad_vector(g, zero=self._zero(g.device))
+                for (p, g), vec in zip(host, cpu_grad_lists([g for _, g in host])):
+                    self._grads[id(p)] = vec
                     if g.numel() >= REUSE_GRAD_NUMEL and g.is_contiguous():
                         self._grad_seen[id(p)] = (weakref.ref(g), g._version, _grad_sample(g))
-                else:
-                    self._grads[id(p)] = grad_vector(g, zero=self._zero(g.device))
-        except Exception as err:
+        except Exception as err:  # an exception here would end the user's backward()
             self._params_failed = True
             self._warn_once("the gradients", err)
 

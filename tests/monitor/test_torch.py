@@ -813,6 +813,34 @@ def test_plain_sgd_update_is_exact_whatever_happened_to_the_gradient_after_backw
         assert got[n]["grad_norm"] == pytest.approx(pre_clip[n], rel=1e-6), n
 
 
+def test_gradient_norms_are_those_of_the_accumulated_gradient_before_clipping(tmp_path):
+    """Two backward passes in one step (gradient accumulation), then clipping: the recorded
+    gradient norm is that of the sum both backwards left, not of the first one nor the clipped one."""
+    torch.manual_seed(23)
+    model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with Monitor(tmp_path, "r", every=1) as mon:
+        mon.watch(model, opt)
+        for step in range(2):
+            opt.zero_grad()
+            for micro in range(2):
+                g = torch.Generator().manual_seed(10 * step + micro)
+                x, y = torch.randn(8, 20, generator=g), torch.randint(0, 4, (8,), generator=g)
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                if micro == 0:
+                    first = {n: float(p.grad.double().norm()) for n, p in model.named_parameters()}
+            total = {n: float(p.grad.double().norm()) for n, p in model.named_parameters()}
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1e-3)
+            opt.step()
+            mon.log(step, loss=loss)
+    recs = records(mon.run_dir, "params")
+    assert [r["step"] for r in recs] == [0, 1]
+    got = params_by_name(recs[1])
+    for n in total:
+        assert got[n]["grad_norm"] == pytest.approx(total[n], rel=1e-6), n
+        assert abs(got[n]["grad_norm"] - first[n]) > 1e-3 * total[n], n
+
 # -- dtypes, layouts, declared kinds, optimizers ---------------------------------------------
 
 
