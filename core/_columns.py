@@ -113,7 +113,7 @@ class Table:
         # The names of the last record added and their columns: a run logs the same names at
         # every step, and comparing one list is far cheaper than checking and looking up each name.
         self._last_names: list[str] | None = None
-        self._last_idx = np.empty(0, np.intp)
+        self._last_idx: slice | np.ndarray = np.empty(0, np.intp)
 
     # Capacity grows by doubling in both directions; copies are amortised.
     def _ensure(self, rows: int, cols: int) -> None:
@@ -186,22 +186,33 @@ class Table:
         """True when ``names`` is the list of names of the last record added (so already checked)."""
         return names == self._last_names
 
+    def _columns_of(self, names: list[str]) -> slice | np.ndarray:
+        """The columns of ``names`` (a slice when they are the first ``len(names)`` in order), adding new names.
+
+        Raises:
+            ValueError: when the new names would pass ``max_cols`` (nothing is added then).
+        """
+        if self.known(names):
+            return self._last_idx
+        cols_new = [n for n in names if n not in self.index]
+        if len(self.names) + len(cols_new) > self.max_cols:
+            raise ValueError(f"{len(cols_new)} new {self.what} after {len(self.names)}; a run may have at most "
+                             f"{self.max_cols} (records with more are skipped)")
+        for n in cols_new:
+            self.index[n] = len(self.names)
+            self.names.append(n)
+        k = len(names)
+        idx = np.fromiter((self.index[n] for n in names), np.intp, k)
+        # Basic indexing writes a row in one copy; an index array goes element by element.
+        cols: slice | np.ndarray = slice(0, k) if k and idx[0] == 0 and idx[-1] == k - 1 and (
+            k < 2 or bool(np.all(idx[1:] - idx[:-1] == 1))) else idx
+        self._last_names, self._last_idx = list(names), cols
+        return cols
+
     def add(self, step: int, t: float, names: list[str], rec: dict[str, Any]) -> None:
         """Append one record's columns. Raises ValueError/TypeError on a malformed record (nothing is added then)."""
         parsed, h = self.parse(names, rec)
-        k = len(names)
-        if self.known(names):
-            idx = self._last_idx
-        else:
-            cols_new = [n for n in names if n not in self.index]
-            if len(self.names) + len(cols_new) > self.max_cols:
-                raise ValueError(f"{len(cols_new)} new {self.what} after {len(self.names)}; a run may have at most "
-                                 f"{self.max_cols} (records with more are skipped)")
-            for n in cols_new:
-                self.index[n] = len(self.names)
-                self.names.append(n)
-            idx = np.fromiter((self.index[n] for n in names), np.intp, k)
-            self._last_names, self._last_idx = list(names), idx
+        idx = self._columns_of(names)
         row = self.n
         self._ensure(row + 1, len(self.names))
         self.steps[row] = step
@@ -212,7 +223,69 @@ class Table:
         if h is not None:
             self._add_hist(row, idx, *h)
 
-    def _add_hist(self, row: int, idx: np.ndarray, hist: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    def add_many(self, steps: list[int], times: list[float], names: list[str], recs: list[dict[str, Any]]) -> bool:
+        """Append records that all list ``names`` at once, exactly as ``add`` would one after the other.
+
+        Each field becomes one ``[record, name]`` array in one numpy call instead of one call
+        per record and field. Takes only the common shape: every field a list of one number
+        (or null) per name, or null in every record; histograms in every record or in none,
+        each an ``int64`` array ``[name, bin]`` (as ``core._histparse`` reads them).
+
+        Returns:
+            True when all were added; False, with nothing added, when any record is malformed
+            or not in that shape: then ``add`` each one (and report those it refuses).
+        """
+        n, k = len(recs), len(names)
+        if not n or k > self.max_cols or (not self.known(names) and len(set(names)) != k):
+            return False
+        if not self.known(names) and len(self.names) + sum(1 for x in names if x not in self.index) > self.max_cols:
+            return False
+        cols: list[tuple[str, list[int] | None, np.ndarray]] = []
+        try:
+            for f in self.fields:
+                vals = [r.get(f) for r in recs]
+                present = [i for i, v in enumerate(vals) if v is not None]
+                if not present:
+                    continue
+                some = len(present) < n
+                arr = np.asarray([vals[i] for i in present] if some else vals, dtype=np.float64)
+                if arr.shape != (len(present), k):
+                    return False
+                cols.append((f, present if some else None, arr))
+            hist = None
+            if self.with_hist:
+                hs = [r.get("hist") for r in recs]
+                if any(h is not None for h in hs):
+                    bins = self._bins or (hs[0].shape[1] if type(hs[0]) is np.ndarray and hs[0].ndim == 2 else 0)
+                    if not 1 <= bins <= MAX_BINS or any(
+                            type(h) is not np.ndarray or h.dtype != np.int64 or h.shape != (k, bins) for h in hs):
+                        return False
+                    lo = np.asarray([r.get("hist_lo") for r in recs], dtype=np.float64)
+                    hi = np.asarray([r.get("hist_hi") for r in recs], dtype=np.float64)
+                    if lo.shape != (n, k) or hi.shape != (n, k):
+                        return False
+                    hist = (hs, lo, hi)
+        except (ValueError, TypeError, OverflowError):
+            return False
+        idx = self._columns_of(names)
+        row = self.n
+        self._ensure(row + n, len(self.names))
+        self.steps[row: row + n] = steps
+        self.times[row: row + n] = times
+        for f, present, arr in cols:
+            if present is None:
+                self.values[f][row: row + n, idx] = arr
+            else:
+                for i, a in zip(present, arr):
+                    self.values[f][row + i, idx] = a
+        self.n += n
+        if hist is not None:
+            hs, lo, hi = hist
+            for i in range(n):
+                self._add_hist(row + i, idx, hs[i], lo[i], hi[i])
+        return True
+
+    def _add_hist(self, row: int, idx: slice | np.ndarray, hist: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
         if row % self.hist_stride:
             return
         if self._hist is None:

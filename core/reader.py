@@ -65,6 +65,13 @@ _TAGS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 
 
 _TOO_DEEP = "<nested too deep>"
+_NAMES_KEY = {KIND_ACTS: "layers", KIND_PARAMS: "params"}  # the key listing the columns of each table kind
+
+
+def _time_of(rec: dict[str, Any]) -> float:
+    """A record's ``time`` as a float (NaN when missing or not a number)."""
+    t = rec.get("time")
+    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else _NAN
 
 
 def _clip_depth(v: Any, depth: int, cut: list[str], where: str = "") -> Any:
@@ -307,18 +314,56 @@ class Run:
 
     def _ingest(self, fname: str, rank: int, records: list[dict[str, Any]]) -> None:
         self.records_by_rank[rank] = self.records_by_rank.get(rank, 0) + len(records)
+        self.records_read += len(records)
+        problems: list[Problem] = []
+        # The kept rank's layer and parameter records are gathered while each lists the same names
+        # as the one before of its kind (a run logs the same layers at every step), and each such
+        # run goes into its table at once (``Table.add_many``). Tables, scalars and findings are
+        # independent, so the records of one kind keep their order and nothing else depends on it.
+        runs: dict[str, list[dict[str, Any]]] = {}
         for rec in records:
-            self.records_read += 1
-            try:
-                self._ingest_one(rank, rec)
-            except (ValueError, TypeError, KeyError, OverflowError) as err:
-                self._problem(Problem(fname, rec.get("_line", 0), f"bad {rec.get('kind')} record ({str(err)[:160]}); skipped"))
+            kind = rec["kind"]
+            key = _NAMES_KEY.get(kind)
+            if key is not None and rank == self.stats_rank:
+                run = runs.get(kind)
+                if run and rec.get(key) != run[0].get(key):
+                    self._ingest_run(fname, rank, kind, run, problems)
+                    run = None
+                if not run:
+                    run = runs[kind] = []
+                run.append(rec)
+                continue
+            self._ingest_rec(fname, rank, rec, problems)
+        for kind, run in runs.items():
+            self._ingest_run(fname, rank, kind, run, problems)
+        problems.sort(key=lambda p: p.line)
+        for p in problems:
+            self._problem(p)
+
+    def _ingest_rec(self, fname: str, rank: int, rec: dict[str, Any], problems: list[Problem]) -> None:
+        try:
+            self._ingest_one(rank, rec)
+        except (ValueError, TypeError, KeyError, OverflowError) as err:
+            problems.append(Problem(fname, rec.get("_line", 0), f"bad {rec.get('kind')} record ({str(err)[:160]}); skipped"))
+
+    def _ingest_run(self, fname: str, rank: int, kind: str, recs: list[dict[str, Any]], problems: list[Problem]) -> None:
+        """Records of the kept rank of one table kind, each listing the same names: at once, else one by one."""
+        table = self.acts if kind == KIND_ACTS else self.params
+        names = recs[0].get(_NAMES_KEY[kind])
+        if len(recs) > 1 and isinstance(names, list) and (table.known(names) or all(isinstance(n, str) for n in names)):
+            steps = [rec["step"] for rec in recs]
+            times = [_time_of(rec) for rec in recs]
+            if table.add_many(steps, times, names, recs):
+                for step, t in zip(steps, times):
+                    self._saw(step, t)
+                return
+        for rec in recs:
+            self._ingest_rec(fname, rank, rec, problems)
 
     def _ingest_one(self, rank: int, rec: dict[str, Any]) -> None:
         kind = rec["kind"]
         step = rec["step"]
-        t = rec.get("time")
-        t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else _NAN
+        t = _time_of(rec)
         if kind == KIND_SCALARS:
             values = rec.get("values")
             if not isinstance(values, dict):
@@ -375,6 +420,10 @@ class Run:
                 raise ValueError("a finding needs rule, severity (error/warning/info) and step")
             self.findings.append(f)
             self.finding_ranks.append(rank)
+        self._saw(step, t)
+
+    def _saw(self, step: int, t: float) -> None:
+        """A record at ``step`` written at ``t`` was kept: the run's last step and time span."""
         if self.last_step is None or step > self.last_step:
             self.last_step = step
         if t == t:

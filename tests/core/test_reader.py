@@ -303,3 +303,98 @@ def test_bad_scalars_record_is_skipped_whole(write_run):
     run.update()
     assert run.scalar("loss").steps.tolist() == [1] and len(run.scalar("acc")) == 0
     assert [(p.line, "'lr' must be a number or null" in p.message) for p in run.problems] == [(1, True)]
+
+
+def _mixed_lines(rng: np.random.Generator, steps: range) -> list[bytes]:
+    """Layer, parameter, input, scalar and finding records as a training run writes them (orjson, compact),
+    with changing layer sets, nulls, and records a reader must refuse, in one file."""
+    import orjson
+
+    out = []
+    for s in steps:
+        names = ["a", "b", "c"] if s < 10 else ["a", "b", "c", "d"] if s < 16 else ["c", "a", "b", "d"] if s < 22 else ["b"]
+        k = len(names)
+        rec = {"kind": "acts", "step": s, "time": 100.0 + s, "layers": names,
+               **{f: rng.random(k).round(4).tolist() for f in ("mean", "std", "min", "max", "zero_frac")},
+               "dead_frac": [None] * k, "nan": [0] * k, "inf": [0] * k,
+               "hist_lo": (-rng.random(k)).tolist(), "hist_hi": rng.random(k).tolist(),
+               "hist": rng.integers(0, 10 ** int(rng.integers(1, 9)), size=(k, 4)).tolist()}
+        if s % 3 == 0:
+            rec["unit_std"] = [None if i == 1 else 0.5 for i in range(k)]
+        bad = {5: ("mean", [1.0]), 7: ("std", ["x"] * k), 12: ("min", [[1.0]] * k), 17: ("hist", [[1, 2]] * k),
+               3: ("hist_lo", None), 23: ("layers", ["b", "b"])}.get(s)
+        if bad is not None:
+            rec[bad[0]] = bad[1]
+        if s == 26:
+            del rec["time"]
+        out.append(orjson.dumps(rec))
+        params = ["W1", "W2"] if s < 13 else ["W2", "W3"]
+        prec = {"kind": "params", "step": s, "time": 100.0 + s, "params": params,
+                **{f: rng.random(2).tolist() for f in ("w_norm", "w_std", "upd_norm", "upd_ratio", "grad_norm")},
+                "w_nan": [0, 0], "w_inf": [0, 0]}
+        if s == 8:
+            prec["grad_norm"] = {"W1": 1.0}
+        out.append(orjson.dumps(prec))
+        out.append(orjson.dumps({"kind": "input", "step": s, "mean": 0.1 * s, "std": 1.0, "min": -1, "max": 1,
+                                 "nan": 0, "inf": 0}))
+        if s == 9:
+            out += [b"{not json", b"", b'{"kind": "acts", "step": 9, "layers": ["a"], "mean": [1], "hist": [[1, 2, 3, 4]], '
+                    b'"hist_lo": [0], "hist_hi": [1]}']  # blanks in the counts: the plain path
+        if s % 4 == 1:
+            out.append(orjson.dumps({"kind": "scalars", "step": s, "time": 100.0 + s, "values": {"loss": 1.0 / (s + 1)}}))
+        if s == 20:
+            out.append(orjson.dumps({"kind": "finding", "step": s, "rule": "r", "severity": "info"}))
+    return [line + b"\n" for line in out]
+
+
+def _reader_state(run: Run) -> dict:
+    def table(t):
+        steps, lo, hi, counts = t.histograms()
+        return {"names": list(t.names), "steps": t.step_array().tolist(), "times": t.times[: t.n].tolist(),
+                **{f: t.field(f).tolist() for f in t.fields}, "hist_rows": list(t.hist_rows),
+                "hist": [steps.tolist(), lo.tolist(), hi.tolist(), counts.tolist()]}
+
+    return json.loads(json.dumps({"acts": table(run.acts), "params": table(run.params),
+            "input": {k: v.tolist() for k, v in run.input_stats().items()},
+            "loss": run.scalar("loss").values.tolist(), "findings": [f.rule for f in run.findings],
+            "problems": [str(p) for p in run.all_problems()], "problem_count": run.problem_count,
+            "records": (run.records_read, run.records_by_rank), "steps": run.last_step,
+            "time": (run.first_time, run.last_time)}).replace("NaN", '"nan"'))  # NaN equal to NaN
+
+
+def test_layer_records_added_in_runs_equal_adding_them_one_by_one(write_run, monkeypatch):
+    """Table.add_many is only a faster way: the same columns, histograms, thinning and problems as add."""
+    import core._tail
+    from core._columns import Table
+
+    rng = np.random.default_rng(3)
+    lines = _mixed_lines(rng, range(30))
+    other_rank = _mixed_lines(np.random.default_rng(4), range(6))
+    taken = []
+    real = Table.add_many
+
+    def spy(self, *args):
+        ok = real(self, *args)
+        taken.append((len(args[-1]), ok))
+        return ok
+
+    states = []
+    for batched in (False, True):
+        monkeypatch.setattr(Table, "add_many", spy if batched else lambda self, *args: False)
+        # Small chunks: runs of records end at chunk boundaries and lines are split across them.
+        monkeypatch.setattr(core._tail, "CHUNK", 3000)
+        path = write_run(lines[:40], name=f"r{batched}", file="layers.r0.jsonl")
+        write_run(other_rank, name=f"r{batched}", file="layers.r1.jsonl")
+        run = Run(path, max_hist_rows=4)
+        first = run.update()
+        write_run(lines[40:], name=f"r{batched}", file="layers.r0.jsonl")
+        states.append((first, run.update(), _reader_state(run)))
+    assert states[0] == states[1]
+    assert any(ok and n > 1 for n, ok in taken) and any(not ok for n, ok in taken)
+    state = states[1][2]
+    assert state["acts"]["names"] == ["a", "b", "c", "d"] and len(state["acts"]["hist_rows"]) <= 5
+    problems = state["problems"]
+    assert "layers.r0.jsonl:17: bad acts record (field 'mean' has 1 values for 3 names); skipped" in problems
+    assert "layers.r0.jsonl:80: bad acts record (names repeat); skipped" in problems
+    assert sum("layers.r1.jsonl" in p for p in problems) == 2 and len(problems) == 11
+    assert 9 in state["acts"]["steps"] and state["acts"]["steps"].count(9) == 2  # the plain-path line too
