@@ -104,6 +104,21 @@ def _gather(parts: list[torch.Tensor | list[float]]) -> list[float]:
     return out
 
 
+def _compile_wrappers(model: nn.Module) -> list[nn.Module]:
+    """The ``torch.compile`` wrapper modules (``OptimizedModule``) around ``model``.
+
+    Found among the objects the garbage collector tracks (a wrapper is referred to by the
+    user's code only): one scan, tens of milliseconds, done once.
+    """
+    import gc
+
+    opt_cls = getattr(getattr(getattr(torch, "_dynamo", None), "eval_frame", None), "OptimizedModule", None)
+    if opt_cls is None:
+        return []
+    # type(), not isinstance(): isinstance() on a weak proxy whose object is gone raises.
+    return [o for o in gc.get_objects() if issubclass(type(o), opt_cls) and o._orig_mod is model]
+
+
 def _unwrap(model: nn.Module) -> tuple[nn.Module, bool]:
     """The module whose layers are recorded: without torch.compile's and DataParallel/DDP's wrappers.
 
@@ -156,7 +171,9 @@ class TorchWatch(Adapter, ForwardSide, OptimizerSide):
 
     Args:
         model: the model (a ``torch.compile``'d, DataParallel or DDP model is unwrapped for
-            names; the layers recorded are those of the module inside).
+            names; the layers recorded are those of the module inside). A model passed to
+            ``torch.compile`` after ``watch()`` is recorded through its compiled wrapper from
+            the first logged step after its first compiled step.
         optimizer: an optimizer, a list of them, or ``None``. Optimizers created later whose
             parameters belong to the model are watched as well (torch's global optimizer
             hooks). With none, forwards in eval mode are recorded too.
@@ -347,6 +364,8 @@ class TorchWatch(Adapter, ForwardSide, OptimizerSide):
         return self.step
 
     def _begin_iteration(self) -> None:
+        if self._traced:
+            self._compiled_after_watch()
         self._due = not self._failed and not self.removed and self.mon.stats_due(self.step)
         self._forward_done = False
         self._acts, self._input, self._grads, self._stepped, self._pre = [], None, {}, {}, {}
@@ -359,6 +378,32 @@ class TorchWatch(Adapter, ForwardSide, OptimizerSide):
             self._attach_root()
         else:
             self._detach_root()
+
+    def _compiled_after_watch(self) -> None:
+        """The model ran through ``torch.compile`` after ``watch()``: the hooks move to the compiled wrapper.
+
+        Hooks on the module inside a compiled wrapper are traced into its graph and never run
+        when the graph does. Moved to the wrapper, they run around the compiled call, and the
+        layers are recorded as when the compiled model is watched (an eager forward on logged
+        steps), from the next logged step on.
+        """
+        self._traced = False
+        try:
+            wrappers = _compile_wrappers(self.model) if self.root is self.model else []
+        except Exception as err:  # monitoring never stops training
+            log.debug("Babysitter: looking for the torch.compile wrapper failed: %s", err)
+            wrappers = []
+        if len(wrappers) == 1:
+            self._detach_root()
+            self.root, self.compiled = wrappers[0], True
+            log.info("Babysitter: %s was compiled after watch(): its layers are recorded through the compiled "
+                     "module from the next logged step", type(self.model).__name__)
+        elif "compiled after watch" not in self._warned:
+            self._warned.add("compiled after watch")
+            log.warning("Babysitter: %s runs through torch.compile without one wrapper module to hook (a compiled "
+                        "function calling it, Module.compile(), or several torch.compile wrappers): its layers "
+                        "are not recorded. Watch the compiled model instead: mon.watch(torch.compile(model), "
+                        "optimizer)", type(self.model).__name__)
 
     def _warn_once(self, what: str, err: BaseException) -> None:
         if what not in self._warned:
@@ -459,11 +504,6 @@ class TorchWatch(Adapter, ForwardSide, OptimizerSide):
         if step == self._last_log:
             return extra  # a second record of the same step (validation metrics): the same iteration
         self._last_log = step
-        if self._traced and "compiled after watch" not in self._warned:
-            self._warned.add("compiled after watch")
-            log.warning("Babysitter: %s runs through torch.compile after watch(): its layers are not recorded. "
-                        "Watch the compiled model instead: mon.watch(torch.compile(model), optimizer)",
-                        type(self.model).__name__)
         skipped = self._opts and self._ever_stepped and self._steps_since_log == 0
         self._steps_since_log = 0
         if skipped:

@@ -7,6 +7,7 @@ Each model is tiny and trained on data the test makes (or scikit-learn's digits)
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -232,20 +233,28 @@ class Run:
 
 
 def fit(arch: str, root: Path | None, *, plant: Any = None, name: str | None = None, compile_backend: str | None = None,
-        steps: int = STEPS, every: int = EVERY, look: bool = True) -> Run:
-    """Train ``arch`` for ``steps`` steps; watched (into ``root``) when ``root`` is given."""
+        compile_after_watch: bool = False, steps: int = STEPS, every: int = EVERY, look: bool = True) -> Run:
+    """Train ``arch`` for ``steps`` steps; watched (into ``root``) when ``root`` is given.
+
+    With ``compile_backend`` the model is trained through ``torch.compile``, compiled before
+    ``watch()`` (the compiled model is watched) or, with ``compile_after_watch``, after it.
+    """
     spec = ARCHS[arch]
     torch.manual_seed(0)
     model = spec["make"]()
     if plant is not None:
         plant(model)
-    called = torch.compile(model, backend=compile_backend) if compile_backend else model
+    called = model
+    if compile_backend and not compile_after_watch:
+        called = torch.compile(model, backend=compile_backend)
     opts = [spec["opt"](model)]
     scaler = torch.amp.GradScaler("cpu") if spec.get("amp") else None
     mon = None
     if root is not None:
         mon = Monitor(root, name or arch, every=every, num_classes=spec["classes"])
         mon.watch(called, opts[0], **({"scaler": scaler} if scaler else {}))
+    if compile_backend and compile_after_watch:
+        called = torch.compile(model, backend=compile_backend)
     if spec.get("late"):
         opts.append(spec["late"](model))  # created after watch(): found through torch's global hooks
     run = Run()
@@ -484,6 +493,28 @@ def test_compiled_model_trains_as_without_the_monitor_and_is_recorded(tmp_path):
     assert [r["step"] for r in recs] == [0, 5, 10]
     assert "features.2" in recs[0]["layers"] and not any(n.startswith("_orig_mod") for n in recs[0]["layers"])
     assert all(not n.startswith("_orig_mod") for n in records(watched.run_dir, "params")[0]["params"])
+
+
+def test_model_compiled_after_watch_trains_as_without_the_monitor_and_is_recorded(tmp_path, caplog):
+    """torch.compile(model) after watch(model): the hooks move to the compiled wrapper after the
+    first step, so layers are recorded from the next logged step, with one recompilation in all."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    plain = fit("bn_cnn", None, compile_backend="aot_eager", steps=16, look=False)
+    torch._dynamo.reset()
+    counters.clear()
+    with caplog.at_level(logging.WARNING, logger="monitor._torch"):
+        watched = fit("bn_cnn", tmp_path, compile_backend="aot_eager", compile_after_watch=True, steps=16, look=False)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    # at most the first step's graph (traced with the hooks) and the one without: none per logged step
+    assert counters["stats"]["unique_graphs"] <= 2 and not counters["graph_break"]
+    for k in plain.state:
+        assert torch.equal(plain.state[k], watched.state[k]), k
+    recs = records(watched.run_dir, "acts")
+    assert [r["step"] for r in recs] == [5, 10, 15]
+    assert "features.2" in recs[0]["layers"] and not any(n.startswith("_orig_mod") for n in recs[0]["layers"])
+    assert [r["step"] for r in records(watched.run_dir, "params")] == [0, 5, 10, 15]
 
 
 # -- normalisation: no false symmetry error ------------------------------------------------
