@@ -14,7 +14,9 @@ import sys
 COMMANDS = ("demo", "dashboard", "check", "compare", "report")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; given the ``command`` about to run, only that command's options are built
+    (the demo's imports the training code: a dashboard starting over 10,000 runs need not)."""
     parser = argparse.ArgumentParser(
         prog="babysitter",
         description="Watch neural networks train: live dashboard, diagnoses, run comparison.",
@@ -25,13 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(f"babysitter.commands.{name}")
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        mod.add_arguments(p)
+        if command not in COMMANDS or command == name:
+            mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

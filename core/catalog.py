@@ -118,8 +118,17 @@ class Catalog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ProcessPoolExecutor | None = None
+        self._filling = threading.Lock()  # a page's ``fill_small`` and the background loop: one reads a run, once
 
     # -- listing ---------------------------------------------------------------------------
+
+    def seed_listing(self) -> int:
+        """List the runs the index holds before the folder is listed (``LogDir.seed``): a
+        restart answers from the stored summaries at once while the watcher's first full
+        refresh compares every run with its files. Returns how many runs were seeded."""
+        with self._lock:
+            signatures = {n: sig for n, (sig, _) in self._stored.items()}
+        return self.logdir.seed(signatures)
 
     def refresh(self, full: bool = False) -> bool:
         """Re-list the log directory (``LogDir.refresh``); True when anything changed."""
@@ -253,16 +262,18 @@ class Catalog:
         return len(keep)
 
     def fill(self, names: Iterable[str] | None = None, *, parallel: bool = False) -> int:
-        """Summarise ``names`` (default: every pending run) now; returns how many were stored.
+        """Summarise those of ``names`` (default: every pending run) still pending now; returns how many were stored.
 
         With ``parallel``, more than ``SYNC_LIMIT`` runs are read by one worker process per core
         (a command-line caller, which waits for them anyway); else in this thread.
         """
         names = self.pending() if names is None else list(names)
-        paths = [str(self.logdir.path / n) for n in names if self.logdir.listing(n) is not None]
+        paths = self._paths(names)
         workers = min(os.cpu_count() or 1, 8)
         if not parallel or len(paths) <= SYNC_LIMIT or workers < 2:
-            return self._store(summarise_folders(paths))
+            with self._filling:
+                still = set(self.pending())  # not summarised by the other filler meanwhile
+                return self._store(summarise_folders(self._paths(n for n in names if n in still)))
         chunks = [paths[i:i + BATCH] for i in range(0, len(paths), BATCH)]
         stored = 0
         try:
@@ -326,9 +337,10 @@ class Catalog:
         if recent[:1]:
             # Being written: followed in this process from now on (new bytes only), not re-read per change.
             name = recent[0]
-            if self.logdir.get(name) is not None:
-                self.record(name)
-                self.read += 1
+            with self._filling:
+                if name in self.pending() and self.logdir.get(name) is not None:
+                    self.record(name)
+                    self.read += 1
             return True
         batch = pending[:BATCH]
         if len(pending) <= SYNC_LIMIT:

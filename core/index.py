@@ -18,6 +18,7 @@ is replaced by an in-memory one with a warning, never an error.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sqlite3
@@ -25,6 +26,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+import orjson
 
 from .schema import Finding
 from .summary import RunSummary
@@ -99,10 +102,11 @@ class RunRecord:
     @classmethod
     def from_text(cls, text: str) -> "RunRecord | None":
         """The record stored as ``text``; None for anything that is not one (a damaged index)."""
-        import json
-
         try:
-            obj = json.loads(text)
+            try:
+                obj = orjson.loads(text)
+            except orjson.JSONDecodeError:  # NaN or Infinity, which only the standard parser reads
+                obj = json.loads(text)
             summary = RunSummary.from_json(obj["summary"])
             findings = tuple(f for f in (Finding.from_json(x) for x in obj["findings"]) if f is not None)
             return cls(summary=summary, findings=findings, layers=int(obj["layers"]), problems=int(obj["problems"]),
@@ -114,8 +118,6 @@ class RunRecord:
 
 
 def _dumps(obj: Any) -> str:
-    import json
-
     return json.dumps(obj, allow_nan=True, default=str, separators=(",", ":"))
 
 

@@ -12,13 +12,13 @@ import os
 import stat
 import threading
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Iterator, Mapping, NamedTuple
 
 from .errors import RunNotFoundError
 from .reader import Run
 from .schema import DATA_SUFFIX, HEARTBEAT_FILE, META_FILE
 
-__all__ = ["LogDir", "Listing", "folder_signature"]
+__all__ = ["LogDir", "Listing", "folder_signature", "signature_listing"]
 
 
 class Listing(NamedTuple):
@@ -58,6 +58,22 @@ def folder_signature(path: str | os.PathLike[str]) -> Listing | None:
     return Listing("\n".join(parts), newest)
 
 
+def signature_listing(signature: str) -> Listing:
+    """The ``Listing`` a stored ``signature`` implies (activity: its newest file time; the heartbeat is not in it)."""
+    newest = 0
+    for part in signature.split("\n"):
+        fields = part.split("\0")
+        if len(fields) == 4 and fields[3].isdigit():
+            newest = max(newest, int(fields[3]))
+    return Listing(signature, newest / 1e9)
+
+
+def _plain_name(name: str) -> bool:
+    """True for a name that is one folder name (no separator, no NUL, not ``.`` or ``..``)."""
+    return (isinstance(name, str) and bool(name) and "/" not in name and "\\" not in name and "\x00" not in name
+            and name not in (".", ".."))
+
+
 class LogDir:
     """The runs of a log directory: listed cheaply, each read when first asked for.
 
@@ -68,6 +84,10 @@ class LogDir:
     Only direct sub-folders are runs; a run name is one folder name and never resolves
     outside ``path`` (symlinks pointing out are ignored). ``version`` changes whenever the
     list of runs, the files of a run, or what an opened run read changes.
+
+    ``seed`` lists the runs a previous start saw (their stored signatures) before the folder
+    itself is listed, so a restart over many runs can answer at once; ``verified`` is False
+    until ``refresh(full=True)`` has compared every run with its files.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, max_hist_rows: int = 2048) -> None:
@@ -79,10 +99,33 @@ class LogDir:
         self._all_dirty = True
         self._lock = threading.RLock()
         self._open_lock = threading.Lock()
+        self._listed = False  # the folder itself has been listed at least once
+        self.verified = True  # False from ``seed`` until a full refresh has looked at every run
         self.version = 0
 
+    def seed(self, signatures: Mapping[str, str]) -> int:
+        """List ``name -> stored signature`` as the runs, before the folder is first listed.
+
+        What a previous start saw, for a server to answer at once; ``refresh(full=True)``
+        (the watcher's start) then compares every run with its files and corrects the list.
+        Until then ``verified`` is False, and ``get`` looks for a run not in the seed on disk.
+        Returns how many runs were seeded (none once the folder has been listed).
+        """
+        with self._lock:
+            if self._listed or self._listing:
+                return 0
+            for name, sig in signatures.items():
+                if sig and _plain_name(name) and not name.startswith("."):  # what ``_scan`` would list
+                    self._listing[name] = signature_listing(sig)
+            if not self._listing:
+                return 0
+            self._all_dirty = False
+            self.verified = False
+            self.version += 1
+            return len(self._listing)
+
     def _safe_child(self, name: str) -> Path | None:
-        if not isinstance(name, str) or not name or "/" in name or "\\" in name or "\x00" in name or name in (".", ".."):
+        if not _plain_name(name):
             return None
         child = self.path / name
         try:
@@ -123,6 +166,7 @@ class LogDir:
         changed = False
         if rescan:
             names = set(self._scan())
+            self._listed = True
             with self._lock:
                 for gone in set(self._listing) - names:
                     del self._listing[gone]
@@ -131,6 +175,9 @@ class LogDir:
             dirty |= names - set(self._listing)  # new folders (plain folders are looked at again each rescan)
         for name in dirty:
             changed |= self._relist(name)
+        if full and not self.verified:
+            self.verified = True
+            changed = True  # pages that said "checking" redraw
         if changed:
             with self._lock:
                 self.version += 1
@@ -218,8 +265,15 @@ class LogDir:
             return None
         with self._lock:
             run = self._runs.get(name)
-            if run is not None or name not in self._listing:
+            if run is not None:
                 return run
+            look = name not in self._listing and not self.verified
+        if look and self._relist(name):  # written since the seeded start, not listed yet
+            with self._lock:
+                self.version += 1
+        with self._lock:
+            if name not in self._listing:
+                return None
         with self._open_lock:  # two viewers of one new run read it once
             with self._lock:
                 run = self._runs.get(name)

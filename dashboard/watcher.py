@@ -9,6 +9,8 @@ Runs are sub-folders, so the directory is watched recursively. An event inside
 ``<logdir>/<run>/`` marks that run; a folder created, deleted or moved directly in the
 log directory marks the run list. Files that existed before the observer started
 produce no event, so ``Watcher.start`` marks everything dirty once after starting.
+``start(background=True)`` does both in a thread (watching 10,000 run folders and listing
+them takes seconds): a server that seeded its list from the summary index answers meanwhile.
 
 The inotify observer is the default on Linux. ``poll=True`` uses watchdog's polling
 observer (stat snapshots every ``poll_interval`` seconds) for file systems where inotify
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +95,7 @@ class Watcher:
         self.poll_interval = poll_interval
         self.observer: Any = None
         self.mode: str | None = None
+        self._starting: threading.Thread | None = None
 
     def _start_observer(self, polling: bool) -> None:
         obs = PollingObserver(timeout=self.poll_interval) if polling else Observer()
@@ -100,8 +104,27 @@ class Watcher:
         self.observer = obs
         self.mode = "polling" if polling else "inotify"
 
-    def start(self) -> "Watcher":
-        """Start watching, then mark everything dirty once (existing files send no event)."""
+    def start(self, *, background: bool = False) -> "Watcher":
+        """Start watching, then mark everything dirty once (existing files send no event).
+
+        With ``background``, in a thread: ``start`` returns at once and ``logdir.verified``
+        turns True when the first full refresh is done.
+        """
+        if not background:
+            self._start()
+            return self
+        self._starting = threading.Thread(target=self._start_logged, name="babysitter-watch-start", daemon=True)
+        self._starting.start()
+        return self
+
+    def _start_logged(self) -> None:
+        try:
+            self._start()
+        except Exception:  # say that new writes will not show, and list what is there now
+            log.exception("watching %s failed: the dashboard will not show new writes", self.logdir.path)
+            self.logdir.refresh(full=True)
+
+    def _start(self) -> None:
         Path(self.logdir.path).mkdir(parents=True, exist_ok=True)
         try:
             self._start_observer(self.poll)
@@ -115,7 +138,6 @@ class Watcher:
         self.logdir.mark_dirty(None)
         self.logdir.refresh(full=True)
         log.debug("watching %s (%s)", self.logdir.path, self.mode)
-        return self
 
     def _stop_observer(self) -> None:
         obs, self.observer = self.observer, None
@@ -130,6 +152,9 @@ class Watcher:
 
     def stop(self) -> None:
         """Stop the observer and wait for its thread. Safe to call twice."""
+        starting, self._starting = self._starting, None
+        if starting is not None:
+            starting.join(timeout=30)
         self._stop_observer()
 
     def __enter__(self) -> "Watcher":

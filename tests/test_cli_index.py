@@ -63,3 +63,34 @@ def test_check_with_other_thresholds_diagnoses_afresh(logdir, capsys):
     assert {"loss_explosion"} <= {f["rule"] for f in json.loads(text)}
     code, text = outputs(capsys, "check", str(logdir), "--disable", "loss_explosion", "--json")
     assert "loss_explosion" not in {f["rule"] for f in json.loads(text)}
+
+
+def test_a_restarted_dashboard_answers_from_the_index_then_shows_what_changed(logdir, capsys):
+    """A restart seeds its run list from the index; the watcher's background start then adds
+    the run written while no server ran and drops the deleted one, with no page reload."""
+    import shutil
+    import sys
+    import time
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _server import dashboard_server
+    from reliability._dashclient import PageDriver, http_transport
+
+    assert outputs(capsys, "compare", str(logdir), "--json")[0] == 0  # fills the index
+    shutil.rmtree(logdir / "lr2")
+    with Monitor(logdir, "late", hparams={"lr": 0.01}, heartbeat=0) as mon:
+        for step in range(5):
+            mon.log(step, loss=1.0)
+    with dashboard_server(logdir) as base:
+        drv = PageDriver(*http_transport(base))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            table = json.dumps(drv.visit("/").get("runs-table", {}))
+            pager = str(drv.visit("/").get("runs-pager", {}).get("children", ""))
+            if "late" in table and "lr2" not in table and "checking" not in pager:
+                break
+            time.sleep(0.2)
+        assert "late" in table and "lr0" in table and "lr2" not in table, table[:2000]
+        assert pager == "runs 1–3 of 3", pager
+        assert not drv.errors

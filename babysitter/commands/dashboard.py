@@ -85,10 +85,13 @@ def serve(logdir_path: str | Path, *, host: str = "127.0.0.1", port: int = 8050,
         return 1
     logdir = LogDir(logdir_path)
     watcher = Watcher(logdir, poll=poll)
-    watcher.start()
     app = None
     try:
         app = create_app(logdir, allowed_hosts=[host])
+        # A restart lists the runs its index holds and answers at once; the watcher's start
+        # (watches on every run folder, then a full listing) corrects that list meanwhile.
+        seeded = app.babysitter_context.catalog.seed_listing()
+        watcher.start(background=bool(seeded))
         if debug:
             print(f"{banner} on {url_for(host, port)} (log dir {path.resolve()})", flush=True)
             app.run(host=host, port=port, debug=True, use_reloader=False)

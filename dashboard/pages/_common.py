@@ -48,6 +48,12 @@ def age_text(seconds: float | None) -> str:
     return f"{int(s)} s"
 
 
+def checking_note(ctx: AppContext) -> str:
+    """What the run list and the comparison add while a restart's list, seeded from the summary
+    index, is still being compared with the files (``core.LogDir.seed``); else ""."""
+    return "" if ctx.logdir.verified else " · checking every run for changes since the last start"
+
+
 def card(title: str | None, *children: Any, **kw: Any) -> html.Div:
     head = [html.H3(title)] if title else []
     return html.Div([*head, *children], className="bs-card", **kw)

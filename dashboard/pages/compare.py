@@ -31,7 +31,7 @@ from .. import ids, theme
 from ..compare_figures import MAX_OVERLAY, overlay_figure, parallel_figure, scatter_figure
 from ..context import AppContext
 from . import Page
-from ._common import card, graph
+from ._common import card, checking_note, graph
 
 METRICS = (("best_val_acc", "best val accuracy"), ("final_val_acc", "final val accuracy"),
            ("final_train_acc", "final train accuracy"), ("gap", "train - val gap"), ("final_loss", "final loss"))
@@ -53,11 +53,12 @@ class Snapshot:
         self.made = time.monotonic()
         self.summaries = ctx.catalog.summaries_now()
         self.pending = ctx.catalog.pending_count()
+        self.checking = checking_note(ctx)
         df = sort_frame(summaries_frame(self.summaries), "best_val_acc")
         self.frame = df.sort_values("study", kind="stable", na_position="last")  # grouped by study, best first
         self.specs = hparam_specs(self.summaries)
         self.edges = search_findings(self.summaries)
-        self.signature = hashlib.sha1(repr(_signature(self.frame)).encode()).hexdigest() + f":{self.pending}"
+        self.signature = hashlib.sha1(repr(_signature(self.frame)).encode()).hexdigest() + f":{self.pending}{self.checking}"
 
 
 _SNAP_LOCK = threading.Lock()
@@ -91,7 +92,7 @@ def _count_text(snap: Snapshot) -> str:
     text = f"{len(snap.frame)} runs"
     if snap.pending:
         text += f" · summarising {snap.pending} more in the background"
-    return text
+    return text + snap.checking
 
 
 def _cell(v: Any) -> Any:

@@ -18,7 +18,7 @@ from core.catalog import Row
 from .. import ids
 from ..context import AppContext, run_href
 from . import Page
-from ._common import age_text, card, count_badges, status_badge
+from ._common import age_text, card, checking_note, count_badges, status_badge
 
 PAGE_SIZE = 50
 
@@ -77,7 +77,7 @@ def pager_text(ctx: AppContext, shown: int, page: int, matching: int, total: int
     pending = ctx.catalog.pending_count()
     if pending:
         text += f" · summarising {pending} of {total} in the background"
-    return text
+    return text + checking_note(ctx)
 
 
 def _view(ctx: AppContext, text: str | None, page: int) -> tuple[Any, str, int, bool, bool, dict, dict]:

@@ -205,3 +205,41 @@ def test_a_record_keeps_non_finite_numbers(root, tmp_path):
     assert rec.summary.hparams == {"lr": 10} and rec.meta_status == "crashed"
     assert [f.rule for f in rec.findings] == [f.rule for f in cat.row("nan").record.findings]
     assert RunRecord.from_text("not json") is None
+
+
+def test_a_restart_lists_the_stored_runs_at_once_and_the_full_refresh_corrects_them(root, tmp_path):
+    cache = tmp_path / "cache"
+    first = opened(root, cache)
+    first.fill()
+    first.close()
+    write(root, "run1", range(10, 15))  # changed while no server ran
+    shutil.rmtree(root / "run3")  # deleted
+    write(root, "run4", range(3))  # new
+
+    cat = Catalog(LogDir(root), index=SummaryIndex(root, cache))
+    assert cat.seed_listing() == 4
+    assert cat.logdir.verified is False
+    assert cat.logdir.names() == ["run0", "run1", "run2", "run3"]  # what the last start saw, not re-listed yet
+    assert steps_of(cat, "run1") == 9 and cat.pending() == []
+    assert cat.read == 0 and not any(cat.logdir.is_open(n) for n in cat.logdir.names())
+    cat.refresh()  # a tick: nothing was marked dirty, so no full listing happens in a request
+    assert cat.logdir.verified is False and "run4" not in cat.logdir.names()
+    assert cat.logdir.get("run4") is not None  # a run written since is found on disk when asked for
+
+    v = cat.version
+    cat.refresh(full=True)  # what the watcher's start does
+    assert cat.logdir.verified is True and cat.version > v
+    assert cat.logdir.names() == ["run0", "run1", "run2", "run4"]
+    assert cat.pending() == ["run1"]  # changed: summarised again; run4 is open, so followed in process
+    cat.fill()
+    assert steps_of(cat, "run1") == 14 and steps_of(cat, "run4") == 2
+    assert "run3" not in cat.index.load()
+
+
+def test_a_listed_folder_is_not_seeded_again(root, tmp_path):
+    cache = tmp_path / "cache"
+    opened(root, cache).fill()
+    cat = opened(root, cache)  # listed by its refresh
+    assert cat.seed_listing() == 0 and cat.logdir.verified is True
+    empty = Catalog(LogDir(root), index=SummaryIndex(root, tmp_path / "other"))
+    assert empty.seed_listing() == 0 and empty.logdir.verified is True  # nothing stored: listed as usual

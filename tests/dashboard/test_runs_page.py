@@ -86,3 +86,22 @@ def test_hostile_run_names_are_text(tmp_path):
     ctx = context(tmp_path)
     layout = runs_page.layout(ctx)
     assert evil in texts(layout)
+
+
+def test_a_list_seeded_from_the_index_says_it_is_being_checked(tmp_path):
+    from core.index import SummaryIndex
+
+    make_runs(tmp_path / "logs", 3)
+    root = tmp_path / "logs"
+    first = AppContext(LogDir(root), index=SummaryIndex(root, tmp_path / "cache"))
+    first.refresh()
+    first.catalog.fill()
+    first.catalog.close()
+    ctx = AppContext(LogDir(root), index=SummaryIndex(root, tmp_path / "cache"))
+    assert ctx.catalog.seed_listing() == 3
+    _, text, *_ = runs_page._view(ctx, None, 0)
+    assert text == "runs 1–3 of 3 · checking every run for changes since the last start"
+    ctx.catalog.refresh(full=True)
+    _, text, *_ = runs_page._view(ctx, None, 0)
+    assert text == "runs 1–3 of 3"
+    ctx.catalog.close()

@@ -136,3 +136,41 @@ def test_inotify_failure_falls_back_to_polling(tmp_path, monkeypatch, caplog):
             make_run(root, "late", steps=4)
             assert wait_for(lambda: loss_len(logdir, "late") == 4, logdir)
     assert "polling" in caplog.text and "inotify watch limit" in caplog.text
+
+
+def test_a_background_start_over_a_seeded_list_verifies_it_and_then_follows_writes(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "kept")
+    make_run(root, "new")
+    logdir = LogDir(root)
+    stored = LogDir(root)
+    stored.refresh(full=True)
+    seen = {n: stored.listing(n).signature for n in ("kept",)}
+    seen["gone"] = seen["kept"].replace("kept", "gone")  # stored by an earlier start, deleted since
+    assert logdir.seed(seen) == 2 and not logdir.verified
+    w = Watcher(logdir).start(background=True)
+    try:
+        assert wait_for(lambda: logdir.verified, logdir)
+        assert logdir.names() == ["kept", "new"]
+        with open(root / "new" / "scalars.r0.jsonl", "a") as f:
+            f.write(line(3, 0.1))
+        assert wait_for(lambda: loss_len(logdir, "new") == 4, logdir)
+    finally:
+        w.stop()
+    assert w.observer is None
+
+
+def test_a_background_start_that_fails_says_so(tmp_path, monkeypatch, caplog):
+    make_run(tmp_path / "runs", "there")
+    logdir = LogDir(tmp_path / "runs")
+    logdir.seed({"gone": "meta.json\x001\x002\x003"})
+
+    def broken(self, polling):
+        raise RuntimeError("no observer")
+    monkeypatch.setattr(watcher_mod.Watcher, "_start_observer", broken)
+    w = Watcher(logdir)
+    with caplog.at_level(logging.ERROR, logger=watcher_mod.__name__):
+        w.start(background=True)
+        w.stop()  # waits for the start
+    assert "will not show new writes" in caplog.text
+    assert logdir.verified and logdir.names() == ["there"]  # the list is what the folder holds

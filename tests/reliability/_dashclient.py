@@ -138,5 +138,6 @@ class PageDriver:
                 continue
             if dep["output"].startswith("..app-page.children@"):
                 continue  # retry-missing: runs only when a missing run appears
-            if all(i in comps for i in ins) and any(i not in self.shell for i in ins) or ins == ["app-version"]:
+            on_page = all(o["id"] in comps for o in parse_outputs(dep["output"]))  # a browser fires no other
+            if on_page and (all(i in comps for i in ins) and any(i not in self.shell for i in ins) or ins == ["app-version"]):
                 self._call(dep, comps, f"{dep['inputs'][0]['id']}.{dep['inputs'][0]['property']}")
