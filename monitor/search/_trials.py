@@ -155,8 +155,9 @@ class SearchResult:
                  "error": t.error} for t in self.trials]
         return pd.DataFrame(rows)
 
-    def edge_findings(self, *, outer: float = 0.1):
-        """``edge_of_range`` checks of this search (see ``core.compare.edge_of_range``)."""
+    def edge_findings(self, *, outer: float | None = None):
+        """``edge_of_range`` checks of this search (see ``core.compare.edge_of_range``; ``outer``
+        defaults to the rule's threshold, ``DiagnosisConfig``'s ``edge_of_range.outer``)."""
         from core.compare import edge_of_range
 
         return edge_of_range(
