@@ -4,24 +4,27 @@ A layer record carries ``len(layers) x bins`` histogram counts (6,400 integers f
 layers of 64 bins). orjson turns each into a Python int, ``numpy.asarray`` walks those
 lists again, and freeing them walks them a third time: most of the time of such a line.
 ``loads_lines`` finds each line's top-level ``"hist": [[...], ...]`` span in the raw
-bytes, checks and converts the spans of all the lines it is given together, in a few
-vectorised passes over ``numpy.frombuffer`` (so numpy's per-call cost is paid once per
-chunk, not once per line), and hands the rest of each line to orjson with a sentinel
-integer where the span was. What it returns for a line is the dict orjson gives for the
-whole line, with ``hist`` as an ``int64`` array ``[name, bin]`` instead of lists.
+bytes, reads the spans of all the lines it is given together, in a few vectorised passes
+over ``numpy.frombuffer`` (so numpy's per-call cost is paid once per group of lines, not
+once per line), and hands the rest of each line to orjson with a sentinel integer where
+the span was. What it returns for a line is the dict orjson gives for the whole line, with
+``hist`` as an ``int64`` array ``[name, bin]`` instead of lists.
 
 The numpy path takes only the canonical shape: one array of equal-length, non-empty arrays
-of non-negative integers of at most 18 digits without leading zeros, blanks allowed between
-tokens but not between the closing brackets. Anything else takes the plain path (orjson over
-the whole line), so what a record means and how a bad one is reported (orjson's message
-included) never depend on this module: floats, negative counts, empty or ragged rows, longer
-numbers, a ``"hist"`` that is not the top-level key (the sentinel must come back as the
-top-level ``hist``: not for a nested key, nor for a duplicate one that orjson lets win), a
-line that already holds the sentinel's digits, a line that is not valid JSON.
+of non-negative integers that fit ``int64``, spelt as orjson writes them (no leading zeros),
+blanks allowed between tokens but not between the closing brackets. A span is taken only
+when orjson, writing the array read from it, gives back its very bytes (blanks removed).
+Anything else takes the plain path (orjson over the whole line), so what a record means
+and how a bad one is reported (orjson's message included) never depend on this module:
+floats, negative counts, empty or ragged rows, larger numbers, a ``"hist"`` that is not the
+top-level key (the sentinel must come back as the top-level ``hist``: not for a nested key,
+nor for a duplicate one that orjson lets win), a line that already holds the sentinel's
+digits, a line that is not valid JSON.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence, Union
 
 import numpy as np
@@ -38,16 +41,23 @@ _SENTINEL = 7357111222333444919
 _SENTINEL_BYTES = str(_SENTINEL).encode()
 _BLANKS = b" \t\r\n"
 _BLANK_BYTES = tuple(bytes([c]) for c in _BLANKS)
-_COMMA, _OPEN, _CLOSE, _ZERO, _COLON = b",[]0:"
+_OPEN, _CLOSE, _ZERO, _COLON = b"[]0:"
 _POW10 = 10 ** np.arange(19, dtype=np.int64)
+_PAD = b"\n" * 16
+_DIGIT_BLANK_DIGIT = re.compile(rb"[0-9][ \t\r\n]+[0-9]")  # "1 2" is no JSON, though "12" is
 # Spans converted together: enough to pay numpy's per-call cost once for several lines, few
 # enough that the passes over them stay in the processor's cache.
 _GROUP_BYTES = 1 << 17
-_MAX_DIGITS = 18  # 18 digits always fit int64; longer numbers take the plain path (and its errors)
 
 
 def _hist_span(buf: Buffer, lo: int, hi: int) -> tuple[int, int] | None:
-    """``(a, b)``: the bytes ``buf[a:b]`` from the ``[`` after the first ``"hist":`` to the first ``]]``."""
+    """``(a, b)``: the bytes ``buf[a:b]`` from the ``[`` after the first ``"hist":`` to the line's last ``]]``.
+
+    The counts are the last field writers put in a line, so the span ends near the end: found
+    from there, the ``]]`` costs no scan of the counts. When something after the counts holds
+    ``]]`` too, the span holds more than the counts, is not in the canonical shape and the
+    line takes the plain path.
+    """
     k = buf.find(_KEY, lo, hi)
     if k < 0:
         return None
@@ -61,7 +71,7 @@ def _hist_span(buf: Buffer, lo: int, hi: int) -> tuple[int, int] | None:
         i += 1
     if i >= hi or buf[i] != _OPEN:
         return None
-    e = buf.find(b"]]", i, hi)
+    e = buf.rfind(b"]]", i, hi)
     return None if e < 0 else (i, e + 2)
 
 
@@ -73,70 +83,69 @@ def int_rows(spans: Sequence[tuple[Buffer, int, int]], compact: bool = False) ->
     """For each ``(buf, lo, hi)``, the ``int64`` array ``[row, column]`` the JSON text ``buf[lo:hi]`` spells, or None.
 
     None unless that text is in the canonical shape (the module docstring). Blanks are
-    allowed only with ``compact`` (they are removed first); without it, a span holding one
-    is None. ``loads_lines`` tries the spans that failed again with ``compact``.
+    allowed only with ``compact`` (they are removed first, and a span with a blank between
+    two digits is None); without it, a span holding one is None. ``loads_lines`` tries the
+    spans that failed again with ``compact``.
+
+    The numbers are read as if the text were canonical, with a few vectorised passes over the
+    bytes of all the spans together, and the text is then checked against what orjson writes
+    for the array read: equal bytes mean the text is the canonical spelling of exactly those
+    numbers, whatever it held, so the reading itself needs no checks.
     """
     out: list[np.ndarray | None] = [None] * len(spans)
-    parts, which = [], []
+    parts: list[Buffer | memoryview] = []
+    which: list[int] = []
     for j, (buf, lo, hi) in enumerate(spans):
-        part = buf[lo:hi]
+        part: Buffer | memoryview = memoryview(buf)[lo:hi]
         if compact:
+            if _DIGIT_BLANK_DIGIT.search(buf, lo, hi):
+                continue
             part = bytes(part).translate(None, _BLANKS)
         if len(part) >= 5 and part[0] == part[1] == _OPEN and part[-1] == part[-2] == _CLOSE:
             parts.append(part)
             which.append(j)
     if not parts:
         return out
+    # One buffer: _PAD bytes, then the spans each followed by a newline. The padding keeps every
+    # position read below (up to 16 bytes before a number's last digit) inside the buffer.
+    joined = b"\n".join([_PAD, *parts, b""])
+    s = np.frombuffer(joined, np.uint8)
     sizes = np.fromiter(map(len, parts), np.int64, len(parts))
-    begin = np.zeros(len(parts), np.int64)
-    np.cumsum(sizes[:-1], out=begin[1:])
-    s = np.frombuffer(b"".join(parts), np.uint8)
-    d = (s - np.uint8(_ZERO)) < 10
-    # Every span opens and closes with brackets, so digit runs start and end in turn where the
-    # digit mask changes: even changes start a number, odd ones end it.
-    change = np.flatnonzero(d[1:] != d[:-1])
-    starts, ends = change[0::2] + 1, change[1::2]
-    span = np.searchsorted(begin, starts, side="right") - 1  # the span of each number
-    count = np.bincount(span, minlength=len(parts))
-    first = np.zeros(len(parts), np.int64)  # index of each span's first number
-    np.cumsum(count[:-1], out=first[1:])
-    bad = count == 0
-    lens = ends - starts + 1
-    lead_zero = (s[starts] == _ZERO) & (lens > 1)
-    bad[span[(lens > _MAX_DIGITS) | lead_zero]] = True
-    has = ~bad
-    bad[has] |= (starts[first[has]] != begin[has] + 2) | (ends[first[has] + count[has] - 1] != begin[has] + sizes[has] - 3)
-    # Between two numbers of a span lies exactly "," (within a row) or "],[" (between rows);
-    # with "[[" before a span's first number and "]]" after its last, every byte is accounted for.
-    same = span[1:] == span[:-1]
-    gap = starts[1:] - ends[:-1]
-    after = ends[:-1] + 1
-    comma = gap == 2
-    brk = same & (gap == 4)
-    sep_ok = np.where(comma, s[after] == _COMMA, True)
-    sep_ok &= np.where(brk, (s[after] == _CLOSE) & (s[np.minimum(after + 1, len(s) - 1)] == _COMMA)
-                       & (s[np.minimum(after + 2, len(s) - 1)] == _OPEN), True)
-    bad[span[:-1][same & ~((comma | brk) & sep_ok)]] = True
-    # Rows of equal length: every break falls on a multiple of the span's row length.
-    at = np.flatnonzero(brk)
-    rows = 1 + np.bincount(span[at], minlength=len(parts))
-    bins = np.where(rows > 0, count // rows, 0)
-    bad |= bins * rows != count
-    local = at + 1 - first[span[at]]
-    bad[span[at][local % np.maximum(bins[span[at]], 1) != 0]] = True
-    # Each number's value from its digits, right to left: one pass per digit position; past a
-    # number's first digit the index stops at the byte before it (a separator, worth 0).
-    width = int(min(lens.max(), _MAX_DIGITS)) if len(lens) else 1
-    digit = (s - np.uint8(_ZERO)) * d
-    wide = np.int64 if width > 9 else np.int32
-    counts = digit[ends].astype(wide)
-    stop = starts - 1
-    for k in range(1, width):
-        counts += digit[np.maximum(ends - k, stop)] * wide(_POW10[k])
-    counts = counts.astype(np.int64, copy=False)
-    for p in np.flatnonzero(~bad).tolist():
-        f, n = int(first[p]), int(count[p])
-        out[which[p]] = counts[f: f + n].reshape(int(rows[p]), int(bins[p]))
+    begin = np.empty(len(parts), np.int64)
+    begin[0] = len(_PAD) + 1
+    np.cumsum(sizes[:-1] + 1, out=begin[1:])
+    begin[1:] += begin[0]
+    dv = s - np.uint8(_ZERO)
+    d = dv < 10  # digits
+    dv *= d
+    run2 = d[1:] & d[:-1]  # run2[i]: bytes i and i + 1 are digits
+    run4 = run2[2:] & run2[:-2]  # run4[i]: bytes i to i + 3 are digits
+    # quad[i]: the value of the last four digits (at most) of the digits ending at byte i, a digit.
+    pair = dv[1:] + dv[:-1] * np.uint8(10)  # pair[i]: bytes i and i + 1 as a number, for a digit at i + 1
+    quad = np.zeros(len(s), np.uint16)
+    quad[1:] = pair
+    quad[0] = dv[0]
+    quad[3:] += (pair[:-2] * run2[1:-1]).astype(np.uint16) * np.uint16(100)
+    ends = np.flatnonzero(d[:-1] > d[1:])  # the last digit of each number
+    counts = quad.take(ends).astype(np.int64)
+    # Numbers of more than four digits: four more from quad four bytes back, while the digits go on.
+    more = run4.take(ends - 4)
+    for k in range(1, 5):
+        if not more.any():
+            break
+        counts += quad.take(ends - 4 * k) * more * _POW10[4 * k]
+        more &= run4.take(ends - 4 * k - 4)
+    first = np.searchsorted(ends, begin)
+    n_numbers = np.diff(first, append=len(ends))
+    # The numbers of a span's first row: those that end before its first "]".
+    bins = np.searchsorted(ends, [joined.find(b"]", b) for b in begin.tolist()]) - first
+    for p, (f, c, w) in enumerate(zip(first.tolist(), n_numbers.tolist(), bins.tolist())):
+        if w < 1 or c % w:
+            continue
+        arr = counts[f: f + c].reshape(c // w, w)
+        b = int(begin[p])
+        if orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY) == joined[b: b + len(parts[p])]:
+            out[which[p]] = arr
     return out
 
 
@@ -169,7 +178,7 @@ def loads_lines(lines: Sequence[tuple[Buffer, int, int]]) -> list[Any]:
         counts = parsed.get(j)
         obj: Any = None
         a, b = spans[j] or (hi, hi)
-        # The span holds no 19-digit number: only the bytes around it can hold the sentinel.
+        # The span is cut out: only the bytes around it could hold the sentinel's digits.
         if counts is not None and buf.find(_SENTINEL_BYTES, lo, a) < 0 and buf.find(_SENTINEL_BYTES, b, hi) < 0:
             try:
                 obj = orjson.loads(b"".join((buf[lo:a], _SENTINEL_BYTES, buf[b:hi])))

@@ -52,6 +52,8 @@ def test_canonical_counts_are_read_as_int64_arrays_equal_to_orjsons(text):
     "[[1,2],[3]]", "[[]]", "[]", "[[1.5,2]]", "[[1e3,2]]", "[[-1,2]]", "[[01,2]]", "[[1,,2]]", "[[1,2],]",
     "[[1,2]3]", "[[1,2],[3,4]", "[[1234567890123456789]]", "[[99999999999999999999]]", "[[1,2]]5", "[[1,2]].5",
     "[[1,2] ]", "[[true]]", "[[1,2],[3,null]]", '[["1"]]', "[[1],[2]],[[3]]", "[[1]]]",
+    "[[1 2]]", "[[1,2],[3 4]]", "[[9223372036854775808]]", "[[18446744073709551616]]", "[[1,2]],[[3,4]]",
+    "[[1,\u0032]]", "[[1,2],[3,4]]x]]", "[[1,2]]]]", "[[[1,2]]]", "[[1],[2,3]]",
 ])
 def test_anything_else_gives_exactly_what_orjson_gives(text):
     _same_as_orjson(_rec(text))
@@ -99,6 +101,19 @@ def test_many_lines_at_once_give_each_its_own_result_in_order():
     for got, want, neg in zip(loads_lines(spans), wants, negative):
         assert np.asarray(got["hist"]).tolist() == want["hist"]
         assert isinstance(got["hist"], np.ndarray) == (not neg)
+
+
+def test_counts_of_every_width_up_to_int64_are_read_exactly():
+    rng = np.random.default_rng(1)
+    lines = []
+    for digits in range(1, 20):
+        top = min(10 ** digits, 2 ** 63)
+        h = rng.integers(10 ** (digits - 1) if digits > 1 else 0, top, size=(3, 7), dtype=np.int64)
+        h[0, 0], h[2, 6] = top - 1, 0
+        lines.append(_rec(orjson.dumps(h.tolist()).decode()))
+    got = loads_lines([(line, 0, len(line)) for line in lines])
+    for line, obj in zip(lines, got):
+        assert isinstance(obj["hist"], np.ndarray) and obj["hist"].tolist() == orjson.loads(line)["hist"]
 
 
 def test_int_rows_reads_spans_of_one_buffer_independently():
