@@ -295,7 +295,7 @@ class ForwardSide:
         if unit_axis == 1 and out.ndim >= 3:
             self._chan[id(out)] = out  # an activation of this output keeps its channels
         # The statistics' own ops do not go through the activation mode (nor any __torch_function__).
-        with torch.no_grad(), torch._C.DisableTorchFunction(), OneThread(out.device, out.numel()):
+        with torch._C.DisableTorchFunction(), torch.no_grad(), OneThread(out.device, out.numel()):
             vec = activation_vector(out, kind, bins=self.mon.bins, hist_sample=self.hist_sample,
                                     zero=self._zero(out.device), scratch=self._scratch,
                                     unit_axis=unit_axis, batch_axis=batch_axis)
@@ -312,15 +312,18 @@ class ForwardSide:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             if not self._recording or lay.failed:
                 return
-            out = _first_tensor(output)
-            if out is None or not (out.is_floating_point() or out.is_complex()) or out.is_complex():
-                return
-            try:
-                self._record(lay.name, lay.kind, module, args[0] if args else None, out, lay.units, lay.seq_first,
-                             lay.type)
-            except Exception as err:
-                lay.failed = True
-                self._warn_once(f"layer {lay.name!r}", err)
+            # Nothing here goes through the activation mode: each tensor attribute read would
+            # be one more Python call into it (a hundred per forward of a small CNN).
+            with torch._C.DisableTorchFunction():
+                out = _first_tensor(output)
+                if out is None or not out.is_floating_point():
+                    return
+                try:
+                    self._record(lay.name, lay.kind, module, args[0] if args else None, out, lay.units,
+                                 lay.seq_first, lay.type)
+                except Exception as err:
+                    lay.failed = True
+                    self._warn_once(f"layer {lay.name!r}", err)
         return hook
 
     def _functional_output(self, func: Any, kind: str, args: tuple[Any, ...], out: Any) -> None:
