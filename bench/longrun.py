@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -257,14 +258,22 @@ class Server:
 
 def visit(srv: Server, page: str, timeout: float) -> dict:
     """Time one page of ``srv`` to interactive; what it sent and the server's memory after it."""
-    get, post = http_transport(srv.base, timeout=timeout)
+    get, http_post = http_transport(srv.base, timeout=timeout)
+    calls: list[tuple[str, float]] = []
+
+    def post(path: str, body: dict) -> Any:
+        t0 = time.perf_counter()
+        got = http_post(path, body)
+        calls.append((body["output"][:70], round(time.perf_counter() - t0, 3)))
+        return got
+
     drv = PageOnly(get, post)  # the page shell, as a browser loads it before the first callback
     t = time.perf_counter()
     comps = drv.visit(PAGES[page])
     took = time.perf_counter() - t
     pts = figure_points(comps)
     text = page_text(comps, drv.shell)
-    return {"page": page, "interactive_s": round(took, 3), "callbacks": drv.calls, "errors": drv.errors[:3],
+    return {"page": page, "interactive_s": round(took, 3), "callbacks": drv.calls, "callback_s": calls, "errors": drv.errors[:3],
             "figures": len(pts), "max_figure_points": max(pts.values(), default=0),
             "says_sampled": "sampled" in text, "sampled_note": _note(text), "memory_mb": srv.memory()}
 

@@ -17,7 +17,7 @@ _EXPORTS = {
     "DiagnosisConfig": "diagnose", "Diagnoser": "diagnose", "diagnose": "diagnose",
     "BabysitterError": "errors", "ConfigError": "errors", "RunExistsError": "errors", "RunNotFoundError": "errors",
     "STALE_AFTER": "reader", "LogDir": "logdir", "Run": "reader", "Series": "reader", "Table": "reader",
-    "is_run_dir": "reader",
+    "is_run_dir": "reader", "Sampling": "_sample",
     "FORMAT_VERSION": "schema", "Finding": "schema", "LayerInfo": "schema", "Meta": "schema", "Problem": "schema",
     "activation_stats": "stats", "histogram": "stats", "input_stats": "stats", "param_stats": "stats",
 }
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .errors import BabysitterError, ConfigError, RunExistsError, RunNotFoundError
     from .reader import STALE_AFTER, Run, Series, Table, is_run_dir
     from .logdir import LogDir
+    from ._sample import Sampling
     from .schema import FORMAT_VERSION, Finding, LayerInfo, Meta, Problem
     from .stats import activation_stats, histogram, input_stats, param_stats
 

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import orjson
 
 from ._histparse import loads_lines
+from ._sample import Sampled, Sampling, open_sampled, renumber, scan
 from .schema import KINDS, STEP_LIMIT, Problem
 
 CHUNK = 4 << 20
@@ -36,6 +37,7 @@ class TailResult:
     problems: list[Problem] = field(default_factory=list)
     reset: bool = False
     bytes_read: int = 0
+    sampled: bool = False  # this read opened the file sampled or searched more of what that skipped
 
 
 def check_record(obj: Any) -> str | None:
@@ -76,8 +78,10 @@ class FileTail:
         self._skipping = False  # inside an over-long line, dropping bytes until its newline
         self._head = b""  # the file's first bytes as read
         self._before = b""  # the bytes just before ``offset`` as read
+        self.sampled: Sampled | None = None  # what a sampled first read took (``core._sample``)
 
-    def read_new(self, sink: Callable[[list[dict[str, Any]], list[Problem]], None] | None = None) -> TailResult:
+    def read_new(self, sink: Callable[[list[dict[str, Any]], list[Problem]], None] | None = None,
+                 sample: Sampling | None = None) -> TailResult:
         """Parse what was appended since the last call. Never raises for file contents or a missing file.
 
         Args:
@@ -85,7 +89,19 @@ class FileTail:
                 each chunk read (at most ``CHUNK`` bytes) as soon as they are parsed, and the
                 result's ``records`` and ``problems`` stay empty (a read error still lands in
                 ``problems``): a first read of a large file never holds all its records as dicts.
+            sample: when given, a first read of a file larger than ``sample.above`` bytes
+                takes evenly spaced lines and the tail (``core._sample``), and each later call
+                searches ``sample.scan_step`` more bytes of the part skipped for findings.
         """
+        raw_sink = sink
+        found: TailResult | None = None  # what the search found, when no sink takes it
+        if sink is not None:
+            def sink(records: list[dict[str, Any]], problems: list[Problem]) -> None:
+                info = self.sampled
+                if info is not None and not info.searched:  # line numbers count from ``head_end`` for now
+                    problems = renumber(info, records, problems)
+                raw_sink(records, problems)
+
         res = TailResult()
         try:
             # O_NOFOLLOW: never read through a symlink; O_NONBLOCK: a FIFO put in its place cannot hang the reader.
@@ -104,9 +120,20 @@ class FileTail:
                 return res
             if self.ino is None:
                 self.ino = st.st_ino
+                if sample is not None and not self.offset and st.st_size > sample.above:
+                    self.sampled = open_sampled(self, fd, st.st_size, sample, res, sink)
+                    res.sampled = True
             elif st.st_ino != self.ino or st.st_size < self.offset or not self._same_bytes(fd):
                 res.reset = True
                 return res
+            elif sample is not None and self.sampled is not None and not self.sampled.searched:
+                found = TailResult()
+                scan(self, self.sampled, fd, sample.scan_step, found)  # exact line numbers: not renumbered
+                res.sampled = True
+                if raw_sink is not None:
+                    if found.records or found.problems:
+                        raw_sink(found.records, found.problems)
+                    found = None
             while self.offset < st.st_size:
                 chunk = os.pread(fd, min(CHUNK, st.st_size - self.offset), self.offset)
                 if not chunk:
@@ -125,6 +152,12 @@ class FileTail:
             res.problems.append(Problem(self.rel, self.lineno + 1, f"read error: {err.strerror or err}"))
         finally:
             os.close(fd)
+        if self.sampled is not None:
+            self.sampled.lines_after = self.lineno - (self.sampled.lines_before if self.sampled.searched else 0)
+        if sink is None and self.sampled is not None and not self.sampled.searched:
+            res.problems = renumber(self.sampled, res.records, res.problems)
+        if found is not None:
+            res.records[:0], res.problems[:0] = found.records, found.problems
         return res
 
     def _same_bytes(self, fd: int) -> bool:

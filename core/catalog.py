@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 from .index import RunRecord, SummaryIndex
 from .logdir import LogDir, folder_signature
+from ._sample import Sampling
 from .reader import STALE_AFTER, Run, activity_status
 from .summary import RunSummary, SummaryCache, pruned_or, run_findings, summarize
 
@@ -55,24 +56,30 @@ class Row:
     record: RunRecord | None
 
 
-def _summarise(path: str) -> tuple[str, str, str] | None:
-    """``(name, signature, record text)`` of one run folder; the signature is taken before the read."""
+def _summarise(path: str, sample: Sampling | None = None) -> tuple[str, str, str] | None:
+    """``(name, signature, record text)`` of one run folder; the signature is taken before the read.
+
+    With ``sample``, a large file is opened sampled and then searched to its end, so the
+    summary has every finding.
+    """
     found = folder_signature(path)
     if found is None:
         return None
-    run = Run(path)
+    run = Run(path, sample=sample)
     run.update()
+    while run.searching:
+        run.update()
     findings = run_findings(run)
     rec = RunRecord.of(run, summarize(run, findings=findings), findings)
     return run.name, found.signature, rec.to_text()
 
 
-def summarise_folders(paths: Iterable[str]) -> list[tuple[str, str, str | None]]:
+def summarise_folders(paths: Iterable[str], sample: Sampling | None = None) -> list[tuple[str, str, str | None]]:
     """``(name, signature, record text or None when it failed)`` of each run folder (the worker's job)."""
     out: list[tuple[str, str, str | None]] = []
     for p in paths:
         try:
-            got = _summarise(p)
+            got = _summarise(p, sample)
         except Exception:  # one unreadable run must not stop the others; it is logged by the caller
             log.exception("summarising %s failed", p)
             out.append((os.path.basename(p), "", None))
@@ -273,16 +280,16 @@ class Catalog:
         if not parallel or len(paths) <= SYNC_LIMIT or workers < 2:
             with self._filling:
                 still = set(self.pending())  # not summarised by the other filler meanwhile
-                return self._store(summarise_folders(self._paths(n for n in names if n in still)))
+                return self._store(summarise_folders(self._paths(n for n in names if n in still), self.logdir.sample))
         chunks = [paths[i:i + BATCH] for i in range(0, len(paths), BATCH)]
         stored = 0
         try:
             with _pool(workers) as pool:
-                for got in pool.map(summarise_folders, chunks):
+                for got in pool.map(summarise_folders, chunks, [self.logdir.sample] * len(chunks)):
                     stored += self._store(got)
         except (OSError, RuntimeError) as err:  # no worker processes here (a sandbox): this process reads the rest
             log.warning("no summary worker processes (%s); summarising in this process", err)
-            stored += self._store(summarise_folders(self._paths(self.pending())))
+            stored += self._store(summarise_folders(self._paths(self.pending()), self.logdir.sample))
         return stored
 
     def _paths(self, names: Iterable[str]) -> list[str]:
@@ -349,14 +356,14 @@ class Catalog:
         paths = [str(self.logdir.path / n) for n in batch]
         pool = self._worker()
         if pool is None:
-            self._store(summarise_folders(paths))
+            self._store(summarise_folders(paths, self.logdir.sample))
             return True
         try:
-            self._store(pool.submit(summarise_folders, paths).result())
+            self._store(pool.submit(summarise_folders, paths, self.logdir.sample).result())
         except Exception as err:  # a worker that died (killed, out of memory): in this process from now on
             log.warning("the summary worker failed (%s); summarising in the server process", err)
             self._pool = False  # type: ignore[assignment]
-            self._store(summarise_folders(paths))
+            self._store(summarise_folders(paths, self.logdir.sample))
         return True
 
     def _worker(self) -> ProcessPoolExecutor | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator, Mapping, NamedTuple
 
 from .errors import RunNotFoundError
+from ._sample import Sampling
 from .reader import Run
 from .schema import DATA_SUFFIX, HEARTBEAT_FILE, META_FILE
 
@@ -80,6 +81,8 @@ class LogDir:
     Args:
         path: the log directory (it may not exist yet).
         max_hist_rows: passed to every ``Run``.
+        sample: passed to every ``Run``: large data files are opened sampled (``core._sample``),
+            and an opened run goes on searching what that skipped on every ``refresh``.
 
     Only direct sub-folders are runs; a run name is one folder name and never resolves
     outside ``path`` (symlinks pointing out are ignored). ``version`` changes whenever the
@@ -90,9 +93,11 @@ class LogDir:
     until ``refresh(full=True)`` has compared every run with its files.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, max_hist_rows: int = 2048) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_hist_rows: int = 2048,
+                 sample: Sampling | None = None) -> None:
         self.path = Path(path)
         self.max_hist_rows = max_hist_rows
+        self.sample = sample
         self._listing: dict[str, Listing] = {}
         self._runs: dict[str, Run] = {}
         self._dirty: set[str] = set()
@@ -161,6 +166,7 @@ class LogDir:
         with self._lock:
             rescan = self._all_dirty or full
             dirty = set(self._listing) if full else set(self._dirty)
+            dirty |= {n for n, r in self._runs.items() if r.searching}
             self._all_dirty = False
             self._dirty.clear()
         changed = False
@@ -282,7 +288,7 @@ class LogDir:
                 if name not in self._listing:
                     return None
             try:
-                run = Run(self.path / name, max_hist_rows=self.max_hist_rows)
+                run = Run(self.path / name, max_hist_rows=self.max_hist_rows, sample=self.sample)
             except RunNotFoundError:
                 return None
             run.update()

@@ -45,6 +45,7 @@ import numpy as np
 import orjson
 
 from ._columns import Grow, ScalarCol, Series, Table, number_or_nan
+from ._sample import Sampled, Sampling
 from ._tail import MAX_LINE, FileTail
 from .errors import RunNotFoundError
 from .schema import (
@@ -153,14 +154,17 @@ class Run:
         max_line: longest line kept, in bytes.
         stats_rank: the data-parallel rank whose layer, parameter and input statistics are
             kept (``None``: the lowest rank with a data file).
+        sample: open data files larger than ``sample.above`` bytes sampled (``core._sample``:
+            evenly spaced lines and the tail, then every finding); None reads every line.
 
     Raises:
         RunNotFoundError: when ``path`` is not a folder.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, max_hist_rows: int = 2048, max_line: int = MAX_LINE,
-                 stats_rank: int | None = None) -> None:
+                 stats_rank: int | None = None, sample: Sampling | None = None) -> None:
         self._want_rank = stats_rank
+        self.sample = sample
         self.path = Path(path)
         if not self.path.is_dir():
             raise RunNotFoundError(f"{self.path} is not a run folder (expected a folder with meta.json and *.jsonl files)")
@@ -192,6 +196,7 @@ class Run:
         self.first_time: float | None = None
         self.last_time: float | None = None
         self.bytes_read = 0
+        self._sample_moved = False
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -213,7 +218,8 @@ class Run:
                 self._read_meta()
                 n, _ = self._read_data()
                 changed = True
-            if n or changed:
+            if n or changed or self._sample_moved:
+                self._sample_moved = False
                 # From one process-wide counter: a run deleted and made again under the same name
                 # (a new Run) never repeats a version an open page already shows.
                 self.version = next(_VERSIONS)
@@ -302,8 +308,9 @@ class Run:
                 self._ingest(fname, rank, records)
                 got[0] += len(records)
 
-            res = tail.read_new(sink)
+            res = tail.read_new(sink, self.sample)
             total += got[0]
+            self._sample_moved |= res.sampled  # a search that found nothing still changes what the page says
             if res.reset:
                 return total, True
             self.bytes_read += res.bytes_read
@@ -311,6 +318,16 @@ class Run:
                 self._problem(p)
         # Files removed while watched: their records stay, the file is forgotten.
         return total, False
+
+    def sampled(self) -> list[Sampled]:
+        """What the sampled opens of this run's data files took (empty when every line was read)."""
+        with self._lock:
+            return [t.sampled for t in self._tails.values() if t.sampled is not None]
+
+    @property
+    def searching(self) -> bool:
+        """True while a sampled file's skipped part is still being searched for findings (``update`` goes on)."""
+        return any(not s.searched for s in self.sampled())
 
     def _ingest(self, fname: str, rank: int, records: list[dict[str, Any]]) -> None:
         self.records_by_rank[rank] = self.records_by_rank.get(rank, 0) + len(records)

@@ -37,7 +37,7 @@ def test_compare_then_check_read_each_run_once(logdir, capsys, monkeypatch):
 
     import core.catalog as catalog
 
-    def no_read(paths):
+    def no_read(paths, *_):
         paths = list(paths)
         assert not paths, f"read again: {paths}"
         return []

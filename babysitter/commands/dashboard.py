@@ -65,7 +65,7 @@ def serve(logdir_path: str | Path, *, host: str = "127.0.0.1", port: int = 8050,
     page as soon as a training writes them.
     """
     from babysitter.commands import missing_path, usage_error
-    from core import LogDir
+    from core import LogDir, Sampling
     from dashboard import Watcher, create_app
 
     if not 0 < port < 65536:
@@ -83,7 +83,7 @@ def serve(logdir_path: str | Path, *, host: str = "127.0.0.1", port: int = 8050,
     if why:
         log.error("cannot listen on %s:%d (%s); pick another with --port", host, port, why)
         return 1
-    logdir = LogDir(logdir_path)
+    logdir = LogDir(logdir_path, sample=Sampling())  # a huge run opens in seconds, sampled
     watcher = Watcher(logdir, poll=poll)
     app = None
     try:

@@ -17,6 +17,27 @@ from ._base import (
 # -- parameter rules --------------------------------------------------------------------------
 
 
+def medians_of_others(x: np.ndarray) -> np.ndarray:
+    """For each ``x[i]``, the median of the other values (``np.median(np.delete(x, i))``), all at once.
+
+    One sort instead of one median per value: a model with 200 weight tensors is judged in
+    microseconds per logged step, not milliseconds.
+    """
+    n = len(x)
+    if n < 2:
+        return np.full(n, np.nan)
+    order = np.argsort(x, kind="stable")
+    s = x[order]
+    rank = np.empty(n, np.intp)
+    rank[order] = np.arange(n)
+
+    def others(i: int) -> np.ndarray:  # the i-th smallest of the values without the one at ``rank``
+        return np.where(i < rank, s[i], s[i + 1])
+
+    m = n - 1
+    return others(m // 2) if m % 2 else (others(m // 2 - 1) + others(m // 2)) / 2
+
+
 @dataclass(frozen=True)
 class UpdateRatioThresholds(RuleThresholds):
     # The lecture's rule of thumb is ~1e-3. Measured on the digits example after step 50: healthy
@@ -164,10 +185,10 @@ class UpdateRatio(Rule):
         idx = np.nonzero(ok)[0]
         if len(idx) < self.t.min_siblings + 1:
             return
-        logm = np.log(m[idx])
+        refs = np.exp(medians_of_others(np.log(m[idx])))
         rel: dict[str, tuple[float, float]] = {}
         for pos, j in enumerate(idx):
-            ref = float(np.exp(np.median(np.delete(logm, pos))))
+            ref = float(refs[pos])
             rel[names[j]] = (float(m[j]) / ref, ref)
         f = self.t.max_rel_factor
         # Relative to its siblings, a layer's ratio does not fall as the network fits or the schedule

@@ -80,6 +80,23 @@ def header_status(ctx: AppContext, run: Run) -> list[Any]:
             html.Span(last, className="bs-muted")]
 
 
+def sampled_note(run: Run) -> str:
+    """What part of a run opened sampled is shown (``core._sample``), as a sentence; ``""`` when all of it."""
+    parts, searching = [], []
+    for s in run.sampled():
+        shown, total = s.steps()
+        what = "scalar steps" if s.kinds == ("scalars",) else "logged steps"
+        parts.append(f"{s.file} ({s.size / 1e6:,.0f} MB): {shown:,} of about {total:,} {what}")
+        if not s.searched:
+            searching.append(f"{s.file} {100 * s.scanned // max(1, s.head_end)}%")
+    if not parts:
+        return ""
+    found = ("searching the rest for findings and NaN/Inf losses (" + ", ".join(searching) + " done)" if searching
+             else "every finding and NaN/Inf loss of the whole file was read")
+    return ("Large run, shown sampled: " + "; ".join(parts) + ", evenly spaced, the last part in full; "
+            + found + ".")
+
+
 def run_header(ctx: AppContext, run: Run, active: str) -> html.Div:
     """Title (name, status, alert counts, last step and write) and the tabs of one run's pages.
 
@@ -96,6 +113,7 @@ def run_header(ctx: AppContext, run: Run, active: str) -> html.Div:
             html.Span(header_status(ctx, run), id=ids.RUN_STATUS, className="bs-title-live"),
             html.Span(f"last write {age} ago", id=ids.RUN_AGE, className="bs-muted"),
         ], className="bs-title", id=ids.RUN_HEADER),
+        html.Div(sampled_note(run), id=ids.RUN_SAMPLED, className="bs-muted"),
         html.Div(tabs, className="bs-tabs"),
     ])
 
@@ -119,10 +137,11 @@ function(n, data) {
 def register(app: Any, ctx: AppContext) -> None:
     """The run header's callbacks, shared by every page of one run."""
 
-    @app.callback(Output(ids.RUN_STATUS, "children"), Input(ids.VERSION, "data"), State(ids.RUN_NAME, "data"))
+    @app.callback(Output(ids.RUN_STATUS, "children"), Output(ids.RUN_SAMPLED, "children"),
+                  Input(ids.VERSION, "data"), State(ids.RUN_NAME, "data"))
     def _status(_version: Any, name: str) -> Any:
         run = ctx.run(name)
-        return no_update if run is None else header_status(ctx, run)
+        return (no_update, no_update) if run is None else (header_status(ctx, run), sampled_note(run))
 
     app.clientside_callback(_AGE_JS, Output(ids.RUN_AGE, "children"),
                             Input(ids.TICK, "n_intervals"), Input(ids.VERSION, "data"))

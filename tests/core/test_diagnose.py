@@ -398,3 +398,13 @@ def test_cannot_overfit_waits_for_the_end_of_the_run(runs, tmp_path):
     f = [f for f in diagnose(dst) if f.rule == "cannot_overfit"]
     assert len(f) == 1 and f[0].severity == "error" and f[0].value < 1.0
     assert math.isclose(f[0].threshold, 1.0)
+
+
+def test_medians_of_others_is_the_median_without_each_value():
+    from core.rules.params import medians_of_others
+
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 4, 7, 10, 201):
+        for x in (rng.standard_normal(n), rng.integers(0, 4, n).astype(float)):  # ties included
+            want = np.array([np.median(np.delete(x, i)) for i in range(n)])
+            assert np.array_equal(medians_of_others(x), want)

@@ -1,0 +1,209 @@
+"""core._sample: a data file far larger than what the reader keeps opens sampled, then every finding is read."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from core import LogDir, Run, Sampling
+from dashboard.pages._common import sampled_note
+
+STEPS = 3000  # scalar steps; layer statistics every EVERY steps
+EVERY = 5
+FINDING_STEPS = (7, 1111, 2222, 2998)
+NAN_STEPS = (5, 1500, 1501, 2999)
+SAMPLE = Sampling(above=60_000, rows=40)
+
+
+def _line(rec: dict) -> bytes:
+    return json.dumps(rec, separators=(",", ":")).encode() + b"\n"
+
+
+def _scalar(step: int) -> dict:
+    if step in NAN_STEPS:
+        return {"kind": "scalars", "step": step, "time": 1.0 + step, "values": {"loss": None, "lr": 0.1},
+                "nonfinite": {"loss": "nan"}}
+    return {"kind": "scalars", "step": step, "time": 1.0 + step, "values": {"loss": 1.0 / (1 + step), "lr": 0.1}}
+
+
+def _layers(step: int, k: int = 4) -> list[dict]:
+    names = [f"l{i}" for i in range(k)]
+    return [
+        {"kind": "input", "step": step, "mean": 0.0, "std": 1.0, "min": -1.0, "max": 1.0, "nan": 0, "inf": 0},
+        {"kind": "acts", "step": step, "layers": names, "mean": [0.1 * i for i in range(k)], "std": [1.0] * k,
+         "min": [-1.0] * k, "max": [1.0] * k, "zero_frac": [0.0] * k, "dead_frac": [0.0] * k,
+         "sat_frac": [None] * k, "nan": [0] * k, "inf": [0] * k, "hist_lo": [-1.0] * k, "hist_hi": [1.0] * k,
+         "hist": [[step % 7, 1, 2, 3]] * k},
+        {"kind": "params", "step": step, "params": ["W"], "w_norm": [1.0], "w_std": [0.1], "upd_norm": [0.001],
+         "upd_ratio": [0.001], "grad_norm": [0.1], "w_nan": [0], "w_inf": [0], "grad_nan": [0], "grad_inf": [0]},
+    ]
+
+
+def _finding(step: int) -> dict:
+    return {"kind": "finding", "step": step, "rule": f"rule_{step}", "severity": "warning", "layers": [],
+            "message": f"held at step {step}", "fix": "none"}
+
+
+def _write(folder, steps: int = STEPS, corrupt_at: int | None = None) -> None:
+    folder.mkdir()
+    (folder / "meta.json").write_text(json.dumps({"format": "babysitter", "format_version": 1, "status": "finished",
+                                                  "created": 1.0, "every": EVERY}))
+    with open(folder / "scalars.r0.jsonl", "wb") as f:
+        for s in range(steps):
+            f.write(_line(_scalar(s)))
+            if s in FINDING_STEPS:
+                f.write(_line(_finding(s)))
+            if s == corrupt_at:
+                f.write(b'{"kind":"finding","step":' + str(s).encode() + b',"rule":\n')
+    with open(folder / "layers.r0.jsonl", "wb") as f:
+        for s in range(0, steps, EVERY):
+            for rec in _layers(s):
+                f.write(_line(rec))
+
+
+def _lines_of(path) -> list[bytes]:
+    return path.read_bytes().split(b"\n")
+
+
+@pytest.fixture
+def big(tmp_path):
+    _write(tmp_path / "big")
+    return tmp_path / "big"
+
+
+def test_a_large_file_opens_with_evenly_spaced_rows_and_its_last_rows(big):
+    run = Run(big, sample=SAMPLE)
+    run.update()
+    taken = {s.file: s for s in run.sampled()}
+    assert set(taken) == {"scalars.r0.jsonl", "layers.r0.jsonl"}
+    lay = taken["layers.r0.jsonl"]
+    assert lay.kinds == ("input", "acts", "params") and 0 < lay.groups <= SAMPLE.rows
+    steps = run.acts.step_array()
+    logged = STEPS // EVERY
+    assert len(steps) < logged / 2  # far from every logged step
+    assert np.all(np.diff(steps) > 0) and steps[0] == 0
+    # The rows before the tail are evenly spaced; the tail is every logged step to the last.
+    head = steps[: lay.groups]
+    gaps = np.diff(head)
+    assert gaps.max() <= 2 * np.median(gaps) and gaps.min() >= np.median(gaps) / 2
+    tail = steps[lay.groups:]
+    assert len(tail) > 1 and tail[-1] == (STEPS - 1) // EVERY * EVERY and np.all(np.diff(tail) == EVERY)
+    # Each sampled row has all of its step: input, acts and params lines of one group.
+    assert list(run.params.step_array()) == list(steps) and list(run.input_stats()["step"]) == list(steps)
+    hsteps, _, _, counts = run.acts.histograms()
+    assert list(hsteps) == list(steps) and all(int(c[0, 0]) == s % 7 for s, c in zip(hsteps, counts))
+    loss = run.scalar("loss")
+    assert len(loss) < STEPS / 4 and loss.steps[-1] == STEPS - 1 and np.all(np.diff(loss.steps) > 0)
+    assert run.problems == []
+
+
+def test_every_finding_and_nan_loss_is_read_once_the_search_ends(big):
+    run = Run(big, sample=SAMPLE)
+    run.update()
+    assert run.searching
+    note = sampled_note(run)
+    assert "shown sampled" in note and "searching the rest for findings" in note
+    rounds = 0
+    while run.searching:
+        run.update()
+        rounds += 1
+        assert rounds < 100
+    assert sorted(f.step for f in run.findings) == list(FINDING_STEPS)
+    loss = run.scalar("loss")
+    assert sorted(loss.steps[np.isnan(loss.values)].tolist()) == list(NAN_STEPS)
+    assert len(set(loss.steps.tolist())) == len(loss)  # no line read twice
+    assert np.all(np.diff(loss.steps) > 0)  # the series comes back sorted
+    assert "every finding and NaN/Inf loss of the whole file was read" in sampled_note(run)
+    assert run.problems == []
+
+
+def test_a_small_search_step_takes_several_updates_and_each_changes_the_version(big):
+    run = Run(big, sample=Sampling(above=60_000, rows=40, scan_step=20_000))
+    run.update()
+    versions = [run.version]
+    while run.searching:
+        run.update()
+        versions.append(run.version)
+    assert len(versions) > 3 and len(set(versions)) == len(versions)
+    assert sorted(f.step for f in run.findings) == list(FINDING_STEPS)
+
+
+def test_a_file_below_the_threshold_is_read_in_full(big):
+    run = Run(big, sample=Sampling(above=10 << 20))
+    run.update()
+    assert run.sampled() == [] and not run.searching and sampled_note(run) == ""
+    assert len(run.acts) == STEPS // EVERY and len(run.scalar("loss")) == STEPS
+
+
+def test_lines_appended_after_a_sampled_open_are_read(big):
+    run = Run(big, sample=SAMPLE)
+    run.update()
+    with open(big / "scalars.r0.jsonl", "ab") as f:
+        f.write(_line(_scalar(STEPS)) + _line(_finding(STEPS)))
+    with open(big / "layers.r0.jsonl", "ab") as f:
+        for rec in _layers(STEPS):
+            f.write(_line(rec))
+    assert run.update() >= 5
+    assert run.acts.step_array()[-1] == STEPS and run.scalar("loss").steps[-1] == STEPS
+    assert STEPS in [f.step for f in run.findings]
+
+
+def test_a_bad_line_names_its_byte_offset_until_the_lines_are_counted_then_its_line(big):
+    run = Run(big, sample=Sampling(above=60_000, rows=40, scan_step=4096))
+    run.update()
+    path = big / "scalars.r0.jsonl"
+    with open(path, "ab") as f:
+        f.write(b"{not json\n")
+    run.update()
+    head_end = next(s.head_end for s in run.sampled() if s.file == path.name)
+    (p,) = [p for p in run.problems if "not valid JSON" in p.message]
+    assert p.line == 0 and f"after byte {head_end}" in p.message
+    while run.searching:
+        run.update()
+    with open(path, "ab") as f:
+        f.write(b"[1]\n")
+    run.update()
+    (q,) = [p for p in run.problems if "expected a JSON object" in p.message]
+    assert q.line == len(_lines_of(path)) - 1  # the last line (the file ends with a newline)
+
+
+def test_a_corrupt_finding_in_the_skipped_part_is_reported_with_its_line(tmp_path):
+    _write(tmp_path / "r", corrupt_at=1700)
+    run = Run(tmp_path / "r", sample=SAMPLE)
+    run.update()
+    while run.searching:
+        run.update()
+    lines = _lines_of(tmp_path / "r" / "scalars.r0.jsonl")
+    want = next(i for i, ln in enumerate(lines, 1) if ln.endswith(b'"rule":'))
+    bad = [p for p in run.problems if p.file == "scalars.r0.jsonl"]
+    assert len(bad) == 1 and bad[0].line == want and "not valid JSON" in bad[0].message
+    assert sorted(f.step for f in run.findings) == list(FINDING_STEPS)
+
+
+def test_what_a_sampled_open_holds_does_not_grow_with_the_file(tmp_path):
+    held = []
+    for n, steps in enumerate((STEPS, 4 * STEPS)):
+        _write(tmp_path / f"r{n}", steps=steps)
+        tracemalloc.start()
+        run = Run(tmp_path / f"r{n}", sample=SAMPLE)
+        run.update()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        held.append((run.records_read, len(run.acts), peak))
+    (rec0, rows0, peak0), (rec1, rows1, peak1) = held
+    assert rows1 <= rows0 * 1.5 and rec1 <= rec0 * 1.5 and peak1 <= peak0 * 2
+
+
+def test_the_dashboard_logdir_searches_an_opened_run_on_each_refresh(big):
+    ld = LogDir(big.parent, sample=SAMPLE)
+    ld.refresh()
+    run = ld.get("big")
+    assert run is not None and run.searching
+    for _ in range(50):
+        if not run.searching:
+            break
+        ld.refresh()
+    assert not run.searching and sorted(f.step for f in run.findings) == list(FINDING_STEPS)
