@@ -63,7 +63,7 @@ class Sampling:
     above: int = SAMPLE_ABOVE
     budget: int | None = None  # None: ``above``
     rows: int = 2048
-    scan_step: int = 64 << 20
+    scan_step: int = 32 << 20
 
     @property
     def bytes(self) -> int:
@@ -129,7 +129,7 @@ def _line_at(fd: int, pos: int, end: int, hint: int, max_line: int) -> tuple[int
 
     ``bytes`` is None for a line longer than ``max_line`` (skipped) or one that runs past ``end``.
     """
-    size = max(4096, hint * 2)
+    size = max(512, hint * 2)
     while True:
         n = min(size, end - pos)
         buf = os.pread(fd, n, pos)
@@ -153,13 +153,14 @@ def _line_at(fd: int, pos: int, end: int, hint: int, max_line: int) -> tuple[int
         size *= 2
 
 
-def _next_start(fd: int, pos: int, end: int) -> int:
-    """The first line start at or after ``pos`` (``end`` when none before it)."""
+def _next_start(fd: int, pos: int, end: int, hint: int = 1 << 16) -> int:
+    """The first line start at or after ``pos`` (``end`` when none before it); ``hint``: the usual line size."""
     if pos == 0:
         return 0
     p = pos - 1  # a line starts at ``pos`` when the byte before it is a newline
+    size = min(1 << 20, max(512, 2 * hint))
     while p < end:
-        chunk = os.pread(fd, min(1 << 16, end - p), p)
+        chunk = os.pread(fd, min(size, end - p), p)
         if not chunk:
             return end
         k = chunk.find(b"\n")
@@ -174,7 +175,7 @@ def _step_start(fd: int, pos: int, end: int, hint: int, max_line: int) -> int:
 
     Only complete lines are passed: a last line without its newline is never skipped.
     """
-    p = _next_start(fd, pos, end)
+    p = _next_start(fd, pos, end, hint)
     if p == 0:
         return 0
     lead: Any = _UNSET
@@ -208,7 +209,7 @@ def open_sampled(tail: "FileTail", fd: int, size: int, plan: Sampling, res: "Tai
     kinds = tuple(dict.fromkeys(k for k in map(_kind_of, lines) if k and k != KIND_FINDING)) or ("?",)
     group = avg * len(kinds)
     budget = plan.bytes
-    tail_bytes = min(budget // 4, plan.rows * group)
+    tail_bytes = min(budget // 8, plan.rows * group)
     head_end = _step_start(fd, max(0, size - tail_bytes), size, avg, tail.max_line)
     k = max(1, min(plan.rows, (budget - tail_bytes) // max(1, group)))
     info = Sampled(tail.rel, size, head_end, kinds=kinds, est_lines=head_end // avg)
@@ -217,7 +218,7 @@ def open_sampled(tail: "FileTail", fd: int, size: int, plan: Sampling, res: "Tai
         at = max(pos, head_end * i // k)
         if at >= head_end:
             break
-        start = _next_start(fd, at, head_end)
+        start = _next_start(fd, at, head_end, avg)
         # A group is the lines of one step: past the step the offset fell into, up to the next step.
         lead: Any = _UNSET if start else None
         step_of: Any = _UNSET

@@ -197,6 +197,9 @@ class Run:
         self.last_time: float | None = None
         self.bytes_read = 0
         self._sample_moved = False
+        # True while a sampled file's skipped part is still being searched for findings (each
+        # ``update`` goes on with it); a plain flag, so a refresh asks without waiting for the lock.
+        self.searching = False
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -316,6 +319,7 @@ class Run:
             self.bytes_read += res.bytes_read
             for p in res.problems:
                 self._problem(p)
+        self.searching = any(t.sampled is not None and not t.sampled.searched for t in self._tails.values())
         # Files removed while watched: their records stay, the file is forgotten.
         return total, False
 
@@ -323,11 +327,6 @@ class Run:
         """What the sampled opens of this run's data files took (empty when every line was read)."""
         with self._lock:
             return [t.sampled for t in self._tails.values() if t.sampled is not None]
-
-    @property
-    def searching(self) -> bool:
-        """True while a sampled file's skipped part is still being searched for findings (``update`` goes on)."""
-        return any(not s.searched for s in self.sampled())
 
     def _ingest(self, fname: str, rank: int, records: list[dict[str, Any]]) -> None:
         self.records_by_rank[rank] = self.records_by_rank.get(rank, 0) + len(records)

@@ -91,10 +91,9 @@ def sampled_note(run: Run) -> str:
             searching.append(f"{s.file} {100 * s.scanned // max(1, s.head_end)}%")
     if not parts:
         return ""
-    found = ("searching the rest for findings and NaN/Inf losses (" + ", ".join(searching) + " done)" if searching
-             else "every finding and NaN/Inf loss of the whole file was read")
-    return ("Large run, shown sampled: " + "; ".join(parts) + ", evenly spaced, the last part in full; "
-            + found + ".")
+    found = ("Searching the rest for findings and NaN/Inf losses: " + ", ".join(searching) + " done." if searching
+             else "Every finding and NaN/Inf loss in these files was read.")
+    return "Large run, shown sampled: " + "; ".join(parts) + " (evenly spaced, the last part in full). " + found
 
 
 def run_header(ctx: AppContext, run: Run, active: str) -> html.Div:
