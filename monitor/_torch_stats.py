@@ -95,6 +95,15 @@ def _sq(flat: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(flat, dtype=torch.float64).square()
 
 
+def _np_sq(a: np.ndarray) -> float:
+    """:func:`_sq` of a 1-D NumPy view of CPU values: a BLAS dot product, redone in float64 on a float32 overflow."""
+    sq = float(np.dot(a, a))
+    if math.isinf(sq) and a.dtype == np.float32:
+        wide = a.astype(np.float64)
+        sq = float(np.dot(wide, wide))
+    return sq
+
+
 def _zero_like(x: torch.Tensor) -> torch.Tensor:
     return torch.zeros((), dtype=torch.float64, device=x.device)
 
@@ -395,18 +404,11 @@ def _cpu_activation_list(x: torch.Tensor, kind: str, assume_finite: bool, bins: 
     flat = a.reshape(-1)
     n = flat.size
     lo, hi = float(flat.min()), float(flat.max())
-    sq = float(np.dot(flat, flat))
-    if math.isinf(sq):  # finite float32 values above ~1e19: their squares overflow float32
-        wide = flat.astype(np.float64)
-        sq = float(np.dot(wide, wide))
+    sq = _np_sq(flat)
     if _one_pass_ok(sq, total, n):
         m2 = sq - total * total / n
     else:
-        d = np.subtract(flat, total / n, out=_take(scratch, x).numpy())
-        m2 = float(np.dot(d, d))
-        if math.isinf(m2):
-            wide = d.astype(np.float64)
-            m2 = float(np.dot(wide, wide))
+        m2 = _np_sq(np.subtract(flat, total / n, out=_take(scratch, x).numpy()))
     dead = 0
     if kind in RELU_FAMILY:
         if lo >= 0 and sums is not None:
