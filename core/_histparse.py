@@ -121,13 +121,11 @@ def int_rows(spans: Sequence[tuple[Buffer, int, int]], compact: bool = False) ->
     run2 = d[1:] & d[:-1]  # run2[i]: bytes i and i + 1 are digits
     run4 = run2[2:] & run2[:-2]  # run4[i]: bytes i to i + 3 are digits
     # quad[i]: the value of the last four digits (at most) of the digits ending at byte i, a digit.
-    pair = dv[:-1] * np.uint8(10)
-    pair += dv[1:]  # pair[i]: bytes i and i + 1 as a number, for a digit at i + 1
-    quad = np.empty(len(s), np.uint16)
-    quad[0] = dv[0]
+    pair = dv[1:] + dv[:-1] * np.uint8(10)  # pair[i]: bytes i and i + 1 as a number, for a digit at i + 1
+    quad = np.zeros(len(s), np.uint16)
     quad[1:] = pair
-    pair[:-2] *= run2[1:-1]
-    quad[3:] += pair[:-2] * np.uint16(100)
+    quad[0] = dv[0]
+    quad[3:] += (pair[:-2] * run2[1:-1]).astype(np.uint16) * np.uint16(100)
     ends = np.flatnonzero(d[:-1] > d[1:])  # the last digit of each number
     counts = quad.take(ends).astype(np.int64)
     # Numbers of more than four digits: four more from quad four bytes back, while the digits go on.
