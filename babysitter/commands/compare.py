@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from babysitter._text import safe_text
 
 NAME = "compare"
@@ -112,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
         by_name = {s.run: s for s in summaries}
         out = {"logdir": str(path), "runs": [by_name[n].to_json() for n in df["run"] if n in keep],
                "studies": [st.to_json() for st in studies], "search_findings": [e.to_json() for e in edges]}
-        sys.stdout.write(json.dumps(out, allow_nan=False, default=str, indent=1) + "\n")
+        # orjson: the standard encoder with an indent runs in Python (seconds over 10,000 runs).
+        # Summaries are finite by ``to_json``; anything else not finite is written as null.
+        sys.stdout.write(orjson.dumps(out, default=str, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     if df.empty:
         print(f"none of the {len(summaries)} runs in {safe_text(path, 200)} match the filter")
