@@ -111,7 +111,7 @@ def version_key(ctx: AppContext, pathname: str | None, registered: list[pages.Pa
         break
     live, newest = ctx.catalog.liveness(now)
     # The list shows ages and live/crashed status: redraw it every 10 s even without new data.
-    return {"key": ["dir", ctx.catalog.version, int(now // 10)], "live": live, "t": newest}
+    return {"key": ["dir", ctx.catalog.version, ctx.generation, int(now // 10)], "live": live, "t": newest}
 
 
 def _host_name(host: str) -> str:

@@ -71,6 +71,8 @@ class AppContext:
         index: the persisted summary index (``core.index``): ``"default"``, a ``SummaryIndex``, or None.
         catalog: every run as a row (``core.catalog``), over ``summaries`` and ``index``.
         page_state: what a page keeps between its callbacks (the compare page's snapshot).
+        generation: moved on by a page's background work when it is done (part of the run
+            list's and the comparison's version, so the next tick redraws them).
     """
 
     logdir: LogDir
@@ -81,6 +83,7 @@ class AppContext:
     drawn: Drawn = field(default_factory=Drawn)
     index: Any = "default"
     page_state: dict[str, Any] = field(default_factory=dict)  # what a page keeps between callbacks
+    generation: int = 0
     catalog: Catalog = None  # type: ignore[assignment]  # built over ``logdir``, ``summaries`` and ``index``
     _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
 

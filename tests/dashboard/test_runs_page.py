@@ -1,4 +1,5 @@
-"""The run list over many runs: pages of ``PAGE_SIZE``, a name filter, pending rows (no browser)."""
+"""The run list and the comparison over many runs: pages of ``PAGE_SIZE``, a name filter, pending rows, a
+large comparison remade in the background (no browser)."""
 
 from __future__ import annotations
 
@@ -104,4 +105,30 @@ def test_a_list_seeded_from_the_index_says_it_is_being_checked(tmp_path):
     ctx.catalog.refresh(full=True)
     _, text, *_ = runs_page._view(ctx, None, 0)
     assert text == "runs 1–3 of 3"
+    ctx.catalog.close()
+
+
+def test_a_large_comparison_is_remade_in_the_background_while_the_last_one_is_shown(tmp_path, monkeypatch):
+    from dashboard.app import version_key
+    from dashboard.pages import compare as compare_page
+
+    monkeypatch.setattr(compare_page, "BACKGROUND_ROWS", 2)
+    make_runs(tmp_path / "logs", 3)
+    ctx = context(tmp_path / "logs")
+    first = compare_page._snapshot(ctx)  # none yet: made in the request
+    assert len(first.frame) == 3
+    key = version_key(ctx, "/compare", [], time.time())["key"]
+
+    make_runs(tmp_path / "more", 1)
+    os.rename(tmp_path / "more" / "run000", tmp_path / "logs" / "late")
+    ctx.catalog.logdir.mark_dirty(None)
+    ctx.refresh()
+    assert compare_page._snapshot(ctx) is first  # out of date: shown while the next is made
+    deadline = time.monotonic() + 10
+    while ctx.generation == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ctx.generation == 1
+    assert version_key(ctx, "/compare", [], time.time())["key"] != key  # the next tick redraws
+    again = compare_page._snapshot(ctx)
+    assert again is not first and sorted(again.frame["run"]) == ["late", "run000", "run001", "run002"]
     ctx.catalog.close()
