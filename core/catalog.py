@@ -173,13 +173,21 @@ class Catalog:
                 got = self._open.get(name)
             if got is not None and got[0] == run.version:
                 return got[1]
+            searching = run.searching  # opened sampled, what it skipped not searched to the end yet
+            if searching:
+                with self._lock:
+                    whole = self._stored.get(name)
+                if whole is not None and whole[0] == listing.signature:
+                    return whole[1]  # the summary of all of these files, from the index or a summariser
             findings = self.summaries.findings(run)
             rec = RunRecord.of(run, self.summaries.get(run), findings)
             with self._lock:
                 self._open[name] = (run.version, rec)
-                self._stored[name] = (listing.signature, rec)
+                if not searching:  # a summary without some findings is never stored as the files' own
+                    self._stored[name] = (listing.signature, rec)
                 self.version += 1
-            self.index.put([(name, listing.signature, rec.to_text())])
+            if not searching:
+                self.index.put([(name, listing.signature, rec.to_text())])
             return rec
         with self._lock:
             got = self._stored.get(name)

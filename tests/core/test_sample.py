@@ -207,3 +207,20 @@ def test_the_dashboard_logdir_searches_an_opened_run_on_each_refresh(big):
             break
         ld.refresh()
     assert not run.searching and sorted(f.step for f in run.findings) == list(FINDING_STEPS)
+
+
+def test_the_summary_of_a_run_still_searching_is_not_stored_as_that_of_its_files(big, tmp_path):
+    from core.catalog import Catalog
+    from core.index import SummaryIndex
+
+    ld = LogDir(big.parent, sample=Sampling(above=60_000, rows=40, scan_step=4096))
+    ld.refresh()
+    cat = Catalog(ld, index=SummaryIndex(big.parent, tmp_path / "cache"))
+    assert ld.get("big").searching
+    partial = cat.record("big")
+    assert partial is not None and "big" not in SummaryIndex(big.parent, tmp_path / "cache").load()
+    while ld.get("big").searching:  # each refresh (the pages' ticks) searches on
+        ld.refresh()
+    whole = cat.record("big")
+    assert sorted(f.step for f in whole.findings if f.rule.startswith("rule_")) == list(FINDING_STEPS)
+    assert "big" in SummaryIndex(big.parent, tmp_path / "cache").load()
