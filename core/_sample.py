@@ -315,12 +315,14 @@ def scan(tail: "FileTail", info: Sampled, fd: int, step: int, res: "TailResult")
                     hits.add(s)
                 e = data.find(b"\n", i)
                 i = data.find(marker, e if e >= 0 else len(data))
+        lineno, counted = info.lines_before + 1, 0  # the line number at ``counted``, counted on from hit to hit
         for s in sorted(hits):
             e = data.find(b"\n", s)
             e = len(data) if e < 0 else e
+            lineno += data.count(b"\n", counted, s)
+            counted = s
             if e - s > tail.max_line:
                 continue
-            lineno = info.lines_before + data.count(b"\n", 0, s) + 1
             n_rec = len(res.records)
             save = tail.lineno
             tail.lineno = lineno - 1

@@ -303,11 +303,18 @@ class Catalog:
     def _paths(self, names: Iterable[str]) -> list[str]:
         return [str(self.logdir.path / n) for n in names if self.logdir.listing(n) is not None]
 
+    def _sampled(self, name: str) -> bool:
+        """True when run ``name`` has a data file the log directory opens sampled (summarised apart, in the worker)."""
+        lst = self.logdir.listing(name)
+        return self.logdir.sample is not None and lst is not None and lst.largest_file() > self.logdir.sample.above
+
     def fill_small(self) -> None:
-        """Summarise the pending runs on the spot when there are few (``SYNC_LIMIT``)."""
+        """Summarise the pending runs on the spot when there are few (``SYNC_LIMIT``); huge ones are left to ``start``."""
         pending = self.pending()
         if pending and len(pending) <= SYNC_LIMIT:
-            self.fill(pending)
+            small = [n for n in pending if not self._sampled(n)]
+            if small:
+                self.fill(small)
 
     def start(self) -> None:
         """Summarise pending runs in the background until ``stop``."""
@@ -358,9 +365,12 @@ class Catalog:
                     self.read += 1
             return True
         batch = pending[:BATCH]
-        if len(pending) <= SYNC_LIMIT:
-            self.fill(batch)
+        huge = [n for n in batch if self._sampled(n)]
+        if len(pending) <= SYNC_LIMIT and len(huge) < len(batch):
+            self.fill([n for n in batch if n not in huge])
             return True
+        if huge:  # one run at a time: reading it to its end takes seconds, in the worker, not this process
+            batch = huge[:1]
         paths = [str(self.logdir.path / n) for n in batch]
         pool = self._worker()
         if pool is None:

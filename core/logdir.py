@@ -35,6 +35,11 @@ class Listing(NamedTuple):
     signature: str
     activity: float
 
+    def largest_file(self) -> int:
+        """Bytes of the largest of the files in ``signature``."""
+        return max((int(part.split("\0")[2]) for part in self.signature.split("\n") if part.count("\0") == 3),
+                   default=0)
+
 
 def folder_signature(path: str | os.PathLike[str]) -> Listing | None:
     """The ``Listing`` of the run folder ``path``; None when it is gone or unreadable."""

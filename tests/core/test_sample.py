@@ -224,3 +224,21 @@ def test_the_summary_of_a_run_still_searching_is_not_stored_as_that_of_its_files
     whole = cat.record("big")
     assert sorted(f.step for f in whole.findings if f.rule.startswith("rule_")) == list(FINDING_STEPS)
     assert "big" in SummaryIndex(big.parent, tmp_path / "cache").load()
+
+
+def test_a_huge_run_is_left_to_the_background_worker_not_summarised_on_the_spot(big, tmp_path):
+    from core.catalog import Catalog
+
+    ld = LogDir(big.parent, sample=SAMPLE)
+    ld.refresh()
+    assert ld.listing("big").largest_file() == max(p.stat().st_size for p in big.iterdir())
+    cat = Catalog(ld, index=None)
+    cat.fill_small()  # what a visit of the run list does
+    assert cat.pending() == ["big"] and not ld.is_open("big")
+    assert cat.fill(["big"]) == 1  # a summariser reads the files to their end, findings included
+    rec = cat.record("big")
+    assert sorted(f.step for f in rec.findings if f.rule.startswith("rule_")) == list(FINDING_STEPS)
+    small = Catalog(LogDir(big.parent), index=None)  # without sampling nothing is huge
+    small.logdir.refresh()
+    small.fill_small()
+    assert small.pending() == []
