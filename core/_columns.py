@@ -18,6 +18,8 @@ from .schema import MAX_BINS, MAX_LAYERS
 __all__ = ["Series", "Table", "Grow", "ScalarCol", "number_or_nan", "is_sorted", "last_le"]
 
 _NAN = float("nan")
+# Kept histogram counts are int32 while every count fits one (half the memory of int64), then int64.
+_NARROW = np.iinfo(np.int32)
 
 
 class Grow:
@@ -106,7 +108,7 @@ class Table:
         self.max_hist_rows = max_hist_rows
         self.hist_rows: list[int] = []  # table row of each kept histogram row
         self.hist_stride = 1
-        self._hist: np.ndarray | None = None  # [hrow, col, bin] int64
+        self._hist: np.ndarray | None = None  # [hrow, col, bin] int32 (int64 once a count does not fit)
         self._hist_lo: np.ndarray | None = None
         self._hist_hi: np.ndarray | None = None
         self._bins = 0
@@ -134,7 +136,7 @@ class Table:
         self.steps = np.resize(self.steps, nr)
         self.times = np.resize(self.times, nr)
         if self._hist is not None and nc > self._hist.shape[1]:
-            h = np.zeros((self._hist.shape[0], nc, self._bins), np.int64)
+            h = np.zeros((self._hist.shape[0], nc, self._bins), self._hist.dtype)
             h[:, : self._hist.shape[1]] = self._hist
             self._hist = h
             for attr in ("_hist_lo", "_hist_hi"):
@@ -294,15 +296,19 @@ class Table:
             # system zeroes when first touched, so rows not yet written cost no memory, and the
             # kept rows are never copied to a larger array.
             rows = min(self.max_hist_rows, self.max_hist_cells // (self._cap_cols * self._bins)) + 1
-            self._hist = np.zeros((max(rows, 1), self._cap_cols, self._bins), np.int64)
+            self._hist = np.zeros((max(rows, 1), self._cap_cols, self._bins), np.int32)
             self._hist_lo = np.full((max(rows, 1), self._cap_cols), _NAN)
             self._hist_hi = np.full((max(rows, 1), self._cap_cols), _NAN)
         hrow = len(self.hist_rows)
         if hrow == self._hist.shape[0]:  # more columns since: the bound moved
             grow = hrow * 2
-            self._hist = np.concatenate([self._hist, np.zeros((grow - hrow, *self._hist.shape[1:]), np.int64)])
+            self._hist = np.concatenate([self._hist, np.zeros((grow - hrow, *self._hist.shape[1:]), self._hist.dtype)])
             self._hist_lo = np.concatenate([self._hist_lo, np.full((grow - hrow, self._hist_lo.shape[1]), _NAN)])
             self._hist_hi = np.concatenate([self._hist_hi, np.full((grow - hrow, self._hist_hi.shape[1]), _NAN)])
+        if self._hist.dtype != np.int64 and hist.size and (hist.max() > _NARROW.max or hist.min() < _NARROW.min):
+            wide = np.zeros(self._hist.shape, np.int64)  # only the rows written are copied (and take memory)
+            wide[:hrow] = self._hist[:hrow]
+            self._hist = wide
         self._hist[hrow, idx] = hist
         self._hist_lo[hrow, idx] = lo
         self._hist_hi[hrow, idx] = hi

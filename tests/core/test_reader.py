@@ -398,3 +398,22 @@ def test_layer_records_added_in_runs_equal_adding_them_one_by_one(write_run, mon
     assert "layers.r0.jsonl:80: bad acts record (names repeat); skipped" in problems
     assert sum("layers.r1.jsonl" in p for p in problems) == 2 and len(problems) == 11
     assert 9 in state["acts"]["steps"] and state["acts"]["steps"].count(9) == 2  # the plain-path line too
+
+
+def test_histogram_counts_past_int32_are_kept_exactly(write_run):
+    """Counts are stored narrow while they fit; a larger one widens the store without changing any kept row."""
+    big = 2 ** 31 + 5
+    recs = [_acts(s) for s in range(6)]
+    recs[1]["hist"] = [[7, 1, 2, 2 ** 31 - 1], [0, 7, 0, 1]]  # still fits
+    recs[2]["hist"] = [[big, 1, 2, 3], [0, 7, 2 ** 40, 1]]
+    recs[4]["hist"] = [[-(2 ** 31) - 1, 0, 0, 0], [1, 1, 1, 1]]  # read by orjson's path (negative): kept as read
+    path = write_run(recs, file="layers.r0.jsonl")
+    run = Run(path, max_hist_rows=4)
+    assert run.update() == 6
+    steps, _, _, counts = run.acts.histograms()
+    want = {s: r["hist"] for s, r in zip(range(6), recs)}
+    assert [counts[i].tolist() for i in range(len(steps))] == [want[int(s)] for s in steps]
+    assert steps.tolist() == [0, 2, 4]
+    small = Run(write_run([_acts(s) for s in range(6)], name="small", file="layers.r0.jsonl"), max_hist_rows=4)
+    small.update()
+    assert small.memory_bytes() < run.memory_bytes()  # the narrow store takes less
