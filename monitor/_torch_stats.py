@@ -60,6 +60,7 @@ ACT = {k: i for i, k in enumerate(ACT_LAYOUT)}
 PARAM = {k: i for i, k in enumerate(PARAM_LAYOUT)}
 GRAD = {k: i for i, k in enumerate(GRAD_LAYOUT)}
 _ACT_HEAD = len(ACT_LAYOUT)
+_CPU = torch.device("cpu")
 _PARAM_LEN = len(PARAM_LAYOUT)
 _GRAD_LEN = len(GRAD_LAYOUT)
 
@@ -139,15 +140,33 @@ class Scratch:
 
     def __init__(self) -> None:
         self._bufs: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self._arrays: dict[torch.dtype, np.ndarray] = {}  # NumPy views of the CPU buffers
+
+    def _buf(self, device: torch.device, dtype: torch.dtype, n: int) -> torch.Tensor:
+        buf = self._bufs.get((device, dtype))
+        if buf is None or buf.numel() < n:
+            buf = self._bufs[(device, dtype)] = torch.empty(n, dtype=dtype, device=device)
+            if device.type == "cpu":
+                self._arrays[dtype] = buf.numpy()
+        return buf
 
     def take(self, like: torch.Tensor, n: int | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
         """A 1-D buffer of ``n`` elements (``like.numel()`` by default) on ``like``'s device."""
         n = like.numel() if n is None else n
-        key = (like.device, dtype or like.dtype)
-        buf = self._bufs.get(key)
-        if buf is None or buf.numel() < n:
-            buf = self._bufs[key] = torch.empty(n, dtype=key[1], device=key[0])
+        buf = self._buf(like.device, dtype or like.dtype, n)
         return buf if buf.numel() == n else buf[:n]
+
+    def array(self, n: int, dtype: torch.dtype) -> np.ndarray:
+        """:meth:`take` of a CPU buffer as a NumPy view (slicing one costs less than a torch call)."""
+        self._buf(_CPU, dtype, n)
+        return self._arrays[dtype][:n]
+
+
+_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.int64: np.int64}
+
+
+def _array(scratch: Scratch | None, n: int, dtype: torch.dtype) -> np.ndarray:
+    return scratch.array(n, dtype) if scratch is not None else np.empty(n, dtype=_NP_DTYPES[dtype])
 
 
 def _take(scratch: Scratch | None, like: torch.Tensor, n: int | None = None,
@@ -164,7 +183,7 @@ def hist_sample_of(flat: torch.Tensor, batch: int, limit: int) -> torch.Tensor:
     (every unit is seen); when one example alone holds more than ``limit`` values, a strided
     subsample of the first example is.
     """
-    n = flat.numel()
+    n = len(flat)  # a 1-D tensor or NumPy array
     if n <= limit:
         return flat
     per = max(1, n // max(1, batch))
@@ -396,7 +415,8 @@ def _cpu_activation_list(x: torch.Tensor, kind: str, assume_finite: bool, bins: 
         wide = sums.astype(np.float64)  # float64: cannot overflow
         per = n // sums.size
         total = float(wide.sum())
-        unit_var = float(wide.var()) / (per * per)  # the variance of the unit means
+        dev = wide - total / sums.size
+        unit_var = float(np.dot(dev, dev)) / (sums.size * per * per)  # the variance of the unit means
     else:
         total = float(a.sum())
     if not (assume_finite or math.isfinite(total)):
@@ -408,7 +428,7 @@ def _cpu_activation_list(x: torch.Tensor, kind: str, assume_finite: bool, bins: 
     if _one_pass_ok(sq, total, n):
         m2 = sq - total * total / n
     else:
-        m2 = _np_sq(np.subtract(flat, total / n, out=_take(scratch, x).numpy()))
+        m2 = _np_sq(np.subtract(flat, total / n, out=_array(scratch, n, x.dtype)))
     dead = 0
     if kind in RELU_FAMILY:
         if lo >= 0 and sums is not None:
@@ -417,9 +437,11 @@ def _cpu_activation_list(x: torch.Tensor, kind: str, assume_finite: bool, bins: 
             dead = sums.size - int(np.count_nonzero(sums))
         else:
             dead = int(_dead_count(x, unit_axis).item())
-    sample_t = _sample(x, x.reshape(-1), batch_axis, hist_sample)
-    sample = sample_t.numpy()
-    sbuf = _take(scratch, sample_t).numpy()
+    if batch_axis == 0 or x.ndim < 2:
+        sample = hist_sample_of(flat, x.shape[0] if x.ndim else 1, hist_sample)
+    else:
+        sample = _sample(x, x.reshape(-1), batch_axis, hist_sample).numpy()
+    sbuf = _array(scratch, sample.size, x.dtype)
     nonzero = int(np.count_nonzero(sample))
     sat = 0
     if kind in SATURATING:  # exactly the values with |v| > thr (the reference's test, in the values' precision)
@@ -429,7 +451,7 @@ def _cpu_activation_list(x: torch.Tensor, kind: str, assume_finite: bool, bins: 
     # The scale is shrunk by 2**-20 so that the maximum lands in the last bin without a clamp.
     np.subtract(sample, lo, out=sbuf)
     np.multiply(sbuf, bins * (1 - 2.0 ** -20) / max(hi - lo, 1e-30), out=sbuf)
-    idx = _take(scratch, sample_t, dtype=torch.int64).numpy()
+    idx = _array(scratch, sample.size, torch.int64)
     np.copyto(idx, sbuf, casting="unsafe")  # float -> int64 truncates
     hist = np.bincount(idx, minlength=bins).tolist()
     unit_std = math.sqrt(max(unit_var, 0.0)) if unit_var is not None else 0.0
