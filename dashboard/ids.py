@@ -28,7 +28,7 @@ RUN_NAME = "run-name"        # dcc.Store holding the run's name for the page's c
 RUN_HEADER = "run-header"
 RUN_STATUS = "run-status"    # status badge, alert counts, last step (redrawn on new data)
 RUN_AGE = "run-age"          # "last write N s ago" (counted in the browser)
-RUN_SAMPLED = "run-sampled"  # what part of a large run is shown ("showing 517 of about 9,985 logged steps")
+RUN_SAMPLED = "run-sampled"  # what part of a large run is shown ("... 258 of about 10,000 logged steps")
 
 # Overview.
 FINDINGS = "overview-findings"
