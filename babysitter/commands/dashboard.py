@@ -88,10 +88,12 @@ def serve(logdir_path: str | Path, *, host: str = "127.0.0.1", port: int = 8050,
     app = None
     try:
         app = create_app(logdir, allowed_hosts=[host])
-        # A restart lists the runs its index holds and answers at once; the watcher's start
-        # (watches on every run folder, then a full listing) corrects that list meanwhile.
-        seeded = app.babysitter_context.catalog.seed_listing()
-        watcher.start(background=bool(seeded))
+        # A restart lists the runs its index holds and answers at once; a first start lists the
+        # folder. The watcher's start (a watch on every run folder, then a full listing that
+        # catches what changed meanwhile) runs in the background either way.
+        if not app.babysitter_context.catalog.seed_listing():
+            logdir.refresh(full=True)
+        watcher.start(background=True)
         if debug:
             print(f"{banner} on {url_for(host, port)} (log dir {path.resolve()})", flush=True)
             app.run(host=host, port=port, debug=True, use_reloader=False)
