@@ -22,6 +22,8 @@ from .figures import _thin, empty_figure
 __all__ = ["plot_text", "overlay_figure", "scatter_figure", "parallel_figure", "MAX_OVERLAY"]
 
 MAX_OVERLAY = 40  # runs drawn at once in an overlay; more are unreadable anyway
+MAX_LINES = 1000  # runs drawn in parallel coordinates (the best by the metric); 10,000 lines are one blot
+LOWER_IS_BETTER = frozenset({"final_loss", "gap"})  # summary metrics where the best run has the smallest value
 
 
 def overlay_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], *, title: str, y_title: str,
@@ -127,7 +129,7 @@ def scatter_figure(df, param: str, *, metric: str = "best_val_acc", color: str |
             text=[n for n, p in zip(names, pruned) if p],
             hovertemplate=f"%{{text}}<br>{plot_text(param)} = %{{x:.4g}}: pruned<extra></extra>"))
     if good.any():
-        i = int(np.flatnonzero(good)[np.nanargmax(y[good]) if "loss" not in metric else np.nanargmin(y[good])])
+        i = int(np.flatnonzero(good)[np.nanargmin(y[good]) if metric in LOWER_IS_BETTER else np.nanargmax(y[good])])
         fig.add_trace(go.Scatter(x=[x[i]], y=[y[i]], mode="markers", name="best",
                                  marker=dict(symbol="star", size=16, color=theme.HIGHLIGHT), hoverinfo="skip"))
     lo, hi = spec.get("low"), spec.get("high")
@@ -157,6 +159,8 @@ def parallel_figure(df, params: Sequence[str], *, metric: str = "best_val_acc",
     """Parallel coordinates: one axis per numeric hyperparameter (log10 of log-sampled ones) and the metric.
 
     Runs without a value of ``metric`` (crashed, diverged) are left out; the title says how many.
+    Of more than ``MAX_LINES`` runs, the best ``MAX_LINES`` by ``metric`` are drawn, and the
+    title says so (a browser takes seconds over 10,000 lines, which show nothing but one blot).
     """
     specs = specs or {}
     if df is None or not len(df) or metric not in df.columns:
@@ -180,12 +184,19 @@ def parallel_figure(df, params: Sequence[str], *, metric: str = "best_val_acc",
         dims.append((label, v))
     if not dims or not keep.any():
         return empty_figure("No numeric hyperparameters with a value to draw.", theme.GRAPH_HEIGHT)
-    dimensions = [dict(label=label, values=v[keep], tickformat=theme.TICKFORMAT) for label, v in dims]
-    dimensions.append(dict(label=plot_text(metric, 30), values=y[keep], tickformat=theme.TICKFORMAT))
     left_out = int(len(df) - keep.sum())
-    title = "Parallel coordinates" + (f" ({left_out} runs without a value left out)" if left_out else "")
+    title = "Parallel coordinates"
+    rows = np.flatnonzero(keep)
+    if len(rows) > MAX_LINES:
+        order = np.argsort(y[rows] if metric in LOWER_IS_BETTER else -y[rows], kind="stable")
+        rows = np.sort(rows[order[:MAX_LINES]])
+        title += f": the best {MAX_LINES:,} of {int(keep.sum()):,} runs by {plot_text(metric, 30)}"
+    if left_out:
+        title += f" ({left_out} run{'s' if left_out != 1 else ''} without a value left out)"
+    dimensions = [dict(label=label, values=v[rows], tickformat=theme.TICKFORMAT) for label, v in dims]
+    dimensions.append(dict(label=plot_text(metric, 30), values=y[rows], tickformat=theme.TICKFORMAT))
     fig = go.Figure(go.Parcoords(
-        line=dict(color=y[keep], colorscale="Viridis", showscale=True, colorbar=theme.COLORBAR),
+        line=dict(color=y[rows], colorscale="Viridis", showscale=True, colorbar=theme.COLORBAR),
         dimensions=dimensions))
     # The axis names and top range labels stand above the plot area: the title goes above them,
     # pinned to the top of the figure.

@@ -219,3 +219,27 @@ def test_layer_legends_and_hover_read_name_and_module_class_literally():
     assert list(fig.data[0].text) == ["encoder.layers.0.relu()", "fc&lt;b&gt;1&lt;/b&gt; (Linear)", "plain (tanh)"]
     fig = F.histograms_figure(names, np.zeros(3), np.ones(3), np.ones((3, 4)), types=types)
     assert [a.text for a in fig.layout.annotations] == legend
+
+
+def test_parallel_coordinates_of_many_runs_draw_the_best_by_the_metric():
+    import pandas as pd
+
+    from core.compare import HP_PREFIX
+    from dashboard.compare_figures import MAX_LINES, parallel_figure
+
+    n = MAX_LINES + 500
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"run": [f"r{i}" for i in range(n)], HP_PREFIX + "lr": 10 ** rng.uniform(-5, 0, n),
+                       "best_val_acc": rng.uniform(0, 1, n), "final_loss": rng.uniform(0, 3, n)})
+    df.loc[3, "best_val_acc"] = np.nan  # left out, and said
+    specs = {"lr": {"log": True}}
+    fig = parallel_figure(df, ["lr"], specs=specs)
+    acc = np.asarray(fig.data[0].dimensions[-1]["values"])
+    assert len(acc) == MAX_LINES
+    assert acc.min() >= np.sort(df["best_val_acc"].dropna())[-MAX_LINES]  # the best, not any
+    assert fig.layout.title.text == (f"Parallel coordinates: the best {MAX_LINES:,} of {n - 1:,} runs by "
+                                     "best_val_acc (1 run without a value left out)")
+    loss = np.asarray(parallel_figure(df, ["lr"], metric="final_loss", specs=specs).data[0].dimensions[-1]["values"])
+    assert loss.max() <= np.sort(df["final_loss"])[MAX_LINES - 1]  # lower is better
+    few = parallel_figure(df.head(10), ["lr"], specs=specs)
+    assert len(few.data[0].dimensions[-1]["values"]) == 9 and few.layout.title.text.startswith("Parallel coordinates (")
