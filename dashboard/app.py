@@ -82,10 +82,10 @@ function(n, data) {
         window.__bsOffset = Date.now() / 1000 - data.now;
     }
     var age = Math.max(0, Math.round(Date.now() / 1000 - window.__bsOffset - data.t));
-    var text = data.t ? "last update " + age + " s ago" : "no data yet";
+    var text = data.t ? "last update " + (%s)(age) + " ago" : "no data yet";
     return [(data.live ? "live" : "idle") + " \\u00b7 " + text, data.live ? "bs-live on" : "bs-live"];
 }
-"""
+""" % run_pages.AGE_TEXT_JS
 
 
 def _text_or_none(v: Any) -> str | None:

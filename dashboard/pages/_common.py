@@ -117,20 +117,25 @@ def run_header(ctx: AppContext, run: Run, active: str) -> html.Div:
     ])
 
 
-# Same units as ``age_text``; the server/browser clock offset comes from the shell's live indicator.
+# ``age_text`` in the browser (the same units), for the indicators counted there.
+AGE_TEXT_JS = """function (s) {
+    var units = [["d", 86400], ["h", 3600], ["min", 60]];
+    for (var i = 0; i < units.length; i++) {
+        if (s >= units[i][1]) { return Math.floor(s / units[i][1]) + " " + units[i][0]; }
+    }
+    return Math.floor(s) + " s";
+}"""
+
+# The server/browser clock offset comes from the shell's live indicator.
 _AGE_JS = """
 function(n, data) {
     if (!data || !data.key || data.key[0] !== "run") { return dash_clientside.no_update; }
     if (!data.t) { return "last write - ago"; }
     var off = window.__bsOffset === undefined ? 0 : window.__bsOffset;
     var s = Math.max(0, Date.now() / 1000 - off - data.t);
-    var units = [["d", 86400], ["h", 3600], ["min", 60]];
-    for (var i = 0; i < units.length; i++) {
-        if (s >= units[i][1]) { return "last write " + Math.floor(s / units[i][1]) + " " + units[i][0] + " ago"; }
-    }
-    return "last write " + Math.floor(s) + " s ago";
+    return "last write " + (%s)(s) + " ago";
 }
-"""
+""" % AGE_TEXT_JS
 
 
 def register(app: Any, ctx: AppContext) -> None:

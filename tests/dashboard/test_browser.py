@@ -173,3 +173,31 @@ def test_hostile_run_name_is_text(page):
     assert page.dialogs == []
     assert page.page.url.endswith("/run/" + quote(HOSTILE, safe=""))
     assert page.errors == []
+
+
+def test_ages_counted_in_the_browser_use_the_lists_units(browser, tmp_path):
+    """The top bar and a run's header say "2 h ago" for a run last written two hours ago, as
+    the run list does, not "7200 s ago"."""
+    import os
+
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    then = time.time() - 2 * 3600 - 30
+    (run / "meta.json").write_text(json.dumps({"format": "babysitter", "format_version": 1, "run": "old",
+                                               "status": "finished"}))
+    (run / "scalars.r0.jsonl").write_text("".join(
+        json.dumps({"kind": "scalars", "step": s, "time": then - 12 + s, "values": {"loss": 1 / (s + 1)}}) + "\n"
+        for s in range(12)))
+    for f in run.iterdir():
+        os.utime(f, (then, then))
+    d = run.parent
+    with dashboard_server(d) as base:
+        page = BrowserPage(browser, base)
+        try:
+            page.goto("/run/old", "overview-loss")
+            page.page.wait_for_function("() => document.getElementById('app-live').textContent.includes('ago')"
+                                        " && document.getElementById('run-age')", timeout=10_000)
+            assert page.js("document.getElementById('app-live').textContent") == "idle \u00b7 last update 2 h ago"
+            assert page.js("document.getElementById('run-age').textContent") == "last write 2 h ago"
+        finally:
+            page.close()
