@@ -20,7 +20,6 @@ import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 from .index import RunRecord, SummaryIndex
@@ -38,9 +37,9 @@ BATCH = 64  # runs per background batch
 LIVE_OPEN = 64  # most recently written runs followed in-process instead of re-read from scratch
 
 
-@dataclass(frozen=True)
 class Row:
-    """One run as the run list shows it.
+    """One run as the run list shows it; its record and status are looked up when first read
+    (a page of 50 rows of 10,000 decodes 50 stored records, not 10,000).
 
     Attributes:
         name: the run folder's name.
@@ -50,10 +49,29 @@ class Row:
         record: the summary and findings, None while pending.
     """
 
-    name: str
-    status: str
-    activity: float
-    record: RunRecord | None
+    __slots__ = ("name", "activity", "_catalog", "_listing", "_now", "_record", "_status")
+    _UNSET: Any = object()
+
+    def __init__(self, catalog: "Catalog", name: str, listing: Any, now: float) -> None:
+        self.name = name
+        self.activity = listing.activity
+        self._catalog, self._listing, self._now = catalog, listing, now
+        self._record = self._status = Row._UNSET
+
+    @property
+    def record(self) -> RunRecord | None:
+        if self._record is Row._UNSET:
+            self._record = self._catalog.record(self.name, self._listing)
+        return self._record
+
+    @property
+    def status(self) -> str:
+        if self._status is Row._UNSET:
+            self._status = self._catalog._status(self.record, self.activity, self._now)
+        return self._status
+
+    def __repr__(self) -> str:
+        return f"Row({self.name!r}, activity={self.activity})"
 
 
 def _summarise(path: str, sample: Sampling | None = None) -> tuple[str, str, str] | None:
@@ -109,15 +127,11 @@ class Catalog:
             self.index = SummaryIndex(logdir.path, "default" if index == "default" else None)
         self.stale_after = stale_after
         self._lock = threading.RLock()
-        self._stored: dict[str, tuple[str, RunRecord]] = {}  # name -> (signature, record)
+        # name -> (signature, record, or its stored text until first asked for: a restart over
+        # 10,000 runs decodes the records it shows, not all of them)
+        self._stored: dict[str, tuple[str, RunRecord | str]] = dict(self.index.load())
         self._open: dict[str, tuple[int, RunRecord]] = {}  # name -> (run version, record)
         self._failed: dict[str, str] = {}  # name -> signature that failed to summarise
-        for name, (sig, text) in self.index.load().items():
-            rec = RunRecord.from_text(text)
-            if rec is None:
-                self.index.forget([name])
-            else:
-                self._stored[name] = (sig, rec)
         self.read = 0  # runs read and summarised by this catalog (tests: unchanged runs are not read)
         self.version = 0
         self._seen_logdir = -1
@@ -178,7 +192,9 @@ class Catalog:
                 with self._lock:
                     whole = self._stored.get(name)
                 if whole is not None and whole[0] == listing.signature:
-                    return whole[1]  # the summary of all of these files, from the index or a summariser
+                    rec = self._stored_record(name, whole)
+                    if rec is not None:
+                        return rec  # the summary of all of these files, from the index or a summariser
             findings = self.summaries.findings(run)
             rec = RunRecord.of(run, self.summaries.get(run), findings)
             with self._lock:
@@ -192,8 +208,28 @@ class Catalog:
         with self._lock:
             got = self._stored.get(name)
         if got is not None and got[0] == listing.signature:
-            return got[1]
+            return self._stored_record(name, got)
         return None
+
+    def _stored_record(self, name: str, got: tuple[str, RunRecord | str]) -> RunRecord | None:
+        """The stored record ``got`` of ``name``, decoded on first use; a damaged one is dropped
+        (the run is pending again, and summarised again)."""
+        sig, rec = got
+        if not isinstance(rec, str):
+            return rec
+        decoded = RunRecord.from_text(rec)
+        with self._lock:
+            if self._stored.get(name) is got:
+                if decoded is None:
+                    del self._stored[name]
+                    self.version += 1
+                else:
+                    self._stored[name] = (sig, decoded)
+        if decoded is None:
+            log.warning("the stored summary of run %s is damaged; summarising it again", name)
+            self.index.forget([name])
+            self._wake.set()
+        return decoded
 
     def _status(self, rec: RunRecord | None, activity: float, now: float) -> str:
         if rec is None:
@@ -204,10 +240,7 @@ class Catalog:
     def rows(self, now: float | None = None) -> list[Row]:
         """Every run, most recently active first."""
         now = time.time() if now is None else now
-        out = []
-        for name, lst in self.logdir.listing().items():
-            rec = self.record(name, lst)
-            out.append(Row(name, self._status(rec, lst.activity, now), lst.activity, rec))
+        out = [Row(self, name, lst, now) for name, lst in self.logdir.listing().items()]
         out.sort(key=lambda r: (-r.activity, r.name))
         return out
 
@@ -215,8 +248,7 @@ class Catalog:
         lst = self.logdir.listing(name)
         if lst is None:
             return None
-        rec = self.record(name, lst)
-        return Row(name, self._status(rec, lst.activity, time.time() if now is None else now), lst.activity, rec)
+        return Row(self, name, lst, time.time() if now is None else now)
 
     def liveness(self, now: float | None = None) -> tuple[bool, float | None]:
         """(any run live, newest file time): what the live indicator shows, from the listing alone

@@ -169,7 +169,11 @@ def test_a_damaged_record_is_read_again(root, tmp_path):
     with sqlite3.connect(path) as db:
         db.execute("UPDATE runs SET record='{\"summary\": 3}' WHERE name='run2'")
     cat = opened(root, cache)
-    assert cat.pending() == ["run2"]
+    assert cat.pending() == []  # records are decoded when first shown
+    assert cat.row("run2").record is None and cat.row("run2").status == "pending"
+    assert cat.pending() == ["run2"] and "run2" not in cat.index.load()
+    cat.fill()
+    assert steps_of(cat, "run2") == 9 and cat.read == 1
 
 
 def test_an_unwritable_cache_keeps_summaries_in_memory(root, tmp_path, caplog):
