@@ -65,9 +65,11 @@ from torch.optim import optimizer as _optim
 from core.schema import KIND_ACTS, KIND_INPUT, KIND_PARAMS, LayerInfo
 
 # The statistic kernels, re-exported: ``monitor._torch`` is the adapter's one import.
+from ._torch_param_stats import (  # noqa: F401
+    GRAD, GRAD_LAYOUT, PARAM_LAYOUT, cpu_grad_lists, cpu_param_lists, decode_param, grad_vector, param_vector,
+)
 from ._torch_stats import (  # noqa: F401
-    GRAD, GRAD_LAYOUT, HIST_SAMPLE, PARAM_LAYOUT, Scratch, activation_vector, cpu_grad_lists, cpu_param_lists,
-    decode_activation, decode_input, decode_param, grad_vector, hist_sample_of, input_vector, param_vector,
+    HIST_SAMPLE, Scratch, activation_vector, decode_activation, decode_input, hist_sample_of, input_vector,
 )
 
 from ._adapter import Adapter

@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from torch.autograd import Variable
 
-from ._torch_stats import (
-    GRAD, PARAM, as_float, cpu_grad_lists, cpu_param_lists, grad_vector, param_vector, plain_sgd_lrs, sq_and_bad,
+from ._torch_param_stats import (
+    GRAD, PARAM, cpu_grad_lists, cpu_param_lists, grad_vector, param_vector, plain_sgd_lrs, sq_and_bad,
 )
+from ._torch_stats import as_float
 
 log = logging.getLogger("monitor._torch")  # one logger for the whole adapter
 

@@ -46,7 +46,8 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 # The only modules that import a training framework: the adapters, loaded on use.
 ADAPTERS = {
-    "torch": {"monitor/_torch.py", "monitor/_torch_stats.py", "monitor/_torch_forward.py", "monitor/_torch_optim.py",
+    "torch": {"monitor/_torch.py", "monitor/_torch_stats.py", "monitor/_torch_param_stats.py",
+              "monitor/_torch_forward.py", "monitor/_torch_optim.py",
               "monitor/lightning.py", "monitor/hf.py"},
     "lightning": {"monitor/lightning.py"}, "pytorch_lightning": {"monitor/lightning.py"},
     "transformers": {"monitor/hf.py"},

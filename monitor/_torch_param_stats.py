@@ -1,0 +1,169 @@
+"""PyTorch statistic kernels of the parameter side: one weight (and its update) or gradient
+tensor to one vector, and the decoder of the host copy into ``core.stats.param_stats`` fields.
+
+The layouts are named in ``PARAM_LAYOUT`` and ``GRAD_LAYOUT``; callers index by those names
+(``PARAM["upd_sq"]``). The shared pieces (the float view, the sum of squares, scratch
+buffers, one-pass variance check) are those of ``monitor._torch_stats``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from core.schema import finite_or_none
+
+from ._torch_stats import Scratch, _m2, _one_pass_ok, _sq, _take, _zero_like, as_float
+
+__all__ = ["PARAM_LAYOUT", "GRAD_LAYOUT", "PARAM", "GRAD", "param_vector", "grad_vector", "cpu_param_lists",
+           "cpu_grad_lists", "decode_param", "plain_sgd_lrs", "sq_and_bad"]
+
+PARAM_LAYOUT = ("w_sq", "w_m2", "w_nan", "w_inf", "upd_sq", "w_sum", "w_before_sq")
+GRAD_LAYOUT = ("grad_sq", "grad_nan", "grad_inf")
+PARAM = {k: i for i, k in enumerate(PARAM_LAYOUT)}
+GRAD = {k: i for i, k in enumerate(GRAD_LAYOUT)}
+_PARAM_LEN = len(PARAM_LAYOUT)
+_GRAD_LEN = len(GRAD_LAYOUT)
+
+
+def sq_and_bad(flat: torch.Tensor, exact: bool | None, zero: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``(sum of squares of the finite elements, NaN count, Inf count, exact used)``."""
+    sq = _sq(flat)
+    if exact is None:
+        exact = flat.device.type != "cpu" or not math.isfinite(sq.item())
+    if not exact:
+        return sq, zero, zero, False
+    fin = torch.isfinite(flat)
+    fz = torch.where(fin, flat, 0.0)
+    n_nan = torch.isnan(flat).sum()
+    return _sq(fz), n_nan, flat.numel() - fin.sum() - n_nan, True
+
+
+def param_vector(weight: torch.Tensor, before: torch.Tensor | None, *, exact: bool | None = None,
+                 zero: torch.Tensor | None = None, scratch: Scratch | None = None) -> torch.Tensor:
+    """The weight and update statistics of one parameter tensor as a float64 vector on its device.
+
+    Layout: ``[w_sq, w_m2, w_nan, w_inf, upd_sq, w_sum, w_before_sq]``, over the finite elements
+    (``w_before_sq``, the squared norm of ``before``, is 0 without it: plain SGD needs no copy,
+    and the caller fills it in from the pass before ``step()``). ``before``
+    is a copy of the weight taken before the update; it is overwritten here. Followed by
+    :func:`grad_vector` (taken before the step), :func:`decode_param` gives the
+    ``core.stats.param_stats`` fields.
+    """
+    w = as_float(weight).reshape(-1)
+    if zero is None:
+        zero = _zero_like(w)
+    w_sq, w_nan, w_inf, exact = sq_and_bad(w, exact, zero)
+    if exact:
+        fin = torch.isfinite(w)
+        s = torch.where(fin, w, 0.0).sum()
+        d = torch.where(fin, w - s / fin.sum().clamp_min(1), 0.0)
+    else:
+        s = w.sum()
+        d = torch.sub(w, s / max(w.numel(), 1), out=_take(scratch, w))
+    upd_sq = wb_sq = zero
+    if before is not None:
+        b = as_float(before).reshape(-1)
+        wb_sq = sq_and_bad(b, exact, zero)[0]
+        upd = b.sub_(w)  # before - after: the update's norm, no new buffer
+        upd_sq = sq_and_bad(upd, exact, zero)[0]
+    return torch.stack([t.to(torch.float64) for t in (w_sq, _sq(d), w_nan, w_inf, upd_sq, s, wb_sq)])
+
+
+def grad_vector(grad: torch.Tensor, *, exact: bool | None = None, zero: torch.Tensor | None = None) -> torch.Tensor:
+    """``[grad_sq, grad_nan, grad_inf]`` (float64, on the gradient's device), over the finite elements."""
+    if grad.is_sparse:
+        grad = grad.coalesce().values()
+    g = as_float(grad).reshape(-1)
+    sq, n_nan, n_inf, _ = sq_and_bad(g, exact, _zero_like(g) if zero is None else zero)
+    return torch.stack([t.to(torch.float64) for t in (sq, n_nan, n_inf)])
+
+
+def cpu_param_lists(weights: list[torch.Tensor], befores: list[torch.Tensor | None],
+                    scratch: Scratch | None = None) -> list[list[float]]:
+    """:func:`param_vector` for many CPU tensors, as lists: one dot product per norm (the
+    cheapest reduction on the CPU) and host arithmetic instead of small ops. Tensors with
+    non-finite values take the exact per-tensor path. ``befores`` are overwritten."""
+    if not weights:
+        return []
+    flat = [as_float(w).reshape(-1) for w in weights]
+    firsts = torch.stack([t for f in flat for t in (torch.dot(f, f), f.sum())]).tolist()
+    out: list[list[float] | None] = [None] * len(flat)
+    upd_idx = []
+    for i, f in enumerate(flat):
+        if not (math.isfinite(firsts[2 * i]) and math.isfinite(firsts[2 * i + 1])):
+            out[i] = param_vector(f, befores[i], exact=True).tolist()
+        elif befores[i] is not None:
+            upd_idx.append(i)
+    upd_sq: dict[int, float] = {}
+    wb_sq: dict[int, float] = {}
+    if upd_idx:
+        sq = []
+        for i in upd_idx:
+            b = as_float(befores[i]).reshape(-1)  # type: ignore[union-attr]
+            sq.append(_sq(b))
+            sq.append(_sq(b.sub_(flat[i])))  # before - after
+        both = torch.stack(sq).tolist()
+        wb_sq = dict(zip(upd_idx, both[0::2]))
+        upd_sq = dict(zip(upd_idx, both[1::2]))
+    for i, f in enumerate(flat):
+        if out[i] is not None:
+            continue
+        n = max(f.numel(), 1)
+        sq_w, total = firsts[2 * i], firsts[2 * i + 1]
+        if _one_pass_ok(sq_w, total, n):
+            m2 = sq_w - total * total / n
+        else:
+            m2 = _m2(f, total / n, _take(scratch, f)).item()
+        out[i] = [sq_w, m2, 0, 0, upd_sq.get(i, 0.0), total, wb_sq.get(i, 0.0)]
+    return out  # type: ignore[return-value]
+
+
+def plain_sgd_lrs(optimizer: torch.optim.Optimizer) -> dict[int, float]:
+    """``id(param) -> lr`` for parameters that ``torch.optim.SGD`` updates by exactly ``-lr * grad``.
+
+    With no momentum, weight decay, ``maximize`` or ``fused`` (whose kernel may unscale the
+    gradient itself under a GradScaler) the update needs no copy of the weights
+    before ``step()``: its norm is ``lr * ||grad||``. Every other optimizer (and SGD with
+    momentum or weight decay) is measured as the real difference across ``step()``.
+    """
+    if type(optimizer) is not torch.optim.SGD:
+        return {}
+    out: dict[int, float] = {}
+    for group in optimizer.param_groups:
+        lr = group.get("lr")
+        if (isinstance(lr, (int, float)) and not isinstance(lr, bool) and not group.get("momentum")
+                and not group.get("weight_decay") and not group.get("maximize") and not group.get("fused")):
+            for p in group["params"]:
+                # In bfloat16/float16 the stored weight moves by a rounded -lr * grad (often by 0):
+                # only the real difference shows that.
+                if p.dtype in (torch.float32, torch.float64):
+                    out[id(p)] = float(lr)
+    return out
+
+
+def cpu_grad_lists(grads: list[torch.Tensor]) -> list[list[float]]:
+    """:func:`grad_vector` for many dense CPU gradients, as lists."""
+    flat = [as_float(g).reshape(-1) for g in grads]
+    sqs = torch.stack([torch.dot(f, f) for f in flat]).tolist() if flat else []  # an overflow takes the exact path
+    return [[sq, 0, 0] if math.isfinite(sq) else grad_vector(g, exact=True).tolist() for g, sq in zip(flat, sqs)]
+
+
+def decode_param(vec: list[float], numel: int, has_update: bool, has_grad: bool) -> dict[str, Any]:
+    """Turn :func:`param_vector` + :func:`grad_vector` (as one list) into the fields of ``core.stats.param_stats``."""
+    w_sq, w_m2, w_nan, w_inf, upd_sq, _w_sum, wb_sq, g_sq, g_nan, g_inf = vec[:_PARAM_LEN + _GRAD_LEN]
+    n_fin = numel - int(w_nan) - int(w_inf)
+    w_norm = finite_or_none(math.sqrt(w_sq)) if n_fin > 0 and math.isfinite(w_sq) else None
+    w_std = finite_or_none(math.sqrt(max(w_m2, 0.0) / n_fin)) if n_fin > 0 and math.isfinite(w_m2) else None
+    upd_norm = finite_or_none(math.sqrt(upd_sq)) if has_update and math.isfinite(upd_sq) else None
+    grad_norm = finite_or_none(math.sqrt(g_sq)) if has_grad and math.isfinite(g_sq) else None
+    # The lecture's ratio: the update over the weight it was applied to (before the update).
+    wb_norm = math.sqrt(wb_sq) if math.isfinite(wb_sq) and wb_sq > 0 else None
+    ratio = finite_or_none(upd_norm / wb_norm) if upd_norm is not None and wb_norm else None
+    return {
+        "w_norm": w_norm, "w_std": w_std, "upd_norm": upd_norm, "upd_ratio": ratio, "grad_norm": grad_norm,
+        "w_nan": int(w_nan), "w_inf": int(w_inf),
+        "grad_nan": int(g_nan) if has_grad else 0, "grad_inf": int(g_inf) if has_grad else 0,
+    }
