@@ -19,7 +19,7 @@ from ._sample import Sampling
 from .reader import Run
 from .schema import DATA_SUFFIX, HEARTBEAT_FILE, META_FILE
 
-__all__ = ["LogDir", "Listing", "folder_signature", "signature_listing"]
+__all__ = ["LogDir", "Listing", "folder_signature", "is_hidden", "signature_listing"]
 
 
 class Listing(NamedTuple):
@@ -74,6 +74,11 @@ def signature_listing(signature: str) -> Listing:
     return Listing(signature, newest / 1e9)
 
 
+def is_hidden(name: str) -> bool:
+    """True for a folder a log directory never lists as a run (``.git``, ``.ipynb_checkpoints``, ...)."""
+    return name.startswith(".")
+
+
 def _plain_name(name: str) -> bool:
     """True for a name that is one folder name (no separator, no NUL, not ``.`` or ``..``)."""
     return (isinstance(name, str) and bool(name) and "/" not in name and "\\" not in name and "\x00" not in name
@@ -125,7 +130,7 @@ class LogDir:
             if self._listed or self._listing:
                 return 0
             for name, sig in signatures.items():
-                if sig and _plain_name(name) and not name.startswith("."):  # what ``_scan`` would list
+                if sig and _plain_name(name) and not is_hidden(name):  # what ``_scan`` would list
                     self._listing[name] = signature_listing(sig)
             if not self._listing:
                 return 0
@@ -221,7 +226,7 @@ class LogDir:
         except OSError:
             return
         for e in entries:
-            if e.name.startswith("."):
+            if is_hidden(e.name):
                 continue
             try:
                 if not e.is_dir():  # follows a link; where it leads is judged by _safe_child

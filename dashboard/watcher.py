@@ -31,6 +31,7 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from core import LogDir
+from core.logdir import is_hidden
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class RunEventHandler(FileSystemEventHandler):
                 self.logdir.mark_dirty(None)
             return
         parts = Path(rel).parts
-        if parts[0].startswith("."):
+        if is_hidden(parts[0]):
             return
         if len(parts) == 1:
             # A run folder (or a stray file) appeared, vanished or was renamed.
