@@ -48,6 +48,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.scale import children, rss_mb  # noqa: E402
 from tests._server import free_port  # noqa: E402
 from tests.reliability._dashclient import PageDriver, http_transport, parse_outputs  # noqa: E402
 
@@ -161,28 +162,15 @@ def cached_run(cache: Path, scalar_steps: int, layers: int, logged_steps: int) -
 
 def status_mb(pid: int) -> dict[str, float]:
     """Peak (``VmHWM``) and current (``VmRSS``) resident memory of ``pid``, in MB."""
-    out = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            k, _, v = line.partition(":")
-            if k in ("VmHWM", "VmRSS"):
-                out["peak" if k == "VmHWM" else "now"] = int(v.split()[0]) / 1024
-    except OSError:
-        pass
-    return out
+    return dict(zip(("peak", "now"), rss_mb(pid)))
 
 
 def descendants(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:
-        p = todo.pop()
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
-                kids = [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            out += kids
-            todo += kids
+        kids = children(todo.pop())
+        out += kids
+        todo += kids
     return out
 
 
