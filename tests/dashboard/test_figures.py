@@ -243,3 +243,16 @@ def test_parallel_coordinates_of_many_runs_draw_the_best_by_the_metric():
     assert loss.max() <= np.sort(df["final_loss"])[MAX_LINES - 1]  # lower is better
     few = parallel_figure(df.head(10), ["lr"], specs=specs)
     assert len(few.data[0].dimensions[-1]["values"]) == 9 and few.layout.title.text.startswith("Parallel coordinates (")
+
+
+def test_a_log_sampled_scatter_axis_labels_values_without_minor_ticks():
+    import pandas as pd
+
+    from core.compare import HP_PREFIX
+    from dashboard.compare_figures import scatter_figure
+
+    df = pd.DataFrame({"run": ["a", "b", "c"], HP_PREFIX + "lr": [0.01, 0.5, 30.0], "best_val_acc": [0.93, 0.98, 0.48]})
+    log = scatter_figure(df, "lr", specs={"lr": {"log": True}}).layout.xaxis
+    assert log.type == "log" and log.tickformat  # 0.4, not a lone "4" between decades
+    assert not log.minor.ticks  # marks beside close labels read as stray characters
+    assert scatter_figure(df, "lr").layout.xaxis.type == "linear"
