@@ -9,7 +9,9 @@ Models (``--models``, default all three), each measured on its own:
 * ``transformer``: token embedding and a 2-layer ``nn.TransformerEncoder`` (d 64, 4 heads,
   FFN 128, sequences of 32 tokens, batch 32, a padding mask passed as a keyword), AdamW.
 
-All on the CPU. Variants, each with its own copy of the model:
+On the CPU, or on the device ``--device`` names (``cuda``: models and batches moved there,
+and the device synchronised before each block's clock is read; ``bench/device_check.sh`` runs
+this with the PyTorch tests). Variants, each with its own copy of the model:
 
 * ``none``: the plain training step.
 * ``babysitter_every10``: ``Monitor(every=10)`` + ``mon.watch(model, opt)`` + ``mon.log(step, loss=loss)``
@@ -34,6 +36,7 @@ Usage::
 
     python bench/overhead.py                 # a few minutes on 2 CPU cores
     python bench/overhead.py --reps 3 --block 10 --no-wandb
+    python bench/overhead.py --device cuda --models bn_cnn,transformer --compile
 
 Results are printed and written to ``bench/results/overhead.json``.
 """
@@ -113,28 +116,42 @@ class Workload:
     """A model family: how to build it, its optimizer, one fixed batch and the forward call."""
 
     def __init__(self, name: str, describe: str, make: Callable[[], nn.Module],
-                 opt: Callable[[nn.Module], torch.optim.Optimizer], batch: Callable[[], tuple]) -> None:
-        self.name, self.describe, self.make, self.opt = name, describe, make, opt
-        g = torch.Generator().manual_seed(1)
-        self.args, self.kwargs, self.y = batch(g)
+                 opt: Callable[[nn.Module], torch.optim.Optimizer], batch: Callable[[], tuple],
+                 device: torch.device) -> None:
+        self.name, self.opt, self.device = name, opt, device
+        self.describe = f"{describe}, {device.type.upper() if device.type != 'cpu' else 'CPU'}"
+        self.make = lambda: make().to(device)
+        g = torch.Generator().manual_seed(1)  # the same batch on every device
+        args, kwargs, y = batch(g)
+        self.args = tuple(a.to(device) for a in args)
+        self.kwargs = {k: v.to(device) for k, v in kwargs.items()}
+        self.y = y.to(device)
+
+    def sync(self) -> None:
+        """Wait for the device's queued work, so that a clock read after it counts that work."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
 WORKLOADS = {
-    "mlp": lambda: Workload(
-        "mlp", f"{DEPTH}x{WIDTH} tanh MLP, batch {BATCH}, SGD, CPU", make_model,
+    "mlp": lambda device: Workload(
+        "mlp", f"{DEPTH}x{WIDTH} tanh MLP, batch {BATCH}, SGD", make_model,
         lambda m: torch.optim.SGD(m.parameters(), lr=0.01),
-        lambda g: ((torch.randn(BATCH, WIDTH, generator=g),), {}, torch.randint(0, CLASSES, (BATCH,), generator=g))),
-    "bn_cnn": lambda: Workload(
-        "bn_cnn", "4 x Conv-BatchNorm-ReLU (16-32 ch), 3x16x16, batch 64, SGD momentum, CPU", make_cnn,
+        lambda g: ((torch.randn(BATCH, WIDTH, generator=g),), {}, torch.randint(0, CLASSES, (BATCH,), generator=g)),
+        device),
+    "bn_cnn": lambda device: Workload(
+        "bn_cnn", "4 x Conv-BatchNorm-ReLU (16-32 ch), 3x16x16, batch 64, SGD momentum", make_cnn,
         lambda m: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9),
-        lambda g: ((torch.randn(64, 3, 16, 16, generator=g),), {}, torch.randint(0, CLASSES, (64,), generator=g))),
-    "transformer": lambda: Workload(
-        "transformer", f"2-layer TransformerEncoder d{D_MODEL}, {SEQ} tokens, batch 32, padding mask, AdamW, CPU",
+        lambda g: ((torch.randn(64, 3, 16, 16, generator=g),), {}, torch.randint(0, CLASSES, (64,), generator=g)),
+        device),
+    "transformer": lambda device: Workload(
+        "transformer", f"2-layer TransformerEncoder d{D_MODEL}, {SEQ} tokens, batch 32, padding mask, AdamW",
         make_transformer, lambda m: torch.optim.AdamW(m.parameters(), lr=1e-3),
         lambda g: ((torch.randint(0, VOCAB, (32, SEQ), generator=g),),
                    {"padding_mask": torch.arange(SEQ)[None, :] >= torch.randint(SEQ // 2, SEQ + 1, (32, 1),
                                                                                     generator=g)},
-                   torch.randint(0, CLASSES, (32,), generator=g))),
+                   torch.randint(0, CLASSES, (32,), generator=g)),
+        device),
 }
 
 
@@ -233,7 +250,7 @@ def build_variants(workdir: Path, w: Workload, *, use_tb: bool, use_wandb: bool,
 
 def run_bench(reps: int = 7, block: int = 20, warmup_blocks: int = 1, *, use_tb: bool | None = None,
               use_wandb: bool | None = None, log: Callable[[str], None] = print, model: str = "mlp",
-              compile_models: bool = False) -> dict:
+              compile_models: bool = False, device: str = "cpu") -> dict:
     """Run the interleaved benchmark of one model and return its results (seconds per step, ratios to ``none``)."""
     import importlib.util
 
@@ -241,7 +258,7 @@ def run_bench(reps: int = 7, block: int = 20, warmup_blocks: int = 1, *, use_tb:
         use_wandb = importlib.util.find_spec("wandb") is not None
     if use_tb is None:
         use_tb = importlib.util.find_spec("tensorboard") is not None
-    w = WORKLOADS[model]()
+    w = WORKLOADS[model](torch.device(device))
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="babysitter-bench-") as tmp:
         variants = build_variants(Path(tmp), w, use_tb=use_tb, use_wandb=use_wandb, compile_models=compile_models)
@@ -249,10 +266,12 @@ def run_bench(reps: int = 7, block: int = 20, warmup_blocks: int = 1, *, use_tb:
             for r in range(warmup_blocks + reps):
                 shift = r % len(variants)
                 for v in variants[shift:] + variants[:shift]:
+                    w.sync()
                     c0, t0 = time.process_time(), time.perf_counter()
                     for _ in range(block):
                         v.step(v.steps)
                         v.steps += 1
+                    w.sync()
                     dt = (time.perf_counter() - t0) / block
                     dc = (time.process_time() - c0) / block
                     if r >= warmup_blocks:
@@ -272,7 +291,8 @@ def run_bench(reps: int = 7, block: int = 20, warmup_blocks: int = 1, *, use_tb:
         "model": w.describe,
         "reps": reps, "block_steps": block,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": str(w.device),
+                    "device_name": torch.cuda.get_device_name(w.device) if w.device.type == "cuda" else None,
                     "cpu_count": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "variants": {},
     }
@@ -302,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile", action="store_true", help="add the torch.compile variants (minutes of compiling)")
     ap.add_argument("--no-tensorboard", action="store_true", help="leave out the TensorBoard variant")
     ap.add_argument("--no-wandb", action="store_true", help="leave out the wandb variant")
+    ap.add_argument("--device", default="cpu", help="where the models train: cpu (default) or cuda")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "overhead.json",
                     help="where the JSON results go (default %(default)s)")
     args = ap.parse_args(argv)
@@ -309,11 +330,17 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in models if m not in WORKLOADS]
     if unknown:
         ap.error(f"unknown model(s) {unknown}; known: {', '.join(WORKLOADS)}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        ap.error(f"--device {args.device!r}: {err}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: torch sees no CUDA device here")
     results = {}
     for name in models:
         res = results[name] = run_bench(args.reps, args.block, use_tb=False if args.no_tensorboard else None,
                                         use_wandb=False if args.no_wandb else None, model=name,
-                                        compile_models=args.compile)
+                                        compile_models=args.compile, device=args.device)
         print(f"\n{res['model']}; {res['reps']} reps of {res['block_steps']}-step blocks; "
               f"torch threads {res['machine']['torch_threads']}, load {res['machine']['loadavg_before'][0]:.2f}")
         print("wall time per step: median over blocks (ratio to none), best block (ratio); process CPU time (ratio)")

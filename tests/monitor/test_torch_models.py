@@ -1,13 +1,16 @@
 """Real architectures trained a few dozen steps with ``Monitor.watch``: what a user of each gets.
 
-Each model is tiny and trained on data the test makes (or scikit-learn's digits), on the CPU.
-``babysitter check`` runs as a real subprocess on the written run, the way a CI gate runs it.
+Each model is tiny and trained on data the test makes (or scikit-learn's digits), on the CPU,
+or on the device ``BABYSITTER_TEST_DEVICE`` names (``cuda``: ``bench/device_check.sh`` runs
+this file there; a device that is not present skips the file). ``babysitter check`` runs as a
+real subprocess on the written run, the way a CI gate runs it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +25,28 @@ from torch import nn
 from core.diagnose import diagnose
 from monitor import Monitor
 from tests._nets import digits
+
+DEVICE = torch.device(os.environ.get("BABYSITTER_TEST_DEVICE") or "cpu")
+if DEVICE.type == "cuda":
+    if not torch.cuda.is_available():
+        pytest.skip("BABYSITTER_TEST_DEVICE=cuda, but torch sees no CUDA device", allow_module_level=True)
+    # Bit-identical training with and without the monitor needs the same kernels both times
+    # (cuBLAS reads its workspace setting when first used).
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def on_device(x: Any) -> Any:
+    """Tensors (also inside tuples and dicts) moved to ``DEVICE``."""
+    if isinstance(x, torch.Tensor):
+        return x.to(DEVICE)
+    if isinstance(x, tuple):
+        return tuple(on_device(v) for v in x)
+    if isinstance(x, dict):
+        return {k: on_device(v) for k, v in x.items()}
+    return x
+
 
 # -- data ----------------------------------------------------------------------------------
 
@@ -244,11 +269,12 @@ def fit(arch: str, root: Path | None, *, plant: Any = None, name: str | None = N
     model = spec["make"]()
     if plant is not None:
         plant(model)
+    model.to(DEVICE)
     called = model
     if compile_backend and not compile_after_watch:
         called = torch.compile(model, backend=compile_backend)
     opts = [spec["opt"](model)]
-    scaler = torch.amp.GradScaler("cpu") if spec.get("amp") else None
+    scaler = torch.amp.GradScaler(DEVICE.type) if spec.get("amp") else None
     mon = None
     if root is not None:
         mon = Monitor(root, name or arch, every=every, num_classes=spec["classes"])
@@ -270,8 +296,8 @@ def fit(arch: str, root: Path | None, *, plant: Any = None, name: str | None = N
     hooks = [mods[n].register_forward_hook(keep(n)) for n in look]
     try:
         for step in range(steps):
-            args, kwargs, y = spec["data"](step)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(spec.get("amp"))):
+            args, kwargs, y = on_device(spec["data"](step))
+            with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=bool(spec.get("amp"))):
                 loss = F.cross_entropy(called(*args, **kwargs).float(), y)
             for o in opts:
                 o.zero_grad()
@@ -447,12 +473,12 @@ def test_planted_problem_is_found(tmp_path, arch, plant, rule, layer):
 def test_nan_in_a_bf16_model_is_found(tmp_path):
     spec = ARCHS["bf16"]
     torch.manual_seed(0)
-    model = spec["make"]()
+    model = spec["make"]().to(DEVICE)
     opt = spec["opt"](model)
     with Monitor(tmp_path, "nan", every=2, num_classes=10) as mon:
         mon.watch(model, opt)
         for step in range(8):
-            args, _, y = spec["data"](step)
+            args, _, y = on_device(spec["data"](step))
             loss = F.cross_entropy(model(*args).float(), y)
             opt.zero_grad()
             loss.backward()
