@@ -6,7 +6,8 @@ as JSON Lines in the run format and once as TensorBoard event files (``SummaryWr
 one histogram and 9 scalars per layer per step, and the loss, from the same numbers).
 Each measurement runs in its own subprocess so peak memory (``VmHWM``, peak resident set) is its own:
 
-* ``core`` first load: ``core.Run(path).update()`` (median of ``--repeat`` processes);
+* ``core`` first load: ``core.Run(path).update()`` (median of ``--repeat`` processes; at
+  ``--tb-steps`` alternating with TensorBoard's, so both are measured under the same load);
 * ``core`` incremental update: one more step appended, then ``run.update()`` (median of 20);
 * TensorBoard: ``EventAccumulator(path, size_guidance={every kind: 0}).Reload()`` (all samples kept;
   median of ``--repeat`` processes);
@@ -192,13 +193,26 @@ def measure(kind: str, path: Path, layers: int, code: Path | None = None) -> dic
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure_median(kind: str, path: Path, layers: int, repeat: int) -> dict:
-    """``repeat`` fresh child processes; the one with the median time (this machine is noisy)."""
-    runs = [measure(kind, path, layers) for _ in range(repeat)]
-    runs.sort(key=lambda r: r["seconds"])
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median time, with every run's time (this machine is noisy)."""
+    runs = sorted(runs, key=lambda r: r["seconds"])
     out = dict(runs[len(runs) // 2])
     out["all_seconds"] = [r["seconds"] for r in runs]
     return out
+
+
+def measure_median(kind: str, path: Path, layers: int, repeat: int) -> dict:
+    """``repeat`` fresh child processes; the one with the median time."""
+    return median_run([measure(kind, path, layers) for _ in range(repeat)])
+
+
+def side_by_side(jsonl: Path, tb: Path, layers: int, repeat: int) -> tuple[dict, dict]:
+    """core and TensorBoard loading the same data, alternating (core, TensorBoard, core, ...): one load, one sitting."""
+    core_runs, tb_runs = [], []
+    for _ in range(repeat):
+        core_runs.append(measure("core_load", jsonl, layers))
+        tb_runs.append(measure("tb_load", tb, layers))
+    return median_run(core_runs), median_run(tb_runs)
 
 
 def export_revision(rev: str, dest: Path) -> Path:
@@ -255,8 +269,7 @@ def main() -> int:
         write_jsonl(small_jsonl, args.layers, args.tb_steps)
         write_tb(small_tb, args.layers, args.tb_steps)
         print(f"wrote {args.tb_steps}-step data in {time.perf_counter() - t:.1f} s", flush=True)
-        core_s = measure_median("core_load", small_jsonl, args.layers, args.repeat)
-        tb_s = measure_median("tb_load", small_tb, args.layers, args.repeat)
+        core_s, tb_s = side_by_side(small_jsonl, small_tb, args.layers, args.repeat)
         res["side_by_side"] = {
             "steps": args.tb_steps, "jsonl_mb": dir_mb(small_jsonl), "tb_event_mb": dir_mb(small_tb),
             "core": core_s, "tensorboard": tb_s,
