@@ -7,7 +7,9 @@ The run list and the comparison start from what costs no read (folder names and 
    at, or one that is being written: followed incrementally, new bytes only);
 2. the persisted index (``core.index``) when the folder's signature is the one stored;
 3. else it is *pending*: summarised in the background, most recently active first, in one
-   worker process (so the server's own threads keep answering), and stored.
+   worker process (so the server's own threads keep answering), and stored. The worker runs
+   at the lowest priority (``WORKER_NICE``): reading a huge run to its end takes a core for
+   tens of seconds, and on a busy machine a page being opened (or the training) needs it more.
 
 A small log directory (``SYNC_LIMIT`` pending runs or fewer) is summarised on the spot, so
 every row is complete at once; a large one shows its pending rows as such meanwhile.
@@ -30,9 +32,10 @@ from .summary import RunSummary, SummaryCache, pruned_or, run_findings, summariz
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Catalog", "Row", "summarise_folders", "SYNC_LIMIT"]
+__all__ = ["Catalog", "Row", "summarise_folders", "SYNC_LIMIT", "WORKER_NICE"]
 
 SYNC_LIMIT = 64  # at most this many pending runs are summarised on the spot
+WORKER_NICE = 19  # added to the background worker's niceness: it gets a core only when nothing else wants it
 BATCH = 64  # runs per background batch
 LIVE_OPEN = 64  # most recently written runs followed in-process instead of re-read from scratch
 
@@ -421,7 +424,7 @@ class Catalog:
             return None
         if self._pool is None:
             try:
-                self._pool = _pool(1)
+                self._pool = _pool(1, nice=WORKER_NICE)
             except (OSError, ValueError, ImportError) as err:
                 log.warning("no summary worker process (%s); summarising in the server process", err)
                 self._pool = False  # type: ignore[assignment]
@@ -429,11 +432,23 @@ class Catalog:
         return self._pool
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes started fresh ("spawn"): a forked server's threads and locks are not copied."""
+def _pool(workers: int, nice: int = 0) -> ProcessPoolExecutor:
+    """Worker processes started fresh ("spawn"): a forked server's threads and locks are not copied.
+
+    ``nice`` is added to each worker's niceness before it reads anything (``_lower_priority``).
+    """
     import multiprocessing
 
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    extra: dict[str, Any] = {"initializer": _lower_priority, "initargs": (nice,)} if nice else {}
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), **extra)
+
+
+def _lower_priority(nice: int) -> None:
+    """Add ``nice`` to this process's niceness; where the system has none (Windows) or refuses, it stays."""
+    try:
+        os.nice(nice)
+    except (AttributeError, OSError):
+        pass
 
 
 def _with_status(s: RunSummary, status: str) -> RunSummary:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import time
 import tracemalloc
 
 import numpy as np
@@ -242,3 +245,30 @@ def test_a_huge_run_is_left_to_the_background_worker_not_summarised_on_the_spot(
     small.logdir.refresh()
     small.fill_small()
     assert small.pending() == []
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no process priorities on this system")
+def test_the_background_worker_reads_a_huge_run_at_the_lowest_priority(big, tmp_path):
+    # Reading a huge run to its end takes a core for seconds: a page being opened gets it first.
+    from core.catalog import WORKER_NICE, Catalog
+
+    before = {p.pid for p in multiprocessing.active_children()}
+    for f in big.iterdir():  # written an hour ago: not a live run, which the server itself follows
+        os.utime(f, (time.time() - 3600, time.time() - 3600))
+    ld = LogDir(big.parent, sample=SAMPLE)
+    ld.refresh()
+    cat = Catalog(ld, index=None)
+    cat.start()
+    try:
+        deadline = time.monotonic() + 120
+        while cat.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cat.pending() == [] and not ld.is_open("big")  # summarised by the worker, not in this process
+        rec = cat.record("big")
+        assert sorted(f.step for f in rec.findings if f.rule.startswith("rule_")) == list(FINDING_STEPS)
+        workers = [p for p in multiprocessing.active_children() if p.pid not in before]
+        assert workers
+        want = min(19, os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICE)
+        assert [os.getpriority(os.PRIO_PROCESS, p.pid) for p in workers] == [want] * len(workers)
+    finally:
+        cat.stop()
