@@ -15,7 +15,8 @@ once per page, and once ``/`` answers, the page is driven over HTTP as a browser
 (tests/reliability/_dashclient.py: route, live tick, then every page callback). *Time to
 interactive* is from the first request for the page to the last callback response, all of
 which carry the page's figures; it includes reading the run, which no earlier request made.
-For each page: that time, the server's peak resident memory (``VmHWM`` of the server process,
+For each page: that time, the CPU seconds the server and its child processes used meanwhile
+(steadier than the time on a busy machine), the server's peak resident memory (``VmHWM`` of the server process,
 and of any child it started), the points of the largest figure sent and whether the page
 says that it shows a sample of the run. Then the other page of the same server is visited
 too (the run already open) and timed the same way.
@@ -165,6 +166,15 @@ def status_mb(pid: int) -> dict[str, float]:
     return dict(zip(("peak", "now"), rss_mb(pid)))
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) ``pid`` has used so far; NaN once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def descendants(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:
@@ -256,12 +266,16 @@ def visit(srv: Server, page: str, timeout: float) -> dict:
         return got
 
     drv = PageOnly(get, post)  # the page shell, as a browser loads it before the first callback
+    kids = {k: cpu_s(k) for k in descendants(srv.proc.pid)}
+    cpu0 = cpu_s(srv.proc.pid)
     t = time.perf_counter()
     comps = drv.visit(PAGES[page])
     took = time.perf_counter() - t
+    kids_cpu = sum(cpu_s(k) - kids.get(k, 0.0) for k in set(kids) | set(descendants(srv.proc.pid)))
+    cpu = {"server": round(cpu_s(srv.proc.pid) - cpu0, 2), "children": round(kids_cpu, 2)}  # a child started meanwhile: all of its
     pts = figure_points(comps)
     text = page_text(comps, drv.shell)
-    return {"page": page, "interactive_s": round(took, 3), "callbacks": drv.calls, "callback_s": calls, "errors": drv.errors[:3],
+    return {"page": page, "interactive_s": round(took, 3), "cpu_s": cpu, "callbacks": drv.calls, "callback_s": calls, "errors": drv.errors[:3],
             "figures": len(pts), "max_figure_points": max(pts.values(), default=0),
             "says_sampled": "sampled" in text, "sampled_note": _note(text), "memory_mb": srv.memory()}
 
