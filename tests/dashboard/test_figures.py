@@ -141,6 +141,24 @@ def test_histograms_and_dead_saturation_figures():
     assert [t.name for t in fig.data] == ["a", "b"]
 
 
+def test_each_histogram_and_each_line_is_drawn_in_its_own_subplot():
+    # The traces are added in one call (as dicts): each still lands in its subplot.
+    names = [f"l{i}" for i in range(6)]
+    fig = F.histograms_figure(names, np.zeros(6), np.ones(6), np.ones((6, 4)), cols=4)
+    assert [(t.name, t.xaxis, t.yaxis) for t in fig.data] == [(n, f"x{i + 1 if i else ''}", f"y{i + 1 if i else ''}")
+                                                              for i, n in enumerate(names)]
+    assert all(isinstance(t, go.Bar) for t in fig.data)
+    steps = np.arange(4)
+    dead = np.array([[0.1, np.nan, 0.2]] * 4)
+    sat = np.array([[np.nan, 0.5, np.nan]] * 4)
+    fig = F.dead_saturation_figure(Lines.of(steps, dead, names[:3]), Lines.of(steps, sat, names[:3]), highlight="l2")
+    assert [(t.name, t.xaxis, t.yaxis) for t in fig.data] == [("l0", "x", "y"), ("l2", "x", "y"), ("l1", "x2", "y2")]
+    assert all(isinstance(t, go.Scatter) for t in fig.data)
+    assert [t.line.width for t in fig.data] == [1.3, 3, 1.3]  # the highlighted layer stands out
+    lines = Lines.of(steps, np.full((4, 2), 1e-3), ["w", "b"])
+    assert [t.name for t in F.update_ratio_figure(lines).data][1:] == ["w", "b"]  # after the healthy band's entry
+
+
 def test_the_no_layer_note_sits_on_the_empty_subplot():
     """A ReLU-only run: the note was drawn at the middle of the dead-units subplot, over its lines,
     and the empty saturation subplot (dropped by Plotly.js for want of a trace) showed only its title."""
