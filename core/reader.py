@@ -173,6 +173,7 @@ class Run:
         self.max_line = max_line
         self._lock = threading.RLock()
         self.version = 0  # changes (to a number no Run of this process had) whenever what was read changes
+        self.data_version = 0  # ``version`` at the last new record, problem or meta.json (not a search step alone)
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -211,6 +212,7 @@ class Run:
         """
         with self._lock:
             created = self.meta.created
+            problems = self.problem_count
             changed = self._read_meta()
             n, reset = self._read_data()
             if created is not None and self.meta.created != created:
@@ -226,6 +228,8 @@ class Run:
                 # From one process-wide counter: a run deleted and made again under the same name
                 # (a new Run) never repeats a version an open page already shows.
                 self.version = next(_VERSIONS)
+                if n or changed or self.problem_count != problems:
+                    self.data_version = self.version
             return n
 
     def _problem(self, p: Problem) -> None:

@@ -13,11 +13,14 @@ Pages live in ``dashboard/pages/``, one module each, exposing ``PAGE = Page(...)
    as soon as ``dashboard/pages/compare.py`` exists, and the top bar links to it).
 
 Live refresh: a ``dcc.Interval`` (1 s) asks the server for the version of what the
-current page shows (``Catalog.version`` for the run list, ``Run.version`` for a run's
+current page shows (``Catalog.version`` for the run list, ``Run.data_version`` for a run's
 pages). The server first reads what the file watcher marked dirty (``LogDir.refresh``,
 only new bytes), then answers ``no_update`` when the version is the one the page holds,
 so an idle dashboard costs one tiny request per second. Page callbacks take the version
-store as input and redraw only when it changed. The "live / last update N s ago"
+store as input and redraw only when it changed. While a run opened sampled is searched
+(``core._sample``: a step per refresh, for a minute on a gigabyte), only the search
+store moves (``Run.version``), and with it only the sentence that says how far the
+search has got: the figures are redrawn when the search finds something. The "live / last update N s ago"
 indicator is drawn in the browser (a clientside callback) from the same store.
 
 Host check (DNS rebinding): every request whose ``Host`` header does not name a loopback
@@ -96,7 +99,8 @@ def _text_or_none(v: Any) -> str | None:
 def version_key(ctx: AppContext, pathname: str | None, registered: list[pages.Page], now: float) -> dict[str, Any]:
     """What the page at ``pathname`` shows, as a value that changes exactly when it must be redrawn.
 
-    Returns ``{"key": [...], "live": bool, "t": time of the newest data}``.
+    Returns ``{"key": [...], "live": bool, "t": time of the newest data}``, and for a run's
+    page ``"read"``: its ``Run.version`` (what the search store holds).
     """
     for page in registered:
         caps = pages.match(page.path, pathname or "/")
@@ -107,7 +111,8 @@ def version_key(ctx: AppContext, pathname: str | None, registered: list[pages.Pa
             if run is None:
                 return {"key": ["missing", caps["run"]], "live": False, "t": None}
             status = run.status(now=now, stale_after=ctx.stale_after)
-            return {"key": ["run", run.name, run.version, status], "live": status == "live", "t": run.last_time}
+            return {"key": ["run", run.name, run.data_version, status], "live": status == "live", "t": run.last_time,
+                    "read": run.version}
         break
     live, newest = ctx.catalog.liveness(now)
     # The list shows ages and live/crashed status: redraw it every 10 s even without new data.
@@ -200,6 +205,7 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
         dcc.Location(id=ids.URL),
         dcc.Interval(id=ids.TICK, interval=interval_ms),
         dcc.Store(id=ids.VERSION),
+        dcc.Store(id=ids.SEARCH),
         html.Div(top, className="bs-top"),
         html.Div(id=ids.PAGE, className="bs-main"),
     ])
@@ -247,16 +253,18 @@ def create_app(logdir: LogDir, *, interval_ms: int = 1000, max_points: int = 200
         return html.Div([html.H2("Page not found"), html.P(["Nothing at ", html.Code(unquote(pathname or ""))]),
                          dcc.Link("Back to all runs", href="/")], className="bs-card"), dcc.Link("Runs", href="/")
 
-    @app.callback(Output(ids.VERSION, "data"), Input(ids.TICK, "n_intervals"),
-                  State(ids.URL, "pathname"), State(ids.VERSION, "data"))
-    def _tick(_n: int | None, pathname: str | None, seen: dict[str, Any] | None) -> Any:
+    @app.callback(Output(ids.VERSION, "data"), Output(ids.SEARCH, "data"), Input(ids.TICK, "n_intervals"),
+                  State(ids.URL, "pathname"), State(ids.VERSION, "data"), State(ids.SEARCH, "data"))
+    def _tick(_n: int | None, pathname: str | None, seen: dict[str, Any] | None, read: Any) -> Any:
         ctx.refresh()
         now = time.time()
         cur = version_key(ctx, _text_or_none(pathname), registered, now)
+        now_read = cur.pop("read", None)
+        search = no_update if now_read == read else now_read
         if isinstance(seen, dict) and seen.get("key") == cur["key"] and seen.get("live") == cur["live"]:
-            return no_update
+            return no_update, search
         cur["now"] = now
-        return cur
+        return cur, search
 
     app.clientside_callback(_LIVE_JS, Output(ids.LIVE, "children"), Output(ids.LIVE, "className"),
                             Input(ids.TICK, "n_intervals"), Input(ids.VERSION, "data"))

@@ -28,7 +28,7 @@ def run_href(run: str, page: str = "", **query: Any) -> str:
 
 
 class Drawn:
-    """What page callbacks drew, per (callback, run, run version, arguments).
+    """What page callbacks drew, per (callback, run, run data version, arguments).
 
     Every open page redraws when its run gains a step: twenty viewers of one live run ask for
     the same figures within the same second. The first request draws them; the others wait
@@ -108,8 +108,12 @@ class AppContext:
             self._refresh_lock.release()
 
     def draw(self, what: str, run: Run, args: tuple, draw: Callable[[], Any]) -> Any:
-        """``draw()`` for callback ``what`` of ``run`` at its current version and ``args``, shared between viewers."""
-        return self.drawn.get((what, id(run), run.version, repr(args)), draw)
+        """``draw()`` for callback ``what`` of ``run`` at its current data and ``args``, shared between viewers.
+
+        Keyed by ``Run.data_version``: a step of a sampled run's search that found nothing
+        changes nothing drawn.
+        """
+        return self.drawn.get((what, id(run), run.data_version, repr(args)), draw)
 
     def run(self, name: str | None) -> Run | None:
         """The run called ``name`` inside the log directory, or None."""

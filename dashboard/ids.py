@@ -11,6 +11,7 @@ URL = "app-url"
 PAGE = "app-page"
 TICK = "app-tick"            # dcc.Interval driving live refresh
 VERSION = "app-version"      # dcc.Store: {"key": ..., "status": ...} of what the page shows
+SEARCH = "app-search"        # dcc.Store: ``Run.version`` of a run page's run (moves as a sampled run's search goes on)
 LIVE = "app-live"            # "live / last update N s ago" indicator
 CRUMBS = "app-crumbs"
 MISSING = "app-missing"      # type of the dcc.Store ({"type": MISSING, "i": 0}) on a "run not found" page

@@ -147,5 +147,12 @@ def register(app: Any, ctx: AppContext) -> None:
         run = ctx.run(name)
         return (no_update, no_update) if run is None else (header_status(ctx, run), sampled_note(run))
 
+    @app.callback(Output(ids.RUN_SAMPLED, "children", allow_duplicate=True), Input(ids.SEARCH, "data"),
+                  State(ids.RUN_NAME, "data"), prevent_initial_call=True)
+    def _searched(_read: Any, name: str) -> Any:
+        # How far the search of a sampled run has got: it moves without new data (see dashboard.app).
+        run = ctx.run(name)
+        return no_update if run is None else sampled_note(run)
+
     app.clientside_callback(_AGE_JS, Output(ids.RUN_AGE, "children"),
                             Input(ids.TICK, "n_intervals"), Input(ids.VERSION, "data"))

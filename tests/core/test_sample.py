@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import time
 import tracemalloc
 
@@ -132,6 +133,27 @@ def test_a_small_search_step_takes_several_updates_and_each_changes_the_version(
         versions.append(run.version)
     assert len(versions) > 3 and len(set(versions)) == len(versions)
     assert sorted(f.step for f in run.findings) == list(FINDING_STEPS)
+
+
+def test_the_data_version_moves_only_when_the_search_finds_something(big):
+    # What the pages draw is keyed by it: a search step that found nothing redraws nothing.
+    run = Run(big, sample=Sampling(above=60_000, rows=40, scan_step=20_000))
+    run.update()
+    steps = []
+    while run.searching:
+        before = (run.version, run.data_version, run.records_read, run.problem_count)
+        run.update()
+        steps.append((before, (run.version, run.data_version, run.records_read, run.problem_count)))
+    assert all(v1 != v0 for (v0, *_), (v1, *_) in steps)
+    found = [(d0 != d1) == ((r0, p0) != (r1, p1)) for (_, d0, r0, p0), (_, d1, r1, p1) in steps]
+    assert all(found)
+    assert any(d0 == d1 for (_, d0, *_), (_, d1, *_) in steps)  # steps that found nothing
+    assert any(d0 != d1 for (_, d0, *_), (_, d1, *_) in steps)  # the findings and NaN losses
+    assert run.data_version <= run.version
+    with open(big / "scalars.r0.jsonl", "ab") as f:
+        f.write(_line(_scalar(STEPS)))
+    run.update()
+    assert run.data_version == run.version  # new lines are new data
 
 
 def test_a_file_below_the_threshold_is_read_in_full(big):
@@ -272,3 +294,32 @@ def test_the_background_worker_reads_a_huge_run_at_the_lowest_priority(big, tmp_
         assert [os.getpriority(os.PRIO_PROCESS, p.pid) for p in workers] == [want] * len(workers)
     finally:
         cat.stop()
+
+
+def test_a_run_page_redraws_only_when_the_search_finds_something_and_says_how_far_it_got(big):
+    from dashboard.app import create_app
+    from tests.reliability._dashclient import PageDriver, flask_transport
+
+    ld = LogDir(big.parent, sample=Sampling(above=60_000, rows=40, scan_step=20_000))
+    drv = PageDriver(*flask_transport(create_app(ld, index=None, summarise=False)))
+    comps = drv.visit("/run/big")
+    note = next(d for d in drv.deps if [x["id"] for x in d["inputs"]] == ["app-search"])
+    keys, notes, findings = [], [], []
+    read_all = "Every finding and NaN/Inf loss in these files was read"
+    while not notes or read_all not in notes[-1] and len(notes) < 200:
+        key, read = comps["app-version"]["data"]["key"], comps["app-search"].get("data")
+        drv.tick(comps)
+        if comps["app-version"]["data"]["key"] != key:
+            drv.page_callbacks(comps)  # what a browser does when the version store changed
+        elif comps["app-search"].get("data") != read:
+            drv._call(note, comps, "app-search.data")  # only the sentence about the search
+        keys.append(comps["app-version"]["data"]["key"])
+        notes.append(comps["run-sampled"]["children"])
+        findings.append(json.dumps(comps["overview-findings"]["children"]))
+    assert drv.errors == []
+    assert read_all in notes[-1]
+    searching = [dict(re.findall(r"(\w+\.r0\.jsonl) (\d+)%", n.split("Searching")[-1])) for n in notes]
+    done = [sum(int(s.get(f, 100)) for f in ("layers.r0.jsonl", "scalars.r0.jsonl")) for s in searching]
+    assert done == sorted(done) and len(set(done)) > 3  # the note moved on with the search
+    assert len(set(map(tuple, keys))) < len(set(notes))  # fewer redraws than steps of the search
+    assert all(f"rule_{s}" in findings[-1] for s in FINDING_STEPS)  # yet every finding is shown

@@ -115,7 +115,8 @@ class PageDriver:
         return data
 
     def _dep(self, output_prefix: str) -> dict:
-        return next(d for d in self.deps if d["output"].startswith(output_prefix))
+        # A callback of several outputs is named "..a.b...c.d..": matched without the leading dots.
+        return next(d for d in self.deps if d["output"].lstrip(".").startswith(output_prefix.lstrip(".")))
 
     def tick(self, comps: dict[str, dict]) -> Any:
         """The live-refresh callback (what the page's Interval fires every second)."""
@@ -139,5 +140,5 @@ class PageDriver:
             if dep["output"].startswith("..app-page.children@"):
                 continue  # retry-missing: runs only when a missing run appears
             on_page = all(o["id"] in comps for o in parse_outputs(dep["output"]))  # a browser fires no other
-            if on_page and (all(i in comps for i in ins) and any(i not in self.shell for i in ins) or ins == ["app-version"]):
+            if on_page and (all(i in comps for i in ins) and any(i not in self.shell for i in ins) or ins in (["app-version"], ["app-search"])):
                 self._call(dep, comps, f"{dep['inputs'][0]['id']}.{dep['inputs'][0]['property']}")
