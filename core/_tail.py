@@ -121,7 +121,7 @@ class FileTail:
             if self.ino is None:
                 self.ino = st.st_ino
                 if sample is not None and not self.offset and st.st_size > sample.above:
-                    self.sampled = open_sampled(self, fd, st.st_size, sample, res, sink)
+                    self.sampled = open_sampled(self, fd, st.st_size, sample, res, sink, CHUNK)
                     res.sampled = True
             elif st.st_ino != self.ino or st.st_size < self.offset or not self._same_bytes(fd):
                 res.reset = True

@@ -195,6 +195,25 @@ def test_a_bad_line_names_its_byte_offset_until_the_lines_are_counted_then_its_l
     assert q.line == len(_lines_of(path)) - 1  # the last line (the file ends with a newline)
 
 
+def test_bad_lines_in_the_sampled_groups_name_their_own_byte_offsets(tmp_path):
+    # The groups' lines are parsed together: each problem still names the start of its own line.
+    folder = tmp_path / "bad"
+    _write(folder)
+    path = folder / "scalars.r0.jsonl"
+    lines = [ln if i % 3 else ln[:-1] for i, ln in enumerate(path.read_bytes().split(b"\n")[:-1])]
+    path.write_bytes(b"".join(ln + b"\n" for ln in lines))  # every third line without its last brace
+    run = Run(folder, sample=SAMPLE)
+    run.update()
+    data = path.read_bytes()
+    offsets = [int(re.search(r"the line at byte (\d+):", p.message).group(1)) for p in run.problems
+               if "not valid JSON" in p.message and "the line at byte" in p.message]
+    assert len(offsets) > 5
+    for at in offsets:
+        assert at == 0 or data[at - 1:at] == b"\n"
+        line = data[at:data.index(b"\n", at)]
+        assert not line.endswith(b"}}") and line in lines  # a line cut short, exactly the one named
+
+
 def test_a_corrupt_finding_in_the_skipped_part_is_reported_with_its_line(tmp_path):
     _write(tmp_path / "r", corrupt_at=1700)
     run = Run(tmp_path / "r", sample=SAMPLE)
