@@ -186,19 +186,17 @@ class UpdateRatio(Rule):
         if len(idx) < self.t.min_siblings + 1:
             return
         refs = np.exp(medians_of_others(np.log(m[idx])))
-        rel: dict[str, tuple[float, float]] = {}
-        for pos, j in enumerate(idx):
-            ref = float(refs[pos])
-            rel[names[j]] = (float(m[j]) / ref, ref)
+        rel = m[idx] / refs  # in one go: this runs at every logged step, for every weight tensor
         f = self.t.max_rel_factor
         # Relative to its siblings, a layer's ratio does not fall as the network fits or the schedule
         # anneals (all layers slow down together): both sides are judged throughout.
         for side in ("rel_high", "rel_low"):
-            hit = [p for p, (r, _) in rel.items() if (r > f if side == "rel_high" else r < 1 / f)]
+            out = np.nonzero(rel > f if side == "rel_high" else rel < 1 / f)[0]
             # Already reported as outside the absolute band: the relative finding would repeat it.
             absolute = self.reported["high" if side == "rel_high" else "low"].seen
-            hit = [p for p in hit if d.layer_of(p) not in absolute]
-            yield from self._report(d, side, step, hit, {p: rel[p][0] for p in hit}, refs={p: rel[p][1] for p in hit})
+            got = {names[idx[q]]: (float(rel[q]), float(refs[q])) for q in out}
+            hit = [p for p in got if d.layer_of(p) not in absolute]
+            yield from self._report(d, side, step, hit, {p: got[p][0] for p in hit}, refs={p: got[p][1] for p in hit})
 
     def _report(self, d: Delta, side: str, step: int, hit: list[str], value: dict[str, float],
                 refs: dict[str, float] | None = None) -> Iterator[Finding]:
