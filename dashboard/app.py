@@ -100,7 +100,8 @@ def version_key(ctx: AppContext, pathname: str | None, registered: list[pages.Pa
     """What the page at ``pathname`` shows, as a value that changes exactly when it must be redrawn.
 
     Returns ``{"key": [...], "live": bool, "t": time of the newest data}``, and for a run's
-    page ``"read"``: its ``Run.version`` (what the search store holds).
+    page ``"read"``: what the search store holds, its ``Run.version`` while a sampled file is
+    searched, else None (a run read in full makes no request for it).
     """
     for page in registered:
         caps = pages.match(page.path, pathname or "/")
@@ -112,7 +113,7 @@ def version_key(ctx: AppContext, pathname: str | None, registered: list[pages.Pa
                 return {"key": ["missing", caps["run"]], "live": False, "t": None}
             status = run.status(now=now, stale_after=ctx.stale_after)
             return {"key": ["run", run.name, run.data_version, status], "live": status == "live", "t": run.last_time,
-                    "read": run.version}
+                    "read": run.version if run.searching else None}
         break
     live, newest = ctx.catalog.liveness(now)
     # The list shows ages and live/crashed status: redraw it every 10 s even without new data.
