@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch._utils import _flatten_dense_tensors
 
 from core.schema import finite_or_none
 
 from ._torch_stats import Scratch, _array, _np_sq, _one_pass_ok, _sq, _take, _zero_like, as_float
 
 __all__ = ["PARAM_LAYOUT", "GRAD_LAYOUT", "PARAM", "GRAD", "param_vector", "grad_vector", "cpu_param_lists",
-           "cpu_grad_lists", "decode_param", "plain_sgd_lrs", "sq_and_bad"]
+           "cpu_grad_lists", "decode_param", "plain_sgd_lrs", "sq_and_bad", "BATCH_NUMEL", "BATCH_TOTAL"]
 
 PARAM_LAYOUT = ("w_sq", "w_m2", "w_nan", "w_inf", "upd_sq", "w_sum", "w_before_sq")
 GRAD_LAYOUT = ("grad_sq", "grad_nan", "grad_inf")
@@ -87,33 +88,95 @@ def _host(t: torch.Tensor) -> np.ndarray:
     return as_float(t).reshape(-1).numpy()
 
 
+# Parameters of at most BATCH_NUMEL values are read together, by one copy of up to
+# BATCH_TOTAL values into one float64 vector and a per-segment reduction (np.add.reduceat)
+# for each statistic: a few calls for all of them instead of a few per tensor. Larger
+# tensors are read one by one, where a call's fixed cost is small beside the pass.
+BATCH_NUMEL = 2**16
+BATCH_TOTAL = 2**18
+
+
+def _param_list(w: torch.Tensor, before: torch.Tensor | None, scratch: Scratch | None) -> list[float]:
+    """:func:`param_vector` of one CPU tensor as a list, in NumPy on its memory (``before`` is overwritten)."""
+    a = _host(w)
+    sq_w, total = _np_sq(a), float(a.sum())
+    if not (math.isfinite(sq_w) and math.isfinite(total)):
+        return param_vector(w, before, exact=True).tolist()
+    upd_sq = wb_sq = 0.0
+    if before is not None:
+        b = _host(before)
+        wb_sq = _np_sq(b)
+        upd_sq = _np_sq(np.subtract(b, a, out=b))  # before - after
+    n = max(a.size, 1)
+    if _one_pass_ok(sq_w, total, n):
+        m2 = sq_w - total * total / n
+    else:
+        m2 = _np_sq(np.subtract(a, total / n, out=_array(scratch, a.size, as_float(w).dtype)))
+    return [sq_w, m2, 0, 0, upd_sq, total, wb_sq]
+
+
+def _param_batch(weights: list[torch.Tensor], befores: list[torch.Tensor | None]) -> list[list[float]]:
+    """:func:`param_vector` of small CPU tensors as lists, all read together (see ``BATCH_NUMEL``).
+
+    In float64, where a float32 square cannot overflow and the difference of two float32
+    weights is exact; a tensor with a non-finite value takes the exact per-tensor path.
+    """
+    sizes = np.array([w.numel() for w in weights])
+    offs = np.cumsum(sizes) - sizes
+    with torch.no_grad():  # one C++ call flattens and joins them all
+        a = _flatten_dense_tensors(weights).numpy().astype(np.float64)
+    total = np.add.reduceat(a, offs)
+    sq = np.add.reduceat(a * a, offs)
+    d = a - np.repeat(total / sizes, sizes)
+    m2 = np.add.reduceat(d * d, offs)
+    has = [b is not None for b in befores]
+    upd = wb = np.zeros(len(weights))
+    if any(has):
+        with torch.no_grad():
+            b = _flatten_dense_tensors([w if b is None else b for w, b in zip(weights, befores)]).numpy()
+        b = b.astype(np.float64)
+        wb = np.add.reduceat(b * b, offs)
+        b -= a  # before - after
+        upd = np.add.reduceat(b * b, offs)
+    out = []
+    for i, (row, h) in enumerate(zip(zip(sq.tolist(), m2.tolist(), total.tolist(), upd.tolist(), wb.tolist()), has)):
+        w_sq, w_m2, w_sum, upd_sq, wb_sq = row
+        if not (math.isfinite(w_sq) and math.isfinite(w_sum)):
+            out.append(param_vector(weights[i], befores[i], exact=True).tolist())
+        else:
+            out.append([w_sq, w_m2, 0, 0, upd_sq if h else 0.0, w_sum, wb_sq if h else 0.0])
+    return out
+
+
 def cpu_param_lists(weights: list[torch.Tensor], befores: list[torch.Tensor | None],
                     scratch: Scratch | None = None) -> list[list[float]]:
-    """:func:`param_vector` for many CPU tensors, as lists: the passes run in NumPy on the
-    tensors' memory (one dot product per norm, the cheapest reduction on the CPU, at a
-    fraction of a torch call's fixed cost; a parameter is often a few hundred values) and
+    """:func:`param_vector` for many CPU tensors, as lists: the passes run in NumPy (small
+    tensors read together, see ``BATCH_NUMEL``; one dot product per norm for the others) and
     host arithmetic replaces the small ops. Tensors with non-finite values take the exact
-    per-tensor path. ``befores`` are overwritten."""
-    out: list[list[float]] = []
+    per-tensor path. ``befores`` may be overwritten."""
+    out: list[list[float] | None] = [None] * len(weights)
+    batch: list[int] = []  # one dtype
+    size = 0
+
+    def run() -> None:
+        for i, vec in zip(batch, _param_batch([weights[i] for i in batch], [befores[i] for i in batch])):
+            out[i] = vec
+        batch.clear()
+
     with np.errstate(all="ignore"):  # a non-finite value is found from the sums, not warned about
-        for w, before in zip(weights, befores):
-            a = _host(w)
-            sq_w, total = _np_sq(a), float(a.sum())
-            if not (math.isfinite(sq_w) and math.isfinite(total)):
-                out.append(param_vector(w, before, exact=True).tolist())
-                continue
-            upd_sq = wb_sq = 0.0
-            if before is not None:
-                b = _host(before)
-                wb_sq = _np_sq(b)
-                upd_sq = _np_sq(np.subtract(b, a, out=b))  # before - after
-            n = max(a.size, 1)
-            if _one_pass_ok(sq_w, total, n):
-                m2 = sq_w - total * total / n
+        for i, w in enumerate(weights):
+            n, dt, b = w.numel(), w.dtype, befores[i]
+            if 0 < n <= BATCH_NUMEL and dt in (torch.float32, torch.float64) and (b is None or b.dtype == dt):
+                if batch and (size + n > BATCH_TOTAL or dt != weights[batch[0]].dtype):
+                    run()
+                    size = 0
+                batch.append(i)
+                size += n
             else:
-                m2 = _np_sq(np.subtract(a, total / n, out=_array(scratch, a.size, as_float(w).dtype)))
-            out.append([sq_w, m2, 0, 0, upd_sq, total, wb_sq])
-    return out
+                out[i] = _param_list(w, befores[i], scratch)
+        if batch:
+            run()
+    return out  # type: ignore[return-value]
 
 
 def plain_sgd_lrs(optimizer: torch.optim.Optimizer) -> dict[int, float]:
