@@ -155,28 +155,36 @@ def cpu_param_lists(weights: list[torch.Tensor], befores: list[torch.Tensor | No
     host arithmetic replaces the small ops. Tensors with non-finite values take the exact
     per-tensor path. ``befores`` may be overwritten."""
     out: list[list[float] | None] = [None] * len(weights)
-    batch: list[int] = []  # one dtype
-    size = 0
-
-    def run() -> None:
-        for i, vec in zip(batch, _param_batch([weights[i] for i in batch], [befores[i] for i in batch])):
-            out[i] = vec
-        batch.clear()
-
     with np.errstate(all="ignore"):  # a non-finite value is found from the sums, not warned about
-        for i, w in enumerate(weights):
-            n, dt, b = w.numel(), w.dtype, befores[i]
-            if 0 < n <= BATCH_NUMEL and dt in (torch.float32, torch.float64) and (b is None or b.dtype == dt):
-                if batch and (size + n > BATCH_TOTAL or dt != weights[batch[0]].dtype):
-                    run()
-                    size = 0
-                batch.append(i)
-                size += n
+        for batch in _batches(weights, befores):
+            if len(batch) == 1 and weights[batch[0]].numel() > BATCH_NUMEL:
+                out[batch[0]] = _param_list(weights[batch[0]], befores[batch[0]], scratch)
             else:
-                out[i] = _param_list(w, befores[i], scratch)
-        if batch:
-            run()
+                for i, vec in zip(batch, _param_batch([weights[i] for i in batch], [befores[i] for i in batch])):
+                    out[i] = vec
     return out  # type: ignore[return-value]
+
+
+def _batches(tensors: list[torch.Tensor], befores: list[torch.Tensor | None] | None = None) -> list[list[int]]:
+    """Indices of ``tensors`` in the groups read together: consecutive small float32/64 tensors of
+    one dtype (with befores of that dtype), at most ``BATCH_TOTAL`` values; any other tensor alone."""
+    out: list[list[int]] = []
+    batch: list[int] = []
+    size = 0
+    for i, t in enumerate(tensors):
+        n, dt = t.numel(), t.dtype
+        b = befores[i] if befores is not None else None
+        if 0 < n <= BATCH_NUMEL and dt in (torch.float32, torch.float64) and (b is None or b.dtype == dt):
+            if batch and (size + n > BATCH_TOTAL or dt != tensors[batch[0]].dtype):
+                out.append(batch)
+                batch, size = [], 0
+            batch.append(i)
+            size += n
+        else:
+            out.append([i])
+    if batch:
+        out.append(batch)
+    return out
 
 
 def plain_sgd_lrs(optimizer: torch.optim.Optimizer) -> dict[int, float]:
@@ -203,13 +211,20 @@ def plain_sgd_lrs(optimizer: torch.optim.Optimizer) -> dict[int, float]:
 
 
 def cpu_grad_lists(grads: list[torch.Tensor]) -> list[list[float]]:
-    """:func:`grad_vector` for many dense CPU gradients, as lists (NumPy dot products, as :func:`cpu_param_lists`)."""
-    out: list[list[float]] = []
+    """:func:`grad_vector` for many dense CPU gradients, as lists (read together as in :func:`cpu_param_lists`)."""
+    out: list[list[float] | None] = [None] * len(grads)
     with np.errstate(all="ignore"):
-        for g in grads:
-            sq = _np_sq(_host(g))
-            out.append([sq, 0, 0] if math.isfinite(sq) else grad_vector(g, exact=True).tolist())
-    return out
+        for batch in _batches(grads):
+            if len(batch) == 1 and grads[batch[0]].numel() > BATCH_NUMEL:
+                sqs = [_np_sq(_host(grads[batch[0]]))]
+            else:
+                part = [grads[i] for i in batch]
+                a = _flatten_dense_tensors(part).numpy().astype(np.float64)  # a float32 square cannot overflow
+                sizes = np.array([g.numel() for g in part])
+                sqs = np.add.reduceat(a * a, np.cumsum(sizes) - sizes).tolist()
+            for i, sq in zip(batch, sqs):
+                out[i] = [sq, 0, 0] if math.isfinite(sq) else grad_vector(grads[i], exact=True).tolist()
+    return out  # type: ignore[return-value]
 
 
 def decode_param(vec: list[float], numel: int, has_update: bool, has_grad: bool) -> dict[str, Any]:
