@@ -18,7 +18,7 @@ from torch.overrides import TorchFunctionMode
 
 from core.schema import RELU_FAMILY, SATURATING, LayerInfo
 
-from ._torch_stats import OneThread, activation_vector, input_vector
+from ._torch_stats import OneThread, activation_vector, input_vector, one_thread
 
 if TYPE_CHECKING:
     from ._torch import TorchWatch
@@ -294,11 +294,17 @@ class ForwardSide:
         unit_axis, batch_axis = self._layout(rule, inp, out, seq_first)
         if unit_axis == 1 and out.ndim >= 3:
             self._chan[id(out)] = out  # an activation of this output keeps its channels
-        # The statistics' own ops do not go through the activation mode (nor any __torch_function__).
-        with torch._C.DisableTorchFunction(), torch.no_grad(), OneThread(out.device, out.numel()):
-            vec = activation_vector(out, kind, bins=self.mon.bins, hist_sample=self.hist_sample,
-                                    zero=self._zero(out.device), scratch=self._scratch,
-                                    unit_axis=unit_axis, batch_axis=batch_axis)
+        # The statistics' own ops do not go through the activation mode (nor any __torch_function__),
+        # and record no autograd graph: they read a detached tensor (activation_vector's as_float).
+        with torch._C.DisableTorchFunction():
+            saved = one_thread(out.device, out.numel())
+            try:
+                vec = activation_vector(out, kind, bins=self.mon.bins, hist_sample=self.hist_sample,
+                                        zero=self._zero(out.device), scratch=self._scratch,
+                                        unit_axis=unit_axis, batch_axis=batch_axis)
+            finally:
+                if saved:
+                    torch.set_num_threads(saved)
         units = out.shape[unit_axis] if out.ndim >= 2 else 1
         self._acts.append((name, kind, out.numel(), units, vec))
         if name not in self._layer_info:
