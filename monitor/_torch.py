@@ -69,7 +69,7 @@ from ._torch_param_stats import (  # noqa: F401
     GRAD, GRAD_LAYOUT, PARAM_LAYOUT, cpu_grad_lists, cpu_param_lists, decode_param, grad_vector, param_vector,
 )
 from ._torch_stats import (  # noqa: F401
-    HIST_SAMPLE, Scratch, activation_vector, decode_activation, decode_input, hist_sample_of, input_vector,
+    HIST_SAMPLE, HistBatch, Scratch, activation_vector, decode_activation, decode_input, hist_sample_of, input_vector,
 )
 
 from ._adapter import Adapter
@@ -291,6 +291,7 @@ class TorchWatch(Adapter, ForwardSide, OptimizerSide):
         self._pending: deque[_Pending] = deque()
         self._warned: set[str] = set()
         self._scratch = Scratch()
+        self._hists = HistBatch()  # the subsample counts of this step's CPU layer records, binned at its end
         self._snaps: dict[int, torch.Tensor] = {}
         opt_bytes = sum(p.numel() * p.element_size() for _, p in self._params)
         self._keep_snaps = opt_bytes <= KEEP_SNAPSHOT_BYTES
@@ -371,6 +372,7 @@ class TorchWatch(Adapter, ForwardSide, OptimizerSide):
         self._due = not self._failed and not self.removed and self.mon.stats_due(self.step)
         self._forward_done = False
         self._acts, self._input, self._grads, self._stepped, self._pre = [], None, {}, {}, {}
+        self._hists.clear()
         self._grad_seen = {}
         self._grad_queue = []
         self._grad_scale = None
@@ -453,6 +455,7 @@ class TorchWatch(Adapter, ForwardSide, OptimizerSide):
                 parts, params = [], []
                 self._warn_once("the parameters", err)
         acts = self._acts
+        self._hists.finish()  # completes the CPU layer vectors
         parts = [a[4] for a in acts] + ([self._input[1]] if self._input is not None else []) + parts
         self._acts, self._stepped, self._grads = [], {}, {}
         self._detach_grads()

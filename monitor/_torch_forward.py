@@ -301,7 +301,7 @@ class ForwardSide:
             try:
                 vec = activation_vector(out, kind, bins=self.mon.bins, hist_sample=self.hist_sample,
                                         zero=self._zero(out.device), scratch=self._scratch,
-                                        unit_axis=unit_axis, batch_axis=batch_axis)
+                                        unit_axis=unit_axis, batch_axis=batch_axis, hists=self._hists)
             finally:
                 if saved:
                     torch.set_num_threads(saved)
