@@ -92,8 +92,8 @@ def _host(t: torch.Tensor) -> np.ndarray:
 # BATCH_TOTAL values into one float64 vector and a per-segment reduction (np.add.reduceat)
 # for each statistic: a few calls for all of them instead of a few per tensor. Larger
 # tensors are read one by one, where a call's fixed cost is small beside the pass.
-BATCH_NUMEL = 2**16
-BATCH_TOTAL = 2**18
+BATCH_NUMEL = 2**12
+BATCH_TOTAL = 2**16
 
 
 def _param_list(w: torch.Tensor, before: torch.Tensor | None, scratch: Scratch | None) -> list[float]:
@@ -211,20 +211,10 @@ def plain_sgd_lrs(optimizer: torch.optim.Optimizer) -> dict[int, float]:
 
 
 def cpu_grad_lists(grads: list[torch.Tensor]) -> list[list[float]]:
-    """:func:`grad_vector` for many dense CPU gradients, as lists (read together as in :func:`cpu_param_lists`)."""
-    out: list[list[float] | None] = [None] * len(grads)
-    with np.errstate(all="ignore"):
-        for batch in _batches(grads):
-            if len(batch) == 1 and grads[batch[0]].numel() > BATCH_NUMEL:
-                sqs = [_np_sq(_host(grads[batch[0]]))]
-            else:
-                part = [grads[i] for i in batch]
-                a = _flatten_dense_tensors(part).numpy().astype(np.float64)  # a float32 square cannot overflow
-                sizes = np.array([g.numel() for g in part])
-                sqs = np.add.reduceat(a * a, np.cumsum(sizes) - sizes).tolist()
-            for i, sq in zip(batch, sqs):
-                out[i] = [sq, 0, 0] if math.isfinite(sq) else grad_vector(grads[i], exact=True).tolist()
-    return out  # type: ignore[return-value]
+    """:func:`grad_vector` for many dense CPU gradients, as lists."""
+    flat = [as_float(g).reshape(-1) for g in grads]
+    sqs = torch.stack([torch.dot(f, f) for f in flat]).tolist() if flat else []  # an overflow takes the exact path
+    return [[sq, 0, 0] if math.isfinite(sq) else grad_vector(g, exact=True).tolist() for g, sq in zip(flat, sqs)]
 
 
 def decode_param(vec: list[float], numel: int, has_update: bool, has_grad: bool) -> dict[str, Any]:
