@@ -203,8 +203,12 @@ def depth_figure(names: Sequence[str], mean: np.ndarray, std: np.ndarray, *, ste
     title = "Activations by depth" + (f" at step {step}" if step is not None else "")
     fig.update_layout(**theme.base_layout(title=dict(text=title, x=0.01, font=dict(size=14)), showlegend=False,
                                           hovermode="closest"))
-    tickvals = depth if len(names) <= 20 else depth[:: math.ceil(len(names) / 20)]
-    fig.update_xaxes(title_text="layer (depth)", tickvals=tickvals, ticktext=[plot_text(names[i - 1], 40) for i in tickvals],
+    # Slanted labels need about 20 px apart on a half-page subplot (330 px in a 1000 px window):
+    # at most 20 short names, fewer the longer they are ("block000.act": 11).
+    labels = [plot_text(n, 40) for n in names]
+    most = max(4, min(20, 140 // max(map(len, labels))))
+    tickvals = depth if len(names) <= most else depth[:: math.ceil(len(names) / most)]
+    fig.update_xaxes(title_text="layer (depth)", tickvals=tickvals, ticktext=[labels[i - 1] for i in tickvals],
                      tickangle=-40 if len(names) > 6 else 0)
     # Axis titles rather than subplot titles: those sit in the top margin, under the figure's title.
     fig.update_yaxes(title_text="mean", row=1, col=1)

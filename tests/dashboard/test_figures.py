@@ -98,6 +98,16 @@ def test_depth_figure_has_mean_and_std_per_layer():
     assert [float(t.y[0]) for t in rings] == [2.0, 2.0]
 
 
+def test_depth_figure_labels_fewer_layers_the_longer_their_names():
+    def labelled(names):
+        return list(F.depth_figure(names, np.zeros(len(names)), np.ones(len(names))).layout.xaxis.ticktext)
+
+    assert labelled([f"fc{i}" for i in range(20)]) == [f"fc{i}" for i in range(20)]  # short names: every one
+    long = labelled([f"block{i:03d}.act" for i in range(200)])
+    assert 4 <= len(long) <= 11 and long[0] == "block000.act"  # slanted, about 20 px apart at 1000 px
+    assert len(labelled([f"encoder.layers.{i}.self_attn.out_proj" for i in range(50)])) == 4
+
+
 def test_update_ratio_figure_draws_band_on_log_axis():
     steps = np.arange(10)
     ratio = np.column_stack([np.full(10, 1e-3), np.full(10, 1e-1), np.full(10, np.nan)])
