@@ -147,6 +147,45 @@ def test_cnn_channels_are_units_and_dead_channels_counted(tmp_path):
     assert by["bn1"]["params"] == ["bn1.weight", "bn1.bias"]
 
 
+class InPlaceNet(nn.Module):
+    """Outputs changed in place after their layer: by ReLU(inplace=True), and by a residual ``+=``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.bn1, self.act1 = nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(inplace=True)
+        self.conv2, self.bn2, self.act2 = nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU()
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        h = self.act1(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(h))
+        y += h
+        return self.fc(self.act2(y).mean((2, 3)))
+
+
+def test_every_logged_step_matches_the_reference_with_outputs_changed_in_place(tmp_path):
+    """Every logged step, not only the first, records each layer's output as the layer gave it,
+    also where a later op changes it in place (ReLU(inplace=True) on bn1's, ``y += h`` on bn2's)."""
+    torch.manual_seed(5)
+    model = InPlaceNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    names = ["conv1", "bn1", "act1", "conv2", "bn2", "act2", "fc"]
+    cap = Capture(model, names)
+    with Monitor(tmp_path, "r", every=1) as mon:
+        mon.watch(model, opt)
+        seen = train(model, opt, mon, 4, cap, data=image_batch)
+    recs = records(mon.run_dir, "acts")
+    assert [r["step"] for r in recs] == [0, 1, 2, 3]
+    kinds = {"conv1": "conv", "bn1": "batchnorm", "act1": "relu", "conv2": "conv", "bn2": "batchnorm",
+             "act2": "relu", "fc": "linear"}
+    for rec, outs in zip(recs, seen):
+        got = acts_by_layer(rec)
+        assert list(got) == names
+        for name in names:
+            assert_acts_match(got[name], activation_stats(outs[name].numpy(), kinds[name]),
+                              where=f"step {rec['step']} {name}")
+
+
 def test_histogram_uses_the_first_examples_when_the_output_is_large(tmp_path):
     torch.manual_seed(3)
     model = mlp(nn.Tanh, width=40, depth=1)
