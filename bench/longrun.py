@@ -49,7 +49,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.scale import children, rss_mb  # noqa: E402
+from bench.scale import children, rss_mb, write_results  # noqa: E402
 from tests._server import free_port  # noqa: E402
 from tests.reliability._dashclient import PageDriver, http_transport, parse_outputs  # noqa: E402
 
@@ -332,12 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     for first in args.pages.split(","):
         results.append(measure(code, logdir, first, args.timeout))
         print(json.dumps(results[-1], indent=1), flush=True)
-    out = {"scalar_steps": args.scalar_steps, "layers": args.layers, "logged_steps": args.logged_steps,
-           "file_bytes": files, "code": str(code), "rev": rev, "cpus": os.cpu_count(),
-           "uptime_start": load_start, "uptime_end": uptime(), "results": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
-    print(f"written to {args.out}")
+    write_results(args.out, {"scalar_steps": args.scalar_steps, "layers": args.layers,
+                             "logged_steps": args.logged_steps, "file_bytes": files, "code": str(code), "rev": rev,
+                             "cpus": os.cpu_count(), "uptime_start": load_start, "uptime_end": uptime(),
+                             "results": results})
     return 0
 
 

@@ -75,6 +75,13 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def write_results(path: str | Path, out: dict) -> None:
+    """The bench's results as JSON at ``path`` (its folder made), and where they went."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=1))
+    print(f"written to {path}")
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, max(0, int(round(q * (len(xs) - 1)))))] if xs else float("nan")
@@ -210,11 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
         results.append(measure(ROOT, logdir, args.requests, "this code"))
         print(json.dumps(results[-1], indent=1), flush=True)
-    out = {"runs": args.runs, "steps": args.steps, "every": args.every, "load": os.getloadavg(),
-           "cpus": os.cpu_count(), "results": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
-    print(f"written to {args.out}")
+    write_results(args.out, {"runs": args.runs, "steps": args.steps, "every": args.every, "load": os.getloadavg(),
+                             "cpus": os.cpu_count(), "results": results})
     return 0
 
 
