@@ -165,15 +165,14 @@ def cpu_param_lists(weights: list[torch.Tensor], befores: list[torch.Tensor | No
     return out  # type: ignore[return-value]
 
 
-def _batches(tensors: list[torch.Tensor], befores: list[torch.Tensor | None] | None = None) -> list[list[int]]:
+def _batches(tensors: list[torch.Tensor], befores: list[torch.Tensor | None]) -> list[list[int]]:
     """Indices of ``tensors`` in the groups read together: consecutive small float32/64 tensors of
     one dtype (with befores of that dtype), at most ``BATCH_TOTAL`` values; any other tensor alone."""
     out: list[list[int]] = []
     batch: list[int] = []
     size = 0
-    for i, t in enumerate(tensors):
+    for i, (t, b) in enumerate(zip(tensors, befores)):
         n, dt = t.numel(), t.dtype
-        b = befores[i] if befores is not None else None
         if 0 < n <= BATCH_NUMEL and dt in (torch.float32, torch.float64) and (b is None or b.dtype == dt):
             if batch and (size + n > BATCH_TOTAL or dt != tensors[batch[0]].dtype):
                 out.append(batch)
