@@ -285,13 +285,24 @@ def open_sampled(tail: "FileTail", fd: int, size: int, plan: Sampling, res: "Tai
     return info
 
 
+def _feed_apart(tail: "FileTail", data: bytes, lineno: int, res: "TailResult") -> None:
+    """``tail._feed`` of complete lines from elsewhere in the file, numbered from ``lineno + 1``.
+
+    The live tail's own state stays as it was: its line count, and the partial last line a
+    writer is part-way through (which the lines fed here must not be glued to).
+    """
+    saved = tail.lineno, tail._partial, tail._skipping
+    tail.lineno, tail._partial, tail._skipping = lineno, bytearray(), False
+    try:
+        tail._feed(data, res)
+    finally:
+        tail.lineno, tail._partial, tail._skipping = saved
+
+
 def _feed_lines(tail: "FileTail", lines: list[bytes], starts: list[int], res: "TailResult") -> None:
     """Parse ``lines`` through ``tail._feed`` and name each problem by the byte offset of its line."""
     n_rec, n_prob = len(res.records), len(res.problems)
-    save = tail.lineno
-    tail.lineno = 0
-    tail._feed(b"\n".join(lines) + b"\n", res)
-    tail.lineno = save
+    _feed_apart(tail, b"\n".join(lines) + b"\n", 0, res)
     for rec in res.records[n_rec:]:
         rec["_line"] = 0
     res.problems[n_prob:] = [Problem(p.file, 0, f"the line at byte {starts[p.line - 1]}: {p.message}")
@@ -347,10 +358,7 @@ def scan(tail: "FileTail", info: Sampled, fd: int, step: int, res: "TailResult")
             if e - s > tail.max_line:
                 continue
             n_rec = len(res.records)
-            save = tail.lineno
-            tail.lineno = lineno - 1
-            tail._feed(data[s:e] + b"\n", res)
-            tail.lineno = save
+            _feed_apart(tail, data[s:e] + b"\n", lineno - 1, res)
             kept = [r for r in res.records[n_rec:] if r.get("kind") in _SCAN_KINDS]
             res.records[n_rec:] = kept
             info.found += len(kept)

@@ -227,6 +227,27 @@ def test_a_corrupt_finding_in_the_skipped_part_is_reported_with_its_line(tmp_pat
     assert sorted(f.step for f in run.findings) == list(FINDING_STEPS)
 
 
+def test_the_search_leaves_a_line_the_writer_has_not_finished_alone(tmp_path):
+    """A finding found in the skipped part while the file ends part-way through a line: both read whole."""
+    from core._tail import FileTail
+
+    path = tmp_path / "scalars.r0.jsonl"
+    with open(path, "wb") as f:
+        for step in range(STEPS):
+            f.write(_line({"kind": "scalars", "step": step, "time": 1.0, "values": {"loss": 1.0}}))
+            if step == 100:
+                f.write(_line({"kind": "finding", "step": step, "rule": "x", "severity": "warning", "message": "m"}))
+        f.write(b'{"kind":"scalars","step":%d,"ti' % STEPS)  # the writer is part-way through this line
+    tail = FileTail(path, path.name)
+    tail.read_new(None, Sampling(above=60_000, rows=40, scan_step=10 << 20))
+    found = tail.read_new(None, Sampling(above=60_000, rows=40, scan_step=10 << 20))
+    assert [r["step"] for r in found.records if r["kind"] == "finding"] == [100] and not found.problems
+    with open(path, "ab") as f:
+        f.write(b'me":1.0,"values":{"loss":2.0}}\n')
+    last = tail.read_new(None, Sampling(above=60_000, rows=40, scan_step=10 << 20))
+    assert [(r["step"], r["values"]) for r in last.records] == [(STEPS, {"loss": 2.0})] and not last.problems
+
+
 def test_what_a_sampled_open_holds_does_not_grow_with_the_file(tmp_path):
     held = []
     for n, steps in enumerate((STEPS, 4 * STEPS)):
