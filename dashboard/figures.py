@@ -206,7 +206,7 @@ def depth_figure(names: Sequence[str], mean: np.ndarray, std: np.ndarray, *, ste
     # Slanted labels need about 20 px apart on a half-page subplot (330 px in a 1000 px window):
     # at most 20 short names, fewer the longer they are ("block000.act": 11).
     labels = [plot_text(n, 40) for n in names]
-    most = max(4, min(20, 140 // max(map(len, labels))))
+    most = max(4, min(20, 140 // max(1, *map(len, labels))))
     tickvals = depth if len(names) <= most else depth[:: math.ceil(len(names) / most)]
     fig.update_xaxes(title_text="layer (depth)", tickvals=tickvals, ticktext=[labels[i - 1] for i in tickvals],
                      tickangle=-40 if len(names) > 6 else 0)

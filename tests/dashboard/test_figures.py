@@ -106,6 +106,7 @@ def test_depth_figure_labels_fewer_layers_the_longer_their_names():
     long = labelled([f"block{i:03d}.act" for i in range(200)])
     assert 4 <= len(long) <= 11 and long[0] == "block000.act"  # slanted, about 20 px apart at 1000 px
     assert len(labelled([f"encoder.layers.{i}.self_attn.out_proj" for i in range(50)])) == 4
+    assert labelled(["", ""]) == ["", ""]  # names the reader accepts
 
 
 def test_update_ratio_figure_draws_band_on_log_axis():
