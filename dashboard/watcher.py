@@ -97,6 +97,8 @@ class Watcher:
         self.observer: Any = None
         self.mode: str | None = None
         self._starting: threading.Thread | None = None
+        self._stopped = False  # stop() was called: a background start still going stops what it starts
+        self.stop_wait = 30.0  # seconds stop() waits for a background start (a watch on 10,000 folders)
 
     def _start_observer(self, polling: bool) -> None:
         obs = PollingObserver(timeout=self.poll_interval) if polling else Observer()
@@ -104,6 +106,8 @@ class Watcher:
         obs.start()
         self.observer = obs
         self.mode = "polling" if polling else "inotify"
+        if self._stopped:  # stop() gave up waiting for this start: nobody else would stop it
+            self._stop_observer()
 
     def start(self, *, background: bool = False) -> "Watcher":
         """Start watching, then mark everything dirty once (existing files send no event).
@@ -111,6 +115,7 @@ class Watcher:
         With ``background``, in a thread: ``start`` returns at once and ``logdir.verified``
         turns True when the first full refresh is done.
         """
+        self._stopped = False
         if not background:
             self._start()
             return self
@@ -153,9 +158,10 @@ class Watcher:
 
     def stop(self) -> None:
         """Stop the observer and wait for its thread. Safe to call twice."""
+        self._stopped = True
         starting, self._starting = self._starting, None
         if starting is not None:
-            starting.join(timeout=30)
+            starting.join(timeout=self.stop_wait)
         self._stop_observer()
 
     def __enter__(self) -> "Watcher":

@@ -174,3 +174,22 @@ def test_a_background_start_that_fails_says_so(tmp_path, monkeypatch, caplog):
         w.stop()  # waits for the start
     assert "will not show new writes" in caplog.text
     assert logdir.verified and logdir.names() == ["there"]  # the list is what the folder holds
+
+
+def test_a_start_still_going_when_stop_gives_up_waiting_stops_its_observer(tmp_path, monkeypatch):
+    make_run(tmp_path / "runs", "there")
+    logdir = LogDir(tmp_path / "runs")
+    real = watcher_mod.Observer.schedule
+
+    def slow(self, *args, **kwargs):  # a recursive watch over many folders takes a while
+        time.sleep(0.5)
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(watcher_mod.Observer, "schedule", slow)
+    w = Watcher(logdir)
+    w.stop_wait = 0.05
+    w.start(background=True)
+    w.stop()  # returns before the start is done
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(t.name == "babysitter-watch-start" for t in __import__("threading").enumerate()):
+        time.sleep(0.05)
+    assert w.observer is None  # the observer the late start made is stopped, not left running
