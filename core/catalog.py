@@ -404,8 +404,8 @@ class Catalog:
         if len(pending) <= SYNC_LIMIT and len(huge) < len(batch):
             self.fill([n for n in batch if n not in huge])
             return True
-        if huge:  # one run at a time: reading it to its end takes seconds, in the worker, not this process
-            batch = huge[:1]
+        if huge:  # the others first, then one huge run at a time: reading it to its end takes seconds
+            batch = [n for n in batch if n not in huge] or huge[:1]
         paths = [str(self.logdir.path / n) for n in batch]
         pool = self._worker()
         if pool is None:

@@ -309,6 +309,29 @@ def test_a_huge_run_is_left_to_the_background_worker_not_summarised_on_the_spot(
     assert small.pending() == []
 
 
+def test_the_background_summaries_take_the_small_runs_before_a_huge_one(tmp_path):
+    """Reading a huge run to its end takes seconds: the small runs listed beside it do not wait for it."""
+    from core.catalog import BATCH, SYNC_LIMIT, Catalog
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    _write(root / "huge")
+    for i in range(SYNC_LIMIT + 6):
+        _write(root / f"small{i:03d}", steps=5)
+    old = time.time() - 3600  # written an hour ago: none is live, the huge one the most recent
+    for run in root.iterdir():
+        for f in run.iterdir():
+            os.utime(f, (old + (60 if run.name == "huge" else 0), old + (60 if run.name == "huge" else 0)))
+    ld = LogDir(root, sample=SAMPLE)
+    ld.refresh()
+    cat = Catalog(ld, index=None)
+    cat._pool = False  # summarised in this process: what is read, not where
+    assert cat.pending()[0] == "huge"
+    cat._fill_some()
+    left = cat.pending()
+    assert "huge" in left and len(left) == 1 + SYNC_LIMIT + 6 - (BATCH - 1)  # the batch's small runs, not the huge
+
+
 @pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no process priorities on this system")
 def test_the_background_worker_reads_a_huge_run_at_the_lowest_priority(big, tmp_path):
     # Reading a huge run to its end takes a core for seconds: a page being opened gets it first.
