@@ -11,12 +11,17 @@ from typing import Any, Sequence
 from .edge import _finite, _range_of
 from .summary import HP_PREFIX, SUMMARY_COLUMNS, RunSummary
 
-__all__ = ["column_for", "column_heading", "filter_frame", "query_frame", "sort_frame", "hparam_specs",
+__all__ = ["higher_is_better", "column_for", "column_heading", "filter_frame", "query_frame", "sort_frame", "hparam_specs",
            "LOG_GUESS_SPAN"]
 
 LOG_GUESS_SPAN = 10.0  # unsampled positive hyperparameters spanning more than this get a log axis
 
 _FILTER_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|!=|=|>|<)\s*(.*?)\s*$", re.S)
+
+
+def higher_is_better(column: str) -> bool:
+    """Whether the best run has the largest value of this summary column (accuracies; not loss or gap)."""
+    return "acc" in column and column != "best_val_step"
 
 
 def column_heading(column: str) -> str:
@@ -131,7 +136,7 @@ def sort_frame(df, column: str | None = None, *, descending: bool | None = None)
         column, descending = column[1:], True
     col = column_for(df, column)
     if descending is None:
-        descending = "acc" in col and col != "best_val_step"
+        descending = higher_is_better(col)
     try:
         return df.sort_values(col, ascending=not descending, na_position="last", kind="stable")
     except TypeError:  # a hyperparameter holding numbers in some runs and text in others

@@ -14,6 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from core.compare import HP_PREFIX, EdgeOfRange
+from core.table import higher_is_better
 
 from . import theme
 from ._text import plot_text
@@ -23,7 +24,6 @@ __all__ = ["plot_text", "overlay_figure", "scatter_figure", "parallel_figure", "
 
 MAX_OVERLAY = 40  # runs drawn at once in an overlay; more are unreadable anyway
 MAX_LINES = 1000  # runs drawn in parallel coordinates (the best by the metric); 10,000 lines are one blot
-LOWER_IS_BETTER = frozenset({"final_loss", "gap"})  # summary metrics where the best run has the smallest value
 
 
 def overlay_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], *, title: str, y_title: str,
@@ -129,7 +129,7 @@ def scatter_figure(df, param: str, *, metric: str = "best_val_acc", color: str |
             text=[n for n, p in zip(names, pruned) if p],
             hovertemplate=f"%{{text}}<br>{plot_text(param)} = %{{x:.4g}}: pruned<extra></extra>"))
     if good.any():
-        i = int(np.flatnonzero(good)[np.nanargmin(y[good]) if metric in LOWER_IS_BETTER else np.nanargmax(y[good])])
+        i = int(np.flatnonzero(good)[np.nanargmax(y[good]) if higher_is_better(metric) else np.nanargmin(y[good])])
         fig.add_trace(go.Scatter(x=[x[i]], y=[y[i]], mode="markers", name="best",
                                  marker=dict(symbol="star", size=16, color=theme.HIGHLIGHT), hoverinfo="skip"))
     lo, hi = spec.get("low"), spec.get("high")
@@ -189,7 +189,7 @@ def parallel_figure(df, params: Sequence[str], *, metric: str = "best_val_acc",
     title = "Parallel coordinates"
     rows = np.flatnonzero(keep)
     if len(rows) > MAX_LINES:
-        order = np.argsort(y[rows] if metric in LOWER_IS_BETTER else -y[rows], kind="stable")
+        order = np.argsort(-y[rows] if higher_is_better(metric) else y[rows], kind="stable")
         rows = np.sort(rows[order[:MAX_LINES]])
         title += f": the best {MAX_LINES:,} of {int(keep.sum()):,} runs by {plot_text(metric, 30)}"
     if left_out:
