@@ -8,6 +8,7 @@ from typing import Any
 from dash import Input, Output, State, dcc, html, no_update
 
 from core import Finding, Run
+from core.schema import KIND_SCALARS
 
 from .. import ids, theme
 from ..context import AppContext, run_href
@@ -85,7 +86,7 @@ def sampled_note(run: Run) -> str:
     parts, searching = [], []
     for s in run.sampled():
         shown, total = s.steps()
-        what = "scalar steps" if s.kinds == ("scalars",) else "logged steps"
+        what = "scalar steps" if s.kinds == (KIND_SCALARS,) else "logged steps"
         parts.append(f"{s.file} ({s.size / 1e6:,.0f} MB): {shown:,} of about {total:,} {what}")
         if not s.searched:
             searching.append(f"{s.file} {100 * s.scanned // max(1, s.head_end)}%")
