@@ -133,7 +133,7 @@ class Catalog:
         # name -> (signature, record, or its stored text until first asked for: a restart over
         # 10,000 runs decodes the records it shows, not all of them)
         self._stored: dict[str, tuple[str, RunRecord | str]] = dict(self.index.load())
-        self._open: dict[str, tuple[int, RunRecord]] = {}  # name -> (run version, record)
+        self._open: dict[str, tuple[int, RunRecord]] = {}  # name -> (Run.data_version, record)
         self._failed: dict[str, str] = {}  # name -> signature that failed to summarise
         self.read = 0  # runs read and summarised by this catalog (tests: unchanged runs are not read)
         self.version = 0
@@ -188,7 +188,7 @@ class Catalog:
         if run is not None:
             with self._lock:
                 got = self._open.get(name)
-            if got is not None and got[0] == run.version:
+            if got is not None and got[0] == run.data_version:
                 return got[1]
             searching = run.searching  # opened sampled, what it skipped not searched to the end yet
             if searching:
@@ -201,7 +201,7 @@ class Catalog:
             findings = self.summaries.findings(run)
             rec = RunRecord.of(run, self.summaries.get(run), findings)
             with self._lock:
-                self._open[name] = (run.version, rec)
+                self._open[name] = (run.data_version, rec)
                 if not searching:  # a summary without some findings is never stored as the files' own
                     self._stored[name] = (listing.signature, rec)
                 self.version += 1

@@ -215,9 +215,9 @@ class LogDir:
             self._listing[name] = found
         changed = before is None or before.signature != found.signature
         if run is not None:
-            v = run.version
+            v = run.data_version  # a search step that found nothing changes no summary
             run.update()
-            changed |= run.version != v
+            changed |= run.data_version != v
         return changed
 
     def _scan(self) -> Iterator[str]:

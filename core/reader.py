@@ -173,7 +173,9 @@ class Run:
         self.max_line = max_line
         self._lock = threading.RLock()
         self.version = 0  # changes (to a number no Run of this process had) whenever what was read changes
-        self.data_version = 0  # ``version`` at the last new record, problem or meta.json (not a search step alone)
+        # ``version`` at the last new record, problem or meta.json, or the end of a search (not at a
+        # search step that found nothing): what the run's figures, findings and summary depend on.
+        self.data_version = 0
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -213,6 +215,7 @@ class Run:
         with self._lock:
             created = self.meta.created
             problems = self.problem_count
+            searching = self.searching
             changed = self._read_meta()
             n, reset = self._read_data()
             if created is not None and self.meta.created != created:
@@ -228,7 +231,7 @@ class Run:
                 # From one process-wide counter: a run deleted and made again under the same name
                 # (a new Run) never repeats a version an open page already shows.
                 self.version = next(_VERSIONS)
-                if n or changed or self.problem_count != problems:
+                if n or changed or self.problem_count != problems or self.searching != searching:
                     self.data_version = self.version
             return n
 

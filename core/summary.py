@@ -4,7 +4,8 @@
   best validation accuracy, final training accuracy, the train-val gap, final loss,
   findings counted by severity, hyperparameters.
 * ``SummaryCache`` keeps one ``Diagnoser`` per run and computes each run's findings and
-  summary once per run ``version`` (new records or a new ``meta.json``): a log directory of
+  summary once per run ``data_version`` (new records, problems, a new ``meta.json``, the end
+  of a search; not a search step that found nothing): a log directory of
   thousands of runs costs one pass on first open and then only the runs that moved, and the
   dashboard's run pages and its compare page share one diagnosis per run.
 * ``summarize_logdir(logdir)`` gives the table as a pandas DataFrame (hyperparameters as
@@ -63,7 +64,7 @@ class RunSummary:
         search_space: the search space from ``meta.json`` (empty outside a search).
         error: the error recorded for a crashed run.
         created: start time (seconds since the epoch).
-        version: the ``Run.version`` this summary was computed at.
+        version: the ``Run.data_version`` this summary was computed at.
         study: for a trial of a search run as a study, its ``meta.json`` ``study`` object
             (``core.schema.StudyTrial``); then ``status`` is ``"pruned"`` for a pruned trial.
     """
@@ -227,7 +228,7 @@ def summarize(run: Run, *, status: str | None = None, diagnoser: Diagnoser | Non
         gap=final_train - final_val if math.isfinite(final_train) and math.isfinite(final_val) else math.nan,
         final_loss=final_loss, diverged=diverged, severities=sev, rules=rules,
         hparams=dict(meta.hparams), search_space=dict(meta.search_space), error=meta.error,
-        created=meta.created, version=run.version, study=StudyTrial.from_json(meta.study),
+        created=meta.created, version=run.data_version, study=StudyTrial.from_json(meta.study),
     )
 
 
@@ -242,11 +243,11 @@ class _Entry:
 
 
 class SummaryCache:
-    """Each run's diagnosis, findings and summary, computed once per run version.
+    """Each run's diagnosis, findings and summary, computed once per run data version.
 
     One ``Diagnoser`` per run: a live run's new version costs its new records only, and the
     run pages (``findings``) and the comparison (``get``/``summaries``) of one process share it
-    instead of diagnosing every run twice. A cached summary is served while ``run.version``
+    instead of diagnosing every run twice. A cached summary is served while ``run.data_version``
     is unchanged (only the status, which can turn from live to crashed without a write, is
     looked at again). Thread-safe.
     """
@@ -265,7 +266,7 @@ class SummaryCache:
 
     def _update(self, run: Run, e: _Entry) -> None:
         """Bring ``e`` to the run's current version (hold ``e.lock``)."""
-        version = run.version
+        version = run.data_version
         if e.version != version:
             e.findings = run_findings(run, e.diagnoser)
             e.version, e.summary = version, None

@@ -33,7 +33,7 @@ def merge_findings(*groups: list[Finding]) -> list[Finding]:
 
 
 class FindingSource:
-    """Findings per run, newest first, computed once per run version.
+    """Findings per run, newest first, computed once per run data version (``Run.data_version``).
 
     Args:
         cache: the app's summary cache (a new one when not given).
@@ -46,7 +46,7 @@ class FindingSource:
 
     def __call__(self, run: Run) -> list[Finding]:
         """The run's findings, newest first."""
-        version = run.version
+        version = run.data_version
         with self._lock:
             hit = self._shown.get(run)
         if hit is not None and hit[0] == version:

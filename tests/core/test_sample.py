@@ -135,17 +135,17 @@ def test_a_small_search_step_takes_several_updates_and_each_changes_the_version(
     assert sorted(f.step for f in run.findings) == list(FINDING_STEPS)
 
 
-def test_the_data_version_moves_only_when_the_search_finds_something(big):
+def test_the_data_version_moves_only_when_the_search_finds_something_or_ends(big):
     # What the pages draw is keyed by it: a search step that found nothing redraws nothing.
     run = Run(big, sample=Sampling(above=60_000, rows=40, scan_step=20_000))
     run.update()
     steps = []
     while run.searching:
-        before = (run.version, run.data_version, run.records_read, run.problem_count)
+        before = (run.version, run.data_version, run.records_read, run.problem_count, True)
         run.update()
-        steps.append((before, (run.version, run.data_version, run.records_read, run.problem_count)))
+        steps.append((before, (run.version, run.data_version, run.records_read, run.problem_count, run.searching)))
     assert all(v1 != v0 for (v0, *_), (v1, *_) in steps)
-    found = [(d0 != d1) == ((r0, p0) != (r1, p1)) for (_, d0, r0, p0), (_, d1, r1, p1) in steps]
+    found = [(d0 != d1) == ((r0, p0, s0) != (r1, p1, s1)) for (_, d0, r0, p0, s0), (_, d1, r1, p1, s1) in steps]
     assert all(found)
     assert any(d0 == d1 for (_, d0, *_), (_, d1, *_) in steps)  # steps that found nothing
     assert any(d0 != d1 for (_, d0, *_), (_, d1, *_) in steps)  # the findings and NaN losses
@@ -154,6 +154,31 @@ def test_the_data_version_moves_only_when_the_search_finds_something(big):
         f.write(_line(_scalar(STEPS)))
     run.update()
     assert run.data_version == run.version  # new lines are new data
+
+
+def test_a_search_step_that_finds_nothing_diagnoses_nothing_and_changes_no_listing(big):
+    # The run list, the comparison and the run page's findings are keyed by Run.data_version:
+    # a search step that found nothing (most of them) diagnoses no run and redraws no list.
+    from core.summary import SummaryCache
+
+    ld = LogDir(big.parent, sample=Sampling(above=60_000, rows=40, scan_step=20_000))
+    ld.refresh()
+    run = ld.get("big")
+    cache = SummaryCache()
+    cache.get(run)
+    quiet = moved = 0
+    while run.searching:
+        before = (run.data_version, ld.version, cache.computed)
+        ld.refresh()
+        cache.get(run)
+        if run.data_version == before[0]:
+            quiet += 1
+            assert (ld.version, cache.computed) == before[1:]
+        else:
+            moved += 1
+            assert ld.version != before[1] and cache.computed == before[2] + 1
+    assert quiet and moved
+    assert sorted(f.step for f in cache.findings(run) if f.rule.startswith("rule_")) == list(FINDING_STEPS)
 
 
 def test_a_file_below_the_threshold_is_read_in_full(big):
