@@ -76,9 +76,15 @@ def serve(logdir_path: str | Path, *, host: str = "127.0.0.1", port: int = 8050,
                     "(use --host 127.0.0.1 to keep the dashboard on this machine)", host)
     path = Path(logdir_path)
     if not path.is_dir():
-        if not create or path.exists():
+        if not create:
             return usage_error(NAME, f"{missing_path(logdir_path)} (pass --create to start an empty one)")
-        path.mkdir(parents=True)
+        try:
+            # exist_ok: made meanwhile is fine (``babysitter demo`` starts its trainings first).
+            path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            return usage_error(NAME, f"{logdir_path}: not a directory")
+        except OSError as err:
+            return usage_error(NAME, f"{logdir_path}: cannot create the log directory ({err.strerror or err})")
     why = check_port(host, port)
     if why:
         log.error("cannot listen on %s:%d (%s); pick another with --port", host, port, why)
