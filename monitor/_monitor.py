@@ -328,6 +328,10 @@ class Monitor(LayerRecords):
         """Flush, mark the run ``finished`` (``crashed`` when ``error`` is given, ``stopped`` when
         ``stopped``: it ended early on purpose), stop the heartbeat.
 
+        A ``KeyboardInterrupt`` as the error (Ctrl-C inside ``with Monitor(...)``, or in a framework
+        whose callback closes the run with it) is no crash: the run is ``stopped``, with
+        ``stop_reason: "interrupted"`` in ``meta.json``.
+
         Safe to call twice (the first call decides the status). Never raises. The adapters
         (the hooks of ``watch``) are closed first, writing what is still on its way (loss
         values coming from the device).
@@ -352,6 +356,9 @@ class Monitor(LayerRecords):
                 # the run is the parent's to finish; only the child's copies of the files close.
                 self._writer.close()
                 return
+            if isinstance(error, KeyboardInterrupt):
+                error, stopped = None, True
+                self._meta.extra["stop_reason"] = "interrupted"
             try:
                 self._flush_pending()
                 if self.rank == 0:

@@ -29,7 +29,7 @@ What it does, with the Trainer's own hooks:
   The rules read losses and accuracies through ``core.schema.METRIC_ALIASES``.
 * the end of ``fit``: the run is marked finished (``stop_reason: "early_stopping"`` in
   ``meta.json`` when a callback stopped the Trainer); an exception marks it crashed with the
-  error, Ctrl-C too (``stop_reason: "interrupted"``).
+  error, Ctrl-C stopped (``stop_reason: "interrupted"``).
 
 What the forward hooks see is the LightningModule's own ``forward``: a ``training_step``
 that calls ``self(x)``. One that calls a submodule directly (``self.net(x)``) gives the
@@ -236,9 +236,7 @@ class BabysitterCallback(FailsQuietly, pl.Callback):
     def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
         if self.monitor is None:
             return
-        if isinstance(exception, KeyboardInterrupt):
-            self.monitor.set_meta(stop_reason="interrupted")
-        self._close(error=exception)
+        self._close(error=exception)  # Ctrl-C: stopped, stop_reason "interrupted" (Monitor.close)
 
     def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         if stage == "fit":

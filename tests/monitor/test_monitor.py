@@ -389,6 +389,46 @@ def test_context_manager_crashed_reraises(tmp_path):
     assert run.meta.error == "ZeroDivisionError: division by zero"
 
 
+def test_ctrl_c_inside_the_with_block_marks_the_run_stopped_not_crashed(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with Monitor(tmp_path, "r", heartbeat=0) as mon:
+            mon.log(0, loss=1.0)
+            raise KeyboardInterrupt
+    run = Run(tmp_path / "r")
+    run.update()
+    assert run.status() == "stopped" and run.meta.error is None
+    assert json.loads((tmp_path / "r" / "meta.json").read_text())["stop_reason"] == "interrupted"
+
+
+@pytest.mark.parametrize("with_block", [True, False])
+def test_a_training_script_stopped_with_ctrl_c_is_stopped_not_crashed(tmp_path, with_block):
+    import signal
+
+    loop = '''
+            for step in range(10**6):
+                mon.log(step, loss=1.0)
+                if step == 0:
+                    print("ready", flush=True)
+                time.sleep(0.01)'''
+    body = (f"with Monitor('logs', 'r', heartbeat=0) as mon:{textwrap.indent(textwrap.dedent(loop), '    ')}"
+            if with_block else f"mon = Monitor('logs', 'r', heartbeat=0){textwrap.dedent(loop)}")
+    code = "import time\nfrom monitor import Monitor\n" + body + "\n"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    meta = json.loads((tmp_path / "logs" / "r" / "meta.json").read_text())
+    assert meta["status"] == "stopped" and meta["stop_reason"] == "interrupted" and meta["error"] is None
+    run = Run(tmp_path / "logs" / "r")
+    run.update()
+    assert run.status() == "stopped" and len(run.scalar("loss")) >= 1
+
+
 def test_uncaught_exception_in_a_script_marks_crashed(tmp_path):
     res = _py("""
         from monitor import Monitor
