@@ -183,6 +183,7 @@ class Monitor(LayerRecords):
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
         self._lock = threading.RLock()
+        self._not_numbers: dict[str, int] = {}  # scalar key -> values skipped as not numbers (scalar_value)
         self.last_step: int | None = None
         self._adapters: list[Adapter] = []  # framework adapters (monitor/_adapter.py), in attach order
         self.world_size = 1
@@ -356,6 +357,10 @@ class Monitor(LayerRecords):
                 # the run is the parent's to finish; only the child's copies of the files close.
                 self._writer.close()
                 return
+            many = {k: n for k, n in self._not_numbers.items() if n > 1}
+            if many:
+                log.warning("Babysitter: values skipped as not numbers in run %s: %s", self._writer.run_dir.name,
+                            ", ".join(f"{k!r} {n} times" for k, n in sorted(many.items())))
             if isinstance(error, KeyboardInterrupt):
                 error, stopped = None, True
                 self._meta.extra["stop_reason"] = "interrupted"
@@ -458,7 +463,7 @@ class Monitor(LayerRecords):
             nonfinite: dict[str, str] = {}
             loss: float | None = None
             for key, v in scalars.items():
-                f = scalar_value(key, v)
+                f = scalar_value(key, v, self._not_numbers)
                 if f is None:
                     continue
                 tag = nonfinite_tag(f)

@@ -140,11 +140,16 @@ def valid_step(step: Any) -> int:
     return value
 
 
-def scalar_value(key: str, v: Any) -> float | None:
+def scalar_value(key: str, v: Any, warned: "dict[str, int] | None" = None) -> float | None:
     """``v`` as a float, or None (with a warning) when it is not a number; never raises into the training.
 
     An integer too large for a float (``10**400``) is recorded as +-Inf: that is what it
     means for a loss, and ``float()`` would raise ``OverflowError``.
+
+    Args:
+        warned: how many values of each key were skipped so far (updated): the warning is
+            given for a key's first one only (a value logged at every step would repeat it at
+            every step), and the count is for the Monitor to report when it closes.
     """
     try:
         return float(v.detach() if hasattr(v, "detach") else v)  # a torch tensor that requires grad
@@ -159,5 +164,10 @@ def scalar_value(key: str, v: Any) -> float | None:
         shown = repr(v)[:80]
     except Exception:
         shown = f"<{type(v).__name__}>"
-    log.warning("Babysitter: scalar %r=%s is not a number; skipped", key, shown)
+    if warned is not None:
+        warned[key] = warned.get(key, 0) + 1
+        if warned[key] > 1:
+            return None
+    log.warning("Babysitter: scalar %r=%s is not a number; skipped (this is said once for %r: its later values "
+                "that are not numbers are skipped too, and counted when the run closes)", key, shown, key)
     return None

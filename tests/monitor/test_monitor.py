@@ -539,3 +539,20 @@ def test_hparams_of_any_type_are_stored(tmp_path):
     assert not mon.failed
     meta = json.loads((tmp_path / "r" / "meta.json").read_text())
     assert meta["hparams"] == {"1": "one", "path": "/data", "dtype": "float32", "arr": [0, 1, 2], "np": 0.5}
+
+
+def test_a_value_that_is_not_a_number_is_warned_about_once_and_counted_at_close(tmp_path, caplog):
+    # A placeholder left in the training loop (``val_acc=...``) would repeat its warning at every step.
+    with caplog.at_level(logging.WARNING, logger="monitor._monitor"):
+        with Monitor(tmp_path, "r", heartbeat=0) as mon:
+            for step in range(5):
+                mon.log(step, loss=1.0, val_acc=..., note="text\x1b[31m")
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("'val_acc'=Ellipsis is not a number" in m for m in said) == 1
+    assert sum("is not a number" in m for m in said) == 2  # once per key
+    closing = [m for m in said if "skipped as not numbers" in m]
+    assert len(closing) == 1 and "'note' 5 times" in closing[0] and "'val_acc' 5 times" in closing[0]
+    assert "\x1b" not in "".join(said)  # the key is shown escaped
+    run = Run(tmp_path / "r")
+    run.update()
+    assert len(run.scalar("loss")) == 5 and "val_acc" not in run.scalar_names()
