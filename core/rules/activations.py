@@ -65,8 +65,14 @@ class _FractionStreak(Rule):
         self.count = np.zeros(0, np.int64)
         self.reported = NewLayers()
 
-    def describe(self, layers: str, worst: float, limit: float, step: int) -> str:
+    def describe(self, layers: str, values: str, limit: float, step: int) -> str:
+        """The message: ``layers`` their names, ``values`` their fractions in the same order (``97% and 88%``)."""
         raise NotImplementedError
+
+    def groups(self, layers: list[str], values: np.ndarray) -> list[tuple[list[str], np.ndarray, str | None, str]]:
+        """The findings to make of the layers that crossed the threshold together:
+        ``(layers, values, severity or None for the rule's, a sentence added to the message)``."""
+        return [(layers, values, None, "")]
 
     def update(self, d: Delta) -> Iterator[Finding]:
         table = d.run.acts
@@ -90,9 +96,12 @@ class _FractionStreak(Rule):
             return
         table = d.run.acts
         step = int(table.steps[max(row - (need - 1), 0)])
-        worst = float(np.nanmax(table.field(self.field)[row, [table.index[x] for x in new]]))
-        yield self.finding(step, self.describe(", ".join(new), worst, limit, step),
-                           layers=new, value=worst, threshold=limit)
+        values = table.field(self.field)[row, [table.index[x] for x in new]]
+        for layers, vs, severity, more in self.groups(new, values):
+            shown = [f"{v:.0%}" for v in vs.tolist()]
+            said = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+            yield self.finding(step, self.describe(", ".join(layers), said, limit, step) + more, layers=layers,
+                               value=float(np.nanmax(vs)), threshold=limit, severity=severity)
 
 
 @register
@@ -105,8 +114,8 @@ class Saturation(_FractionStreak):
     Thresholds = SaturationThresholds
     field, limit = "sat_frac", "max_sat_frac"
 
-    def describe(self, layers: str, worst: float, limit: float, step: int) -> str:
-        return f"{layers}: up to {worst:.0%} of outputs are saturated (threshold {limit:.0%}) since step {step}."
+    def describe(self, layers: str, values: str, limit: float, step: int) -> str:
+        return f"{layers}: {values} of outputs are saturated (threshold {limit:.0%}) since step {step}."
 
 
 @dataclass(frozen=True)
@@ -122,15 +131,26 @@ class DeadRelu(_FractionStreak):
     id = "dead_relu"
     severity = "warning"
     summary = ("More than max_dead_frac of a ReLU-family layer's units output <= 0 for every example of the "
-               "batch, for patience logged steps: those units no longer learn.")
+               "batch, for patience logged steps: those units no longer learn. An error when every unit of a "
+               "layer is dead: no gradient passes it, so nothing below it learns.")
     fix = ("Lower the learning rate, use He initialisation, a small positive bias (e.g. 0.01), or Leaky ReLU; "
            "check the input scaling.")
     Thresholds = DeadReluThresholds
     field, limit = "dead_frac", "max_dead_frac"
 
-    def describe(self, layers: str, worst: float, limit: float, step: int) -> str:
-        return (f"{layers}: {worst:.0%} of units are dead (<= 0 for the whole batch; threshold {limit:.0%}) "
+    def describe(self, layers: str, values: str, limit: float, step: int) -> str:
+        return (f"{layers}: {values} of units are dead (<= 0 for the whole batch; threshold {limit:.0%}) "
                 f"since step {step}.")
+
+    def groups(self, layers: list[str], values: np.ndarray) -> list[tuple[list[str], np.ndarray, str | None, str]]:
+        every = values >= 1.0  # every unit dead: the layer passes no gradient at all
+        out: list[tuple[list[str], np.ndarray, str | None, str]] = []
+        if every.any():
+            out.append(([n for n, e in zip(layers, every) if e], values[every], "error",
+                        " No gradient passes a layer whose every unit is dead: nothing before it learns."))
+        if not every.all():
+            out.append(([n for n, e in zip(layers, every) if not e], values[~every], None, ""))
+        return out
 
 
 @dataclass(frozen=True)

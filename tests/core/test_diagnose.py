@@ -408,3 +408,24 @@ def test_medians_of_others_is_the_median_without_each_value():
         for x in (rng.standard_normal(n), rng.integers(0, 4, n).astype(float)):  # ties included
             want = np.array([np.median(np.delete(x, i)) for i in range(n)])
             assert np.array_equal(medians_of_others(x), want)
+
+
+def test_a_layer_with_every_unit_dead_is_an_error_and_each_layer_gets_its_own_share(tmp_path):
+    # "all" passes no gradient at all (an error: nothing before it learns); "half" and "most" lose
+    # some units (a warning), each named with its own share.
+    rng = np.random.default_rng(0)
+    with Monitor(tmp_path, "r", heartbeat=0) as mon:
+        for step in range(0, 50, 10):
+            h = np.maximum(0, rng.standard_normal((64, 10)) + 1.0)
+            mon.activation(step, "all", np.zeros_like(h), kind="relu")
+            mon.activation(step, "half", np.where(np.arange(10) < 5, 0.0, h), kind="relu")
+            mon.activation(step, "most", np.where(np.arange(10) < 8, 0.0, h), kind="relu")
+            mon.activation(step, "fine", h, kind="relu")
+            mon.log(step, loss=1.0 / (1 + step))
+    dead = _by_rule(diagnose(tmp_path / "r"))["dead_relu"]
+    by_layers = {f.layers: f for f in dead}
+    assert set(by_layers) == {("all",), ("half", "most")}
+    every, some = by_layers[("all",)], by_layers[("half", "most")]
+    assert every.severity == "error" and every.value == 1.0
+    assert every.message.startswith("all: 100% of units are dead") and "nothing before it learns" in every.message
+    assert some.severity == "warning" and some.message.startswith("half, most: 50% and 80% of units are dead")
