@@ -322,9 +322,10 @@ class Diagnoser:
 
     def _own_findings(self) -> list[Finding]:
         """The base rank's findings, less those another finding makes moot."""
-        first: dict[str, int] = {}
+        first: dict[str, int] = {}  # rule and "rule:severity" -> its first step
         for f, _ in self._found.values():
-            first[f.rule] = min(first.get(f.rule, f.step), f.step)
+            for key in (f.rule, f"{f.rule}:{f.severity}"):
+                first[key] = min(first.get(key, f.step), f.step)
         out = []
         for f, _ in self._found.values():
             sup = self._suppress.get(f.rule, ())

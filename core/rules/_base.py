@@ -168,7 +168,8 @@ class Rule:
         fix: the concrete change to try.
         Thresholds: its ``RuleThresholds`` subclass.
         suppressed_by: ids of rules whose finding at an earlier or equal step makes this one
-            moot (accuracy is at chance once the loss is NaN: no separate underfitting).
+            moot (accuracy is at chance once the loss is NaN: no separate underfitting);
+            ``"rule:error"`` for that rule's findings of that severity only.
     """
 
     id: ClassVar[str] = ""

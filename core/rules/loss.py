@@ -140,7 +140,8 @@ class LrTooLow(Rule):
                "changes by less than min_rel_change of its start: the learning rate is too low.")
     fix = "Raise the learning rate (try 10x steps: 1e-3, 1e-2, ...) until the loss clearly falls."
     Thresholds = LrTooLowThresholds
-    suppressed_by = ("nan_loss", "loss_explosion")
+    # A layer with every unit dead passes no gradient: the loss stays flat whatever the rate.
+    suppressed_by = ("nan_loss", "loss_explosion", "dead_relu:error")
 
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:
         super().__init__(thresholds)

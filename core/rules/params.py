@@ -80,6 +80,8 @@ class UpdateRatio(Rule):
                "(that layer's learning rate is out of line; the output layer is not compared); healthy is ~1e-3. "
                "Biases are skipped.")
     fix = "Scale that layer's learning rate toward an update:weight ratio of ~1e-3."
+    # Behind a layer with every unit dead the weights get no gradient: their ratios say nothing of the rate.
+    suppressed_by = ("dead_relu:error",)
     Thresholds = UpdateRatioThresholds
 
     def __init__(self, thresholds: RuleThresholds | None = None) -> None:

@@ -429,3 +429,20 @@ def test_a_layer_with_every_unit_dead_is_an_error_and_each_layer_gets_its_own_sh
     assert every.severity == "error" and every.value == 1.0
     assert every.message.startswith("all: 100% of units are dead") and "nothing before it learns" in every.message
     assert some.severity == "warning" and some.message.startswith("half, most: 50% and 80% of units are dead")
+
+
+@pytest.mark.parametrize("dead", [True, False])
+def test_a_flat_loss_behind_a_layer_with_every_unit_dead_is_not_blamed_on_the_learning_rate(tmp_path, dead):
+    # "Raise the learning rate" would send the user after the wrong fix: no gradient passes the layer.
+    rng = np.random.default_rng(1)
+    with Monitor(tmp_path, "r", heartbeat=0, num_classes=10) as mon:
+        for step in range(60):
+            if step % 10 == 0:
+                h = np.maximum(0, rng.standard_normal((64, 10)) + 1.0)
+                mon.activation(step, "relu", np.zeros_like(h) if dead else h, kind="relu")
+            mon.log(step, loss=2.3 + 0.001 * rng.standard_normal())
+    rules = {f.rule: f.severity for f in diagnose(tmp_path / "r")}
+    if dead:
+        assert rules.get("dead_relu") == "error" and "lr_too_low" not in rules
+    else:
+        assert "dead_relu" not in rules and rules.get("lr_too_low") == "warning"
