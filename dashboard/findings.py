@@ -17,7 +17,22 @@ from core import Finding, Run
 from core.schema import SEVERITY_RANK, severity_counts
 from core.summary import SummaryCache
 
-__all__ = ["FindingSource", "merge_findings", "severity_counts"]
+__all__ = ["FindingSource", "merge_findings", "no_findings_text", "recorded_error", "severity_counts"]
+
+
+def recorded_error(error: object) -> str | None:
+    """The error a run's ``meta.json`` recorded (why a crashed training stopped), or None when none is."""
+    return error if isinstance(error, str) and error.strip() else None
+
+
+def no_findings_text(status: str) -> str:
+    """The sentence shown instead of findings: "so far" only while the run can still change, and
+    never a clean bill of health for a crashed run (the checklist cannot see why it stopped)."""
+    if status == "live":
+        return "No findings so far: nothing on the checklist looks wrong."
+    if status == "crashed":
+        return "No findings in the data recorded before the crash."
+    return f"No findings: nothing on the checklist looked wrong in this {status} run."
 
 
 def merge_findings(*groups: list[Finding]) -> list[Finding]:

@@ -33,7 +33,7 @@ from core.summary import SummaryCache
 from . import run_figures, theme
 from .compare_figures import overlay_figure, parallel_figure, scatter_figure
 from .evidence import EVIDENCE_RULES, evidence_figure
-from .findings import FindingSource, severity_counts
+from .findings import FindingSource, no_findings_text, severity_counts
 
 __all__ = ["run_report", "comparison_report", "cell_text"]
 
@@ -146,7 +146,7 @@ def _header(s: Any, findings: list[Finding]) -> str:
 def _findings(run: Any, findings: list[Finding], status: str, fig: _Figures, max_points: int) -> str:
     """Each finding with the plot that shows it beside it (the figure the evidence link opens on a page)."""
     if not findings:
-        return f'<div class="bs-muted">No findings: nothing on the checklist looked wrong in this {_esc(status)} run.</div>'
+        return f'<div class="bs-muted">{_esc(no_findings_text(status))}</div>'
     out = []
     for f in findings:
         text = _finding(f, _muted(f"step {_esc(f.step)}"))

@@ -18,6 +18,8 @@ ACCENT = "#2563eb"
 SEVERITY_COLORS = {"error": "#d64545", "warning": "#e08a00", "info": "#3f7fbf"}
 STATUS_COLORS = {"live": "#1f9d55", "finished": "#616e7c", "stopped": "#8c6d1f", "crashed": "#d64545",
                  "pruned": "#8a6d3b"}
+CRASH = "#b42318"  # the box with the error that stopped a crashed run: text and border
+CRASH_BG = "#fef3f2"
 
 TRAIN = "#2563eb"
 VAL = "#e0610e"
@@ -112,6 +114,10 @@ a:hover {{ text-decoration: underline; }}
 .bs-finding .rule {{ font-family: ui-monospace, monospace; font-weight: 600; }}
 .bs-finding .msg {{ margin: 4px 0; }}
 .bs-finding .fix {{ color: {MUTED}; }}
+/* The error that stopped a crashed run (overview): the recorded text as it is, wrapped. */
+.bs-crash {{ border: 1px solid {CRASH}; border-left-width: 4px; background: {CRASH_BG}; padding: 8px 12px; margin-bottom: 10px; border-radius: 4px; }}
+.bs-crash .head {{ font-weight: 600; color: {CRASH}; }}
+.bs-crash .msg {{ margin-top: 4px; font-family: ui-monospace, monospace; font-size: 13px; white-space: pre-wrap; overflow-wrap: anywhere; }}
 /* The report: section headings, and each finding with its evidence plot beside it. */
 .bs-section {{ margin: 24px 0 10px; font-size: 17px; }}
 .bs-evidence {{ display: grid; grid-template-columns: minmax(240px, 1fr) minmax(0, 2fr); gap: 12px; align-items: start; margin-bottom: 10px; }}

@@ -87,3 +87,70 @@ def test_rules_lists_every_rule_and_threshold():
     assert p.returncode == 0
     for rid in ("nan_loss", "dead_relu", "cannot_overfit", "dead_relu.max_dead_frac = 0.4"):
         assert rid in p.stdout
+
+
+SHAPE_ERROR = "mat1 and mat2 shapes cannot be multiplied (32x21 and 20x64)"
+HOSTILE_ERROR = "<img src=x onerror=alert(1)>\x1b[2J"
+
+
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory):
+    import numpy as np
+
+    from monitor import Monitor
+
+    root = tmp_path_factory.mktemp("crashed")
+    rng = np.random.default_rng(0)
+    for name, err, at in (("crash-shape", RuntimeError(SHAPE_ERROR), 20), ("hostile", ValueError(HOSTILE_ERROR), 4)):
+        with pytest.raises(type(err)):
+            with Monitor(root, name, every=1, heartbeat=0) as mon:
+                for step in range(100):
+                    mon.activation(step, "fc1", np.maximum(rng.standard_normal((32, 16)), 0), kind="relu")
+                    mon.log(step, loss=2.3 - 0.01 * step)
+                    if step == at:
+                        raise err
+    with Monitor(root, "fine", every=1, heartbeat=0) as mon:
+        for step in range(5):
+            mon.log(step, loss=2.3 - 0.1 * step)
+    return root
+
+
+def test_a_crashed_run_shows_its_error_under_its_header_and_exits_1(crashed):
+    p = _check(crashed / "crash-shape")
+    assert p.returncode == 1, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].endswith("crash-shape (crashed): no findings before the crash")
+    assert lines[1] == f"  ERROR   training stopped after step 20 with: RuntimeError: {SHAPE_ERROR}"
+
+
+def test_a_log_directory_with_a_crashed_run_exits_1_and_prints_its_error_as_safe_text(crashed):
+    p = _check(crashed)
+    assert p.returncode == 1, p.stderr
+    assert f"  ERROR   training stopped after step 20 with: RuntimeError: {SHAPE_ERROR}" in p.stdout.splitlines()
+    assert "  ERROR   training stopped after step 4 with: ValueError: <img src=x onerror=alert(1)>\\x1b[2J" \
+        in p.stdout.splitlines()
+    assert "\x1b" not in p.stdout
+    fine = [ln for ln in p.stdout.splitlines() if "fine" in ln]
+    assert len(fine) == 1 and fine[0].endswith("fine (finished): no findings")
+
+
+def test_json_carries_the_crash_as_an_error_entry_first_among_the_runs_entries(crashed):
+    for target in (crashed, crashed / "crash-shape"):  # through the catalog and read directly
+        p = _check(target, "--json")
+        assert p.returncode == 1, p.stderr
+        out = json.loads(p.stdout)
+        crash = [f for f in out if f["run"] == "crash-shape"][0]  # the run's first entry
+        assert crash["rule"] == "crashed" and crash["severity"] == "error" and crash["step"] == 20
+        assert crash["error"] == f"RuntimeError: {SHAPE_ERROR}" and SHAPE_ERROR in crash["message"]
+        assert {"run", "path", "rule", "severity", "step", "layers", "message", "fix"} <= set(crash)
+    out = json.loads(_check(crashed, "--json").stdout)
+    assert [f for f in out if f["run"] == "hostile"][0]["error"] == f"ValueError: {HOSTILE_ERROR}"
+    assert not [f for f in out if f["run"] == "fine"]
+
+
+def test_a_run_that_did_not_crash_still_exits_0(crashed):
+    p = _check(crashed / "fine")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "ERROR" not in p.stdout and p.stdout.strip().endswith("fine (finished): no findings")
+    p = _check(crashed / "fine", "--json")
+    assert p.returncode == 0 and json.loads(p.stdout) == []

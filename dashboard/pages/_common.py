@@ -12,7 +12,7 @@ from core.schema import KIND_SCALARS
 
 from .. import ids, theme
 from ..context import AppContext, run_href
-from ..findings import severity_counts
+from ..findings import recorded_error, severity_counts
 
 RUN_TABS = (("", "Overview"), ("layers", "Layers"), ("updates", "Updates"))
 
@@ -21,8 +21,13 @@ def badge(text: str, color: str, title: str | None = None) -> html.Span:
     return html.Span(text, className="bs-badge", style={"background": color}, title=title)
 
 
-def status_badge(status: str) -> html.Span:
-    return badge(status, theme.STATUS_COLORS.get(status, theme.MUTED))
+def status_badge(status: str, error: str | None = None) -> html.Span:
+    """The status as a coloured badge; a recorded ``error`` (a crashed run's) is its tooltip."""
+    title = f"stopped with: {error[:ERROR_TITLE_CHARS]}" if error else None
+    return badge(status, theme.STATUS_COLORS.get(status, theme.MUTED), title=title)
+
+
+ERROR_TITLE_CHARS = 300  # of a crashed run's error in its status badge's tooltip (the overview shows all)
 
 
 def severity_badges(findings: list[Finding]) -> list[html.Span]:
@@ -77,7 +82,8 @@ def not_found(name: str | None) -> html.Div:
 def header_status(ctx: AppContext, run: Run) -> list[Any]:
     """The live part of a run's title: status, alert counts and the last step."""
     last = f"step {run.last_step}" if run.last_step is not None else "no steps yet"
-    return [status_badge(run.status(stale_after=ctx.stale_after)), *severity_badges(ctx.findings(run)),
+    return [status_badge(run.status(stale_after=ctx.stale_after), recorded_error(run.meta.error)),
+            *severity_badges(ctx.findings(run)),
             html.Span(last, className="bs-muted")]
 
 

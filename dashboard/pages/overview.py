@@ -13,6 +13,7 @@ from .. import ids, run_figures, theme
 from ..context import AppContext, run_href
 from . import Page
 from ..evidence import evidence_href
+from ..findings import no_findings_text, recorded_error
 from ._common import badge, card, graph, not_found, run_header
 from ._evidence import evidence_card
 
@@ -40,13 +41,27 @@ def finding_item(run: Run, f: Finding) -> html.Div:
     return html.Div(body, className="bs-finding", style={"borderLeftColor": color})
 
 
+def crash_note(run: Run) -> html.Div | None:
+    """The error that stopped a crashed training (``meta.json``'s ``error``), as text; None without one."""
+    error = recorded_error(run.meta.error)
+    if error is None:
+        return None
+    where = f" after step {run.last_step}" if run.last_step is not None else ""
+    return html.Div([html.Div(f"Training stopped with an error{where}:", className="head"),
+                     html.Div(error, className="msg")], className="bs-crash", role="alert")
+
+
 def findings_list(run: Run, findings: list[Finding], status: str = "live") -> Any:
-    """The findings, or a sentence that fits the run: "so far" only while it can still change."""
-    if not findings:
-        text = ("No findings so far: nothing on the checklist looks wrong." if status == "live"
-                else f"No findings: nothing on the checklist looked wrong in this {status} run.")
-        return html.Div(text, className="bs-muted")
-    return [finding_item(run, f) for f in findings]
+    """The findings, or a sentence that fits the run: "so far" only while it can still change.
+
+    A run that crashed with a recorded error shows that error first, above the findings.
+    """
+    body = ([finding_item(run, f) for f in findings] if findings
+            else html.Div(no_findings_text(status), className="bs-muted"))
+    note = crash_note(run)
+    if note is None:
+        return body
+    return [note, *(body if isinstance(body, list) else [body])]
 
 
 def problems_list(run: Run) -> Any:

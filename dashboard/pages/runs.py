@@ -16,6 +16,7 @@ from dash import Input, Output, State, ctx as dash_ctx, dcc, html
 from core.catalog import Row
 
 from .. import ids
+from ..findings import recorded_error
 from ..context import AppContext, run_href
 from . import Page
 from ._common import age_text, card, checking_note, count_badges, status_badge
@@ -57,7 +58,8 @@ def runs_table(ctx: AppContext, rows: list[Row], now: float, *, filtered: bool =
         steps = rec.summary.steps if rec is not None else None
         body.append(html.Tr([
             html.Td(dcc.Link(r.name, href=run_href(r.name)), className="name"),
-            html.Td(status_badge(r.status) if r.status != "pending" else html.Span("-", className="bs-muted")),
+            html.Td(status_badge(r.status, recorded_error(rec.summary.error) if rec is not None else None)
+                    if r.status != "pending" else html.Span("-", className="bs-muted")),
             html.Td(_alerts(r)),
             html.Td("-" if steps is None else str(steps)),
             html.Td(str(rec.layers) if rec is not None and rec.layers else "-"),

@@ -1,8 +1,8 @@
 """Hostile strings in everything a run carries reach the real browser as text, never as markup.
 
 A run's layer names, parameter names, hyperparameter keys and values, and a finding's
-message, fix and layers (written through ``Monitor.finding``) hold ``<img onerror>`` and
-``<script>`` payloads. Every page that shows them (run list, overview, layers, updates,
+message, fix and layers (written through ``Monitor.finding``), and the error of a training
+that crashed hold ``<img onerror>`` and ``<script>`` payloads. Every page that shows them (run list, overview, layers, updates,
 compare) is opened in headless Chromium; no dialog may open, no injected element may
 exist, and the payload must be readable on the page as plain text.
 """
@@ -35,7 +35,10 @@ INJECTED = ("() => ({img: document.querySelectorAll('img[src=x]').length,"
             "   e => Array.from(e.attributes).some(a => a.name.startsWith('on'))).length})")
 
 
-def _write(logdir: Path, name: str, seed: int) -> None:
+CRASH = f"RuntimeError: shapes {IMG} {SCRIPT}"  # the error recorded for OTHER, which crashes
+
+
+def _write(logdir: Path, name: str, seed: int, crash: bool = False) -> None:
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((32, 16))
     Ws = [rng.standard_normal((16, 16)) * 0.3 for _ in range(2)]
@@ -54,13 +57,16 @@ def _write(logdir: Path, name: str, seed: int) -> None:
                     val_acc=0.08 * step / 4)
         mon.finding(Finding("custom_check", "warning", 3, layers=(IMG,), message=f"message {SCRIPT} {IMG}",
                             fix=f"fix {SVG} {IMG}"))
+        if crash:
+            raise RuntimeError(CRASH.removeprefix("RuntimeError: "))
 
 
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("xss") / "runs"
     _write(d, RUN, 0)
-    _write(d, OTHER, 1)
+    with pytest.raises(RuntimeError):
+        _write(d, OTHER, 1, crash=True)
     return d
 
 
@@ -92,6 +98,11 @@ def test_hostile_fields_render_as_text_on_every_page(page):
     _check(page, "overview", f"message {SCRIPT} {IMG}", f"fix {SVG} {IMG}", scope="#overview-findings")
     # The finding's layer is a link to that layer, its name as text.
     assert page.page.get_by_role("link", name=IMG).count() == 1
+
+    # A crashed run's recorded error, in the box above its findings.
+    page.goto(f"/run/{quote(OTHER, safe='')}", "overview-loss")
+    page.page.wait_for_selector("#overview-findings .bs-crash", timeout=10_000)
+    _check(page, "overview of a crash", CRASH, scope="#overview-findings .bs-crash")
 
     page.goto(f"/run/{RUN}/layers?layer={quote(SCRIPT, safe='')}", "layers-depth")
     page.wait_graph("layers-hist")
