@@ -75,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return _usage_error(str(err))
 
-    # (folder, name, status, unreadable lines, recorded error, last step, findings) per run. A log directory diagnosed with
-    # the default thresholds reuses the summaries persisted for its unchanged runs (core.index).
+    # (folder, name, status, unreadable lines, recorded error, last step, findings) per run. A log
+    # directory diagnosed with the default thresholds reuses the summaries persisted for its
+    # unchanged runs (core.index).
     results = []
     default = not args.thresholds and not args.disable
     for raw in args.paths:
