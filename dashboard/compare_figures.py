@@ -150,7 +150,15 @@ def scatter_figure(df, param: str, *, metric: str = "best_val_acc", color: str |
         # Over a decade or two Plotly labels every digit ("4 5 ... 9 1 2 ..."), which reads as
         # 4 for 0.4: label the values themselves. No minor ticks: beside labels a few pixels
         # apart they read as stray marks ("0.05'"), and the labelled ticks' grid marks the scale.
-        fig.update_xaxes(tickformat=theme.TICKFORMAT)
+        # Values themselves are wider than digits: every digit's label over a decade or more runs
+        # into its neighbours near the decade's top ("0.0070.0080.0090.01"), so 1-2-5 there, and
+        # the decades alone over more than three.
+        shown = [v for v in (*x[ok_x].tolist(), lo, hi) if v is not None and v > 0 and math.isfinite(v)]
+        span = math.log10(max(shown) / min(shown)) if shown else 0.0
+        if span > 0.7:
+            fig.update_xaxes(tickformat=theme.TICKFORMAT, dtick=1 if span > 3 else "D2")
+        else:  # within a decade Plotly's ticks are linear ones: fewer of them
+            fig.update_xaxes(tickformat=theme.TICKFORMAT, nticks=6)
     fig.update_yaxes(title_text=plot_text(metric))
     return fig
 

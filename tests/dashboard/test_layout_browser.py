@@ -287,3 +287,33 @@ def test_what_the_pages_say_matches_the_runs(browser, server):
         assert "so far" not in page.inner_text("#app-page")
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("low, high", [(0.003, 0.4), (1e-5, 0.1), (0.004, 0.012), (0.002, 0.03)])
+def test_the_tick_labels_of_a_log_sampled_scatter_never_run_into_each_other(browser, tmp_path, low, high):
+    # Over a decade or two Plotly labels every digit; written as values ("0.007") they ran together.
+    import numpy as np
+    import pandas as pd
+
+    from core.compare import HP_PREFIX
+    from dashboard.compare_figures import scatter_figure
+
+    lr = np.geomspace(low, high, 5)
+    df = pd.DataFrame({"run": [f"r{i}" for i in range(5)], HP_PREFIX + "lr": lr,
+                       "best_val_acc": np.linspace(0.2, 0.9, 5)})
+    fig = scatter_figure(df, "lr", specs={"lr": {"log": True, "low": low, "high": high}})
+    page = tmp_path / "scatter.html"
+    fig.write_html(page, include_plotlyjs=True, full_html=True, default_width="100%")
+    for width, height in SIZES:
+        p = browser.new_page(viewport={"width": width - 400, "height": height})  # the compare card's share
+        try:
+            p.goto(page.as_uri())
+            p.wait_for_selector(".xtick text")
+            boxes = p.evaluate("""() => [...document.querySelectorAll('.xtick text')].map((e) => {
+                const r = e.getBoundingClientRect(); return [e.textContent, r.left, r.right]; })""")
+        finally:
+            p.close()
+        boxes.sort(key=lambda b: b[1])
+        assert len(boxes) >= 2, boxes
+        crowded = [(a[0], b[0]) for a, b in zip(boxes, boxes[1:]) if b[1] < a[2] + 2]
+        assert not crowded, (width, [b[0] for b in boxes])
