@@ -77,7 +77,8 @@ class UpdateRatio(Rule):
                "logged steps is above max_ratio (learning rate too high) or below min_ratio (too low, judged while the "
                "loss is above low_while_loss_above of its first value and the lr above low_while_lr_above of its "
                "largest value), or max_rel_factor times above or below the median of the other hidden weight tensors "
-               "(that layer's learning rate is out of line; the output layer is not compared); healthy is ~1e-3. "
+               "(that layer's learning rate is out of line; the output layer is not compared; judged while that median "
+               "is inside the band); healthy is ~1e-3. "
                "Biases are skipped.")
     fix = "Scale that layer's learning rate toward an update:weight ratio of ~1e-3."
     # Behind a layer with every unit dead the weights get no gradient: their ratios say nothing of the rate.
@@ -193,7 +194,11 @@ class UpdateRatio(Rule):
         # Relative to its siblings, a layer's ratio does not fall as the network fits or the schedule
         # anneals (all layers slow down together): both sides are judged throughout.
         for side in ("rel_high", "rel_low"):
-            out = np.nonzero(rel > f if side == "rel_high" else rel < 1 / f)[0]
+            # Out of line with the others only while the others are in line: beside siblings whose
+            # median is below the band (vanishing updates) a layer at a healthy ratio is no outlier,
+            # and "lower its rate" would contradict the siblings' "too low" (and the same above it).
+            sane = refs >= self.t.min_ratio if side == "rel_high" else refs <= self.t.max_ratio
+            out = np.nonzero((rel > f if side == "rel_high" else rel < 1 / f) & sane)[0]
             # Already reported as outside the absolute band: the relative finding would repeat it.
             absolute = self.reported["high" if side == "rel_high" else "low"].seen
             got = {names[idx[q]]: (float(rel[q]), float(refs[q])) for q in out}

@@ -446,3 +446,28 @@ def test_a_flat_loss_behind_a_layer_with_every_unit_dead_is_not_blamed_on_the_le
         assert rules.get("dead_relu") == "error" and "lr_too_low" not in rules
     else:
         assert "dead_relu" not in rules and rules.get("lr_too_low") == "warning"
+
+
+def test_layers_at_a_healthy_ratio_beside_vanishing_siblings_are_not_told_to_slow_down(tmp_path):
+    # A deep net whose first layers barely move (1e-7) and whose last ones move at a healthy 7e-4:
+    # the first ones are too low; telling the healthy ones to lower their rate (they are "2,500x
+    # the others' median") contradicts that. With healthy siblings, a 30x layer is still found.
+    rng = np.random.default_rng(0)
+
+    def run(name, ratios):
+        with Monitor(tmp_path, name, heartbeat=0, every=10) as mon:
+            Ws = [rng.standard_normal((32, 32)) for _ in ratios]
+            for step in range(0, 200):
+                for i, (W, r) in enumerate(zip(Ws, ratios)):
+                    d = rng.standard_normal(W.shape)
+                    d *= r * np.linalg.norm(W) / np.linalg.norm(d)
+                    W += d
+                    mon.weights(step, f"W{i + 1}", W, update=d)
+                mon.log(step, loss=2.3 + 0.001 * rng.standard_normal())
+        return [f for f in diagnose(tmp_path / name) if f.rule == "update_ratio"]
+
+    vanishing = run("vanishing", [3e-7, 3e-7, 3e-7, 3e-7, 7e-4, 7e-4, 1e-3])  # the last is the output layer
+    assert [f.layers for f in vanishing] == [("W1", "W2", "W3", "W4")]
+    assert "too low" in vanishing[0].message and "Raise" in vanishing[0].fix
+    fast = run("fast", [1e-3, 1e-3, 3e-2, 1e-3, 1e-3, 1e-3, 1e-3])
+    assert [f.layers for f in fast] == [("W3",)] and "out of line" in fast[0].message and "Lower" in fast[0].fix
