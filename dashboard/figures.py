@@ -96,7 +96,7 @@ def loss_figure(steps: np.ndarray, loss: np.ndarray, *, val_steps: np.ndarray | 
     steps = np.asarray(steps)
     loss = np.asarray(loss, dtype=np.float64)
     if not len(steps):
-        return empty_figure("No loss recorded yet.", theme.GRAPH_HEIGHT)
+        return empty_figure("No loss recorded.", theme.GRAPH_HEIGHT)
     if log_y is None:
         log_y = loss_wants_log(loss, val_loss)
     fig = go.Figure(layout=theme.base_layout(title=dict(text="Loss", x=0.01, font=dict(size=14))))
@@ -136,7 +136,7 @@ def accuracy_figure(train_steps: np.ndarray, train_acc: np.ndarray, val_steps: n
     ts, ta = np.asarray(train_steps), np.asarray(train_acc, np.float64)
     vs, va = np.asarray(val_steps), np.asarray(val_acc, np.float64)
     if not len(ts) and not len(vs):
-        return empty_figure("No accuracy recorded yet (log train_acc / val_acc).")
+        return empty_figure("No accuracy recorded (log train_acc / val_acc).")
     fig = go.Figure(layout=theme.base_layout(title=dict(text="Accuracy", x=0.01, font=dict(size=14)),
                                              height=theme.SMALL_GRAPH_HEIGHT))
     tf = np.isfinite(ta)
@@ -162,7 +162,7 @@ def lr_figure(steps: np.ndarray, lr: np.ndarray, *, max_points: int = 2000) -> g
     """Learning rate over steps (log axis when it spans more than a factor of 10)."""
     steps, lr = np.asarray(steps), np.asarray(lr, np.float64)
     if not len(steps):
-        return empty_figure("No learning rate recorded yet (log lr=...).")
+        return empty_figure("No learning rate recorded (log lr=..., or pass the optimizer to watch()).")
     x, y = _thin(steps, lr, max_points)
     fig = go.Figure(layout=theme.base_layout(title=dict(text="Learning rate", x=0.01, font=dict(size=14)),
                                              height=theme.SMALL_GRAPH_HEIGHT, showlegend=False))
@@ -182,7 +182,7 @@ def depth_figure(names: Sequence[str], mean: np.ndarray, std: np.ndarray, *, ste
     """Activation mean and standard deviation versus depth at one step (the lecture's plot)."""
     names = list(names)
     if not names:
-        return empty_figure("No layer statistics recorded yet.", theme.GRAPH_HEIGHT)
+        return empty_figure("No layer statistics recorded.", theme.GRAPH_HEIGHT)
     mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1)
     depth = np.arange(1, len(names) + 1)
@@ -228,7 +228,7 @@ def histograms_figure(names: Sequence[str], lo: np.ndarray, hi: np.ndarray, coun
     """
     names = list(names)
     if not names:
-        return empty_figure("No histograms recorded yet.")
+        return empty_figure("No histograms recorded.")
     rows = math.ceil(len(names) / cols)
     titles = layer_labels(names, types, limit=40)  # short enough not to overlap the neighbouring title
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
@@ -353,7 +353,7 @@ def dead_saturation_figure(dead: Lines, sat: Lines, *, max_points: int = 2000, h
     """
     span = dead.span or sat.span
     if span is None:
-        return empty_figure("No layer statistics recorded yet.")
+        return empty_figure("No layer statistics recorded.")
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.16,
                         subplot_titles=("dead units (ReLU family)", "saturated units (tanh / sigmoid)"))
     drawn = []
@@ -386,7 +386,7 @@ def _any_finite(lines: Lines) -> bool:
 def update_ratio_figure(lines: Lines, *, max_points: int = 2000, highlight: str | None = None) -> go.Figure:
     """Update:weight ratio per parameter over time on a log axis, with the healthy band around 1e-3."""
     if lines.span is None or not _any_finite(lines):
-        return empty_figure("No update:weight ratios recorded yet (pass update= to Monitor.weights).",
+        return empty_figure("No update:weight ratios recorded (pass update= to Monitor.weights).",
                             theme.GRAPH_HEIGHT)
     fig = go.Figure(layout=theme.base_layout(
         title=dict(text="Update : weight ratio (healthy around 1e-3)", x=0.01, font=dict(size=14)),
@@ -405,7 +405,7 @@ def update_ratio_figure(lines: Lines, *, max_points: int = 2000, highlight: str 
 def grad_norm_figure(lines: Lines, *, max_points: int = 2000, highlight: str | None = None) -> go.Figure:
     """Gradient norm per parameter over time on a log axis."""
     if lines.span is None or not _any_finite(lines):
-        return empty_figure("No gradient norms recorded yet (pass grad= to Monitor.weights).")
+        return empty_figure("No gradient norms recorded (pass grad= to Monitor.weights).")
     fig = go.Figure(layout=theme.base_layout(title=dict(text="Gradient norm", x=0.01, font=dict(size=14)),
                                              hovermode="closest", showlegend=len(lines) <= 30,
                                              legend=theme.SIDE_LEGEND))

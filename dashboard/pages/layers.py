@@ -175,7 +175,7 @@ def register(app: Any, ctx: AppContext) -> None:
         with run.reading():  # one moment of a growing run; only what is drawn is copied
             names = run.layer_order()
             if not names:
-                msg = figures.empty_figure("No layer statistics recorded yet.")
+                msg = figures.empty_figure("No layer statistics recorded.")
                 return msg, msg
             layer = layer if layer in names else names[0]
             hist = views.histogram_history(run, layer)
