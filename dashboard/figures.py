@@ -162,7 +162,7 @@ def lr_figure(steps: np.ndarray, lr: np.ndarray, *, max_points: int = 2000) -> g
     """Learning rate over steps (log axis when it spans more than a factor of 10)."""
     steps, lr = np.asarray(steps), np.asarray(lr, np.float64)
     if not len(steps):
-        return empty_figure("No learning rate recorded (log lr=..., or pass the optimizer to watch()).")
+        return empty_figure("No learning rate recorded.<br>Log lr=..., or pass the optimizer to watch().")
     x, y = _thin(steps, lr, max_points)
     fig = go.Figure(layout=theme.base_layout(title=dict(text="Learning rate", x=0.01, font=dict(size=14)),
                                              height=theme.SMALL_GRAPH_HEIGHT, showlegend=False))
