@@ -8,6 +8,7 @@ import pytest
 from core.reader import Run
 from dashboard.pages.layers import nan_note
 from dashboard.pages.overview import findings_list
+from tests.dashboard._components import texts
 from monitor import Monitor
 
 
@@ -44,23 +45,6 @@ def test_no_findings_says_so_far_only_while_the_run_is_live(tmp_path):
     assert "finished run" in findings_list(run, [], "finished").children
 
 
-def _strings(component) -> list[str]:
-    """Every string in a Dash component tree, in order, and every component's type."""
-    out = []
-
-    def walk(c):
-        if isinstance(c, str):
-            out.append(c)
-        elif isinstance(c, (list, tuple)):
-            for x in c:
-                walk(x)
-        elif hasattr(c, "to_plotly_json"):
-            out.append(f"<component {type(c).__name__}>")
-            walk(getattr(c, "children", None))
-    walk(component)
-    return out
-
-
 def _crash(root, name: str, err: BaseException, at: int) -> None:
     with pytest.raises(type(err)):
         with Monitor(root, name, every=1, heartbeat=0) as mon:
@@ -87,22 +71,22 @@ def crashed_ctx(tmp_path):
 def test_the_overview_of_a_crashed_run_shows_its_error_above_the_findings(crashed_ctx):
     from dashboard.pages import overview
 
-    texts = _strings(overview.layout(crashed_ctx, run="crash-shape", query={}))
-    head = texts.index("Training stopped with an error after step 20:")
-    assert texts[head + 2] == "RuntimeError: mat1 and mat2 shapes cannot be multiplied (32x21 and 20x64)"
-    assert texts.index("Findings") < head < texts.index("No findings in the data recorded before the crash.")
-    assert not [t for t in texts if "looked wrong" in t]  # no clean bill of health next to the crash
+    said = texts(overview.layout(crashed_ctx, run="crash-shape", query={}), types=True)
+    head = said.index("Training stopped with an error after step 20:")
+    assert said[head + 2] == "RuntimeError: mat1 and mat2 shapes cannot be multiplied (32x21 and 20x64)"
+    assert said.index("Findings") < head < said.index("No findings in the data recorded before the crash.")
+    assert not [t for t in said if "looked wrong" in t]  # no clean bill of health next to the crash
     # The callback that redraws the findings on every new version says the same.
     run = crashed_ctx.run("crash-shape")
-    assert "Training stopped with an error after step 20:" in _strings(findings_list(run, [], "crashed"))
+    assert "Training stopped with an error after step 20:" in texts(findings_list(run, [], "crashed"), types=True)
 
 
 def test_a_hostile_error_is_shown_as_text_never_as_markup(crashed_ctx):
     from dashboard.pages import overview, runs
 
-    texts = _strings(overview.layout(crashed_ctx, run="hostile", query={}))
-    assert "ValueError: <img src=x onerror=alert(1)>" in texts  # a string child: Dash renders it as text
-    assert "<component Img>" not in texts
+    said = texts(overview.layout(crashed_ctx, run="hostile", query={}), types=True)
+    assert "ValueError: <img src=x onerror=alert(1)>" in said  # a string child: Dash renders it as text
+    assert "<component Img>" not in said
     table = runs._view(crashed_ctx, None, 0)[0]  # what the run list shows
     titles = {getattr(c, "title", None) for c in _walk(table)}
     assert "stopped with: ValueError: <img src=x onerror=alert(1)>" in titles  # the crashed badge's tooltip
@@ -112,9 +96,9 @@ def test_a_hostile_error_is_shown_as_text_never_as_markup(crashed_ctx):
 def test_a_run_without_an_error_shows_no_crash_box(crashed_ctx):
     from dashboard.pages import overview
 
-    texts = _strings(overview.layout(crashed_ctx, run="fine", query={}))
-    assert not [t for t in texts if "Training stopped" in t]
-    assert "No findings: nothing on the checklist looked wrong in this finished run." in texts
+    said = texts(overview.layout(crashed_ctx, run="fine", query={}), types=True)
+    assert not [t for t in said if "Training stopped" in t]
+    assert "No findings: nothing on the checklist looked wrong in this finished run." in said
 
 
 def _walk(c):

@@ -11,6 +11,7 @@ from core.catalog import SYNC_LIMIT
 from core.logdir import LogDir
 from dashboard.context import AppContext
 from dashboard.pages import runs as runs_page
+from tests.dashboard._components import texts
 
 
 def make_runs(root, n, t0=None):
@@ -23,22 +24,6 @@ def make_runs(root, n, t0=None):
             json.dumps({"kind": "scalars", "step": 0, "time": t0, "values": {"loss": 2.3}}) + "\n"
             + json.dumps({"kind": "scalars", "step": i, "time": t0 + 1, "values": {"loss": 1.0}}) + "\n")
         os.utime(run / "scalars.r0.jsonl", (t0 + i, t0 + i))  # run099 written last
-
-
-def texts(component):
-    """Every string in a Dash component tree, in order."""
-    out = []
-
-    def walk(c):
-        if isinstance(c, str):
-            out.append(c)
-        elif isinstance(c, (list, tuple)):
-            for x in c:
-                walk(x)
-        elif hasattr(c, "children"):
-            walk(c.children)
-    walk(component)
-    return out
 
 
 def context(root):
