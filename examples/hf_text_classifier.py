@@ -111,11 +111,20 @@ def main(argv: list[str] | None = None) -> None:
                 accumulate=args.accumulate, bf16=args.bf16, max_grad_norm=args.max_grad_norm, every=args.every)
     if res["trainer"].is_world_process_zero():
         print("run written to", res["run_dir"])
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         # Under torchrun the Trainer leaves its process group open; torn down by the interpreter's
-        # exit instead, gloo's threads can abort the process ("terminate called ...").
+        # exit instead, gloo's threads can abort the process ("terminate called ..."). The DDP
+        # model goes first: left to main()'s return, it held the last reference to the group, whose
+        # destructor then ran holding the GIL while a gloo thread, releasing the evaluation's last
+        # gather, waited for the GIL with the group's lock held (a hang, seen about once in five
+        # runs). The barrier waits without the GIL, so those threads finish their work.
+        del res
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
 
 

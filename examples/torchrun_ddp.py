@@ -17,6 +17,7 @@ only); ``--lr 50`` makes every rank diverge.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from pathlib import Path
@@ -108,6 +109,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"step time {per_step * 1e3:.3f} ms")
             if mon is not None:
                 print("run written to", mon.run_dir)
+        # The DDP model goes before the process group, and the barrier (which waits without the
+        # GIL) lets gloo's threads release their last work: see examples/hf_text_classifier.py.
+        del ddp, opt
+        gc.collect()
+        dist.barrier()
     except BaseException as err:
         if mon is not None:
             mon.close(error=err)
