@@ -173,9 +173,7 @@ class Run:
         self.max_line = max_line
         self._lock = threading.RLock()
         self.version = 0  # changes (to a number no Run of this process had) whenever what was read changes
-        # ``version`` at the last new record, problem or meta.json, or the end of a search (not at a
-        # search step that found nothing): what the run's figures, findings and summary depend on.
-        self.data_version = 0
+        self.data_version = 0  # ``version`` at new records, problems, meta.json, a search's end: what summaries follow
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -213,9 +211,7 @@ class Run:
         start (the version changes). Never raises for anything in the files.
         """
         with self._lock:
-            created = self.meta.created
-            problems = self.problem_count
-            searching = self.searching
+            created, problems, searching = self.meta.created, self.problem_count, self.searching
             changed = self._read_meta()
             n, reset = self._read_data()
             if created is not None and self.meta.created != created:

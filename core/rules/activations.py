@@ -132,7 +132,7 @@ class DeadRelu(_FractionStreak):
     severity = "warning"
     summary = ("More than max_dead_frac of a ReLU-family layer's units output <= 0 for every example of the "
                "batch, for patience logged steps: those units no longer learn. An error when every unit of a "
-               "layer is dead: no gradient passes it, so nothing below it learns.")
+               "layer is dead: no gradient passes it, so nothing before it learns.")
     fix = ("Lower the learning rate, use He initialisation, a small positive bias (e.g. 0.01), or Leaky ReLU; "
            "check the input scaling.")
     Thresholds = DeadReluThresholds
