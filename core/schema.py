@@ -119,6 +119,11 @@ TRIAL_STATES = ("running", "complete", "pruned", "fail")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # most severe first
 
 
+def recorded_error(error: object) -> str | None:
+    """The error a run's ``meta.json`` recorded (why a crashed training stopped), or None when it records none."""
+    return error if isinstance(error, str) and error.strip() else None
+
+
 def severity_counts(findings: Iterable["Finding"]) -> dict[str, int]:
     """``{"error": n, "warning": n, "info": n}``."""
     out = dict.fromkeys(SEVERITIES, 0)

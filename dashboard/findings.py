@@ -14,15 +14,10 @@ import threading
 import weakref
 
 from core import Finding, Run
-from core.schema import SEVERITY_RANK, severity_counts
+from core.schema import SEVERITY_RANK, recorded_error, severity_counts
 from core.summary import SummaryCache
 
 __all__ = ["FindingSource", "merge_findings", "no_findings_text", "recorded_error", "severity_counts"]
-
-
-def recorded_error(error: object) -> str | None:
-    """The error a run's ``meta.json`` recorded (why a crashed training stopped), or None when none is."""
-    return error if isinstance(error, str) and error.strip() else None
 
 
 def no_findings_text(status: str) -> str:

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from core.diagnose import DiagnosisConfig, Diagnoser, parse_overrides
     from core.errors import ConfigError
     from core.reader import is_run_dir
+    from core.schema import recorded_error
 
     from babysitter.commands import PathError, find_runs, open_catalog, open_logdir
 
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                         continue
                     summary = row.record.summary
                     results.append((Path(raw) / row.name, row.name, row.status, row.record.problems,
-                                    _error_text(summary.error), summary.steps, list(row.record.findings)))
+                                    recorded_error(summary.error), summary.steps, list(row.record.findings)))
                 continue
             found = find_runs(raw)
         except PathError as err:
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             dx = Diagnoser(config)
             dx.update(run_obj)
             results.append((rd, run_obj.name, run_obj.status(), run_obj.problem_count,
-                            _error_text(run_obj.meta.error), run_obj.last_step, dx.findings()))
+                            recorded_error(run_obj.meta.error), run_obj.last_step, dx.findings()))
 
     any_error = (any(f.severity == "error" for *_, fs in results for f in fs)
                  or any(error is not None for *_, error, _step, _fs in results))
@@ -131,11 +132,6 @@ def run(args: argparse.Namespace) -> int:
                 print(f"          {safe_text(f.message, None)}")
                 print(f"          fix: {safe_text(f.fix, None)}")
     return 1 if any_error else 0
-
-
-def _error_text(error: object) -> str | None:
-    """The error ``meta.json`` recorded, or None when it records none (absent, empty, not text)."""
-    return error if isinstance(error, str) and error.strip() else None
 
 
 def _stopped(step: int | None) -> str:
